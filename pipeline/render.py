@@ -1,0 +1,132 @@
+"""Encode a CutoutResult into the files users receive: PNG cutouts, masks, composites, previews."""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from pipeline import compose
+from pipeline.cutout import CutoutResult
+from pipeline.decode import image_to_uint8
+
+BACKGROUND_KINDS = ("transparent", "mask", "color", "gradient", "image", "blur")
+
+
+@dataclass(frozen=True)
+class Background:
+    """What goes behind the subject. `image` is an (h, w, 3) float array for kind 'image'."""
+
+    kind: str = "transparent"
+    color: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    color2: tuple[float, float, float] = (0.8, 0.8, 0.8)
+    image: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in BACKGROUND_KINDS:
+            raise ValueError(f"unknown background {self.kind!r}; one of {', '.join(BACKGROUND_KINDS)}")
+        if self.kind == "image" and self.image is None:
+            raise ValueError("background kind 'image' needs an image")
+
+    @property
+    def needs_alpha(self) -> bool:
+        return self.kind == "transparent"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    data: bytes
+    content_type: str
+    width: int
+    height: int
+
+    @property
+    def extension(self) -> str:
+        return {"image/png": "png", "image/jpeg": "jpg"}[self.content_type]
+
+
+def render_array(
+    result: CutoutResult, background: Background, crop: bool = False, crop_margin: float = 0.05,
+    shadow: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """-> (RGB or grey array in [0, 1], alpha or None) for the requested background."""
+    alpha, foreground, original = result.alpha, result.foreground, result.image
+    if crop:
+        box = compose.subject_box(alpha, crop_margin)
+        alpha, foreground, original = box.apply(alpha), box.apply(foreground), box.apply(original)
+    if background.kind == "mask":
+        return alpha, None
+    if background.kind == "transparent":
+        if shadow:
+            # A shadow under a transparent cutout lives in the alpha channel as soft black.
+            shadow_alpha = compose.drop_shadow(alpha)
+            combined = alpha + shadow_alpha * (1 - alpha)
+            colour = foreground * (alpha / np.maximum(combined, 1e-6))[:, :, None]
+            return colour, combined
+        return foreground, alpha
+    shape = alpha.shape
+    if background.kind == "color":
+        canvas = compose.solid_background(shape, background.color)
+    elif background.kind == "gradient":
+        canvas = compose.gradient_background(shape, background.color, background.color2)
+    elif background.kind == "image":
+        canvas = compose.cover_fit(background.image, shape)
+    else:  # blur
+        canvas = compose.blurred_background(original, alpha)
+    if shadow:
+        canvas = compose.with_shadow(canvas, alpha)
+    return compose.over(foreground, alpha, canvas), None
+
+
+def encode_png(colour: np.ndarray, alpha: np.ndarray | None) -> bytes:
+    if colour.ndim == 2:
+        image = Image.fromarray(image_to_uint8(colour), "L")
+    elif alpha is not None:
+        image = Image.fromarray(compose.to_rgba_uint8(colour, alpha), "RGBA")
+    else:
+        image = Image.fromarray(image_to_uint8(colour), "RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", optimize=False, compress_level=6)
+    return buffer.getvalue()
+
+
+def encode_jpeg(colour: np.ndarray, quality: int = 90, max_bytes: int | None = None, max_side: int | None = None) -> bytes:
+    image = Image.fromarray(image_to_uint8(colour))
+    if max_side and max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.LANCZOS)
+    while True:
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, "JPEG", quality=quality, optimize=True)
+        if max_bytes is None or buffer.tell() <= max_bytes or quality <= 40:
+            if max_bytes is not None and buffer.tell() > max_bytes:
+                image.thumbnail((image.width * 3 // 4, image.height * 3 // 4), Image.LANCZOS)
+                continue
+            return buffer.getvalue()
+        quality -= 10
+
+
+def render(
+    result: CutoutResult, background: Background = Background(), fmt: str = "auto", crop: bool = False,
+    crop_margin: float = 0.05, shadow: bool = False,
+) -> Rendered:
+    """Render and encode. fmt 'auto' gives PNG where transparency is needed, JPEG otherwise."""
+    colour, alpha = render_array(result, background, crop, crop_margin, shadow)
+    if fmt == "auto":
+        fmt = "png" if alpha is not None or background.kind == "mask" else "jpg"
+    if fmt == "png":
+        data, content_type = encode_png(colour, alpha), "image/png"
+    elif fmt in ("jpg", "jpeg"):
+        if alpha is not None:  # JPEG has no alpha: show the cutout on white
+            colour = compose.over(colour, alpha, compose.solid_background(alpha.shape, (1.0, 1.0, 1.0)))
+        data, content_type = encode_jpeg(colour), "image/jpeg"
+    else:
+        raise ValueError(f"unknown format {fmt!r}; png, jpg or auto")
+    return Rendered(data, content_type, colour.shape[1], colour.shape[0])
+
+
+def checkerboard_preview(result: CutoutResult, max_side: int = 1024, max_bytes: int = 1_000_000) -> bytes:
+    """An opaque JPEG of the cutout on a checkerboard: chat apps show PNG transparency as black."""
+    colour, alpha = render_array(result, Background("transparent"))
+    board = compose.checkerboard(alpha.shape)
+    return encode_jpeg(compose.over(colour, alpha, board), quality=85, max_bytes=max_bytes, max_side=max_side)

@@ -1,0 +1,229 @@
+"""The job table (SQLite): one row per unit of work, deduplicated per platform event.
+
+States read like rq's: queued -> started -> finished | failed. Jobs found `queued` or `started`
+at boot were accepted but never finished; `resumable()` hands them back to the worker so nothing
+a user sent is silently lost. Each thread opens its own connection (SQLite objects are per-thread).
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+
+class JobStatus(str, Enum):
+    QUEUED = "queued"
+    STARTED = "started"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str  # "cutout" | "composite"
+    channel: str  # "line" | "messenger" | "web" | "api" | "cli"
+    user_id: str
+    payload: dict[str, Any]
+    status: JobStatus = JobStatus.QUEUED
+    dedupe_key: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    ended_at: float | None = None
+    attempts: int = 0
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    dedupe_key TEXT UNIQUE,
+    kind TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    result TEXT NOT NULL DEFAULT '{}',
+    error TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
+CREATE INDEX IF NOT EXISTS jobs_user ON jobs (channel, user_id, created_at);
+CREATE TABLE IF NOT EXISTS users (
+    channel TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT '{}',
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (channel, user_id)
+);
+CREATE TABLE IF NOT EXISTS seen_events (
+    dedupe_key TEXT PRIMARY KEY,
+    seen_at REAL NOT NULL
+);
+"""
+
+
+class DuplicateJob(Exception):
+    """A job with this dedupe key exists already (a platform redelivery)."""
+
+
+class SqliteJobStore:
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._connect() as db:
+            db.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db = db
+        return db
+
+    # --- jobs -----------------------------------------------------------------------------
+    def create(
+        self,
+        kind: str,
+        channel: str,
+        user_id: str,
+        payload: dict[str, Any],
+        dedupe_key: str | None = None,
+        now: float | None = None,
+    ) -> Job:
+        """Insert a queued job; raise DuplicateJob when `dedupe_key` was seen before."""
+        job = Job(
+            id=uuid.uuid4().hex,
+            kind=kind,
+            channel=channel,
+            user_id=user_id,
+            payload=payload,
+            dedupe_key=dedupe_key,
+            created_at=now or time.time(),
+        )
+        try:
+            self._connect().execute(
+                "INSERT INTO jobs (id, dedupe_key, kind, channel, user_id, payload, status, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (job.id, dedupe_key, kind, channel, user_id, json.dumps(payload), job.status.value,
+                 job.created_at),
+            )
+        except sqlite3.IntegrityError:
+            raise DuplicateJob(dedupe_key) from None
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        row = self._connect().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _row_to_job(row) if row else None
+
+    def mark_started(self, job_id: str) -> None:
+        self._connect().execute(
+            "UPDATE jobs SET status = ?, started_at = ?, attempts = attempts + 1 WHERE id = ?",
+            (JobStatus.STARTED.value, time.time(), job_id),
+        )
+
+    def mark_finished(self, job_id: str, result: dict[str, Any]) -> None:
+        self._connect().execute(
+            "UPDATE jobs SET status = ?, result = ?, ended_at = ?, error = NULL WHERE id = ?",
+            (JobStatus.FINISHED.value, json.dumps(result), time.time(), job_id),
+        )
+
+    def mark_failed(self, job_id: str, error: str, result: dict[str, Any] | None = None) -> None:
+        self._connect().execute(
+            "UPDATE jobs SET status = ?, error = ?, result = ?, ended_at = ? WHERE id = ?",
+            (JobStatus.FAILED.value, error, json.dumps(result or {}), time.time(), job_id),
+        )
+
+    def update_result(self, job_id: str, result: dict[str, Any]) -> None:
+        self._connect().execute("UPDATE jobs SET result = ? WHERE id = ?", (json.dumps(result), job_id))
+
+    def resumable(self) -> list[Job]:
+        """Jobs accepted but not finished (queued, or started when the process died), oldest first."""
+        rows = self._connect().execute(
+            "SELECT * FROM jobs WHERE status IN (?, ?) ORDER BY created_at",
+            (JobStatus.QUEUED.value, JobStatus.STARTED.value),
+        ).fetchall()
+        return [_row_to_job(row) for row in rows]
+
+    def count_recent(self, channel: str, user_id: str, since: float) -> int:
+        row = self._connect().execute(
+            "SELECT COUNT(*) FROM jobs WHERE channel = ? AND user_id = ? AND created_at >= ?",
+            (channel, user_id, since),
+        ).fetchone()
+        return int(row[0])
+
+    def counts_by_status(self) -> dict[str, int]:
+        rows = self._connect().execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
+        return {row[0]: int(row[1]) for row in rows}
+
+    # --- events seen (dedupe for events that create no job, e.g. a text command) ----------
+    def first_sighting(self, dedupe_key: str) -> bool:
+        """Record an event id; True the first time, False on every redelivery."""
+        try:
+            self._connect().execute(
+                "INSERT INTO seen_events (dedupe_key, seen_at) VALUES (?, ?)", (dedupe_key, time.time())
+            )
+            return True
+        except sqlite3.IntegrityError:
+            return False
+
+    # --- per-user conversation state ------------------------------------------------------
+    def user_state(self, channel: str, user_id: str) -> dict[str, Any]:
+        row = self._connect().execute(
+            "SELECT state FROM users WHERE channel = ? AND user_id = ?", (channel, user_id)
+        ).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def update_user_state(self, channel: str, user_id: str, **changes: Any) -> dict[str, Any]:
+        db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute(
+                "SELECT state FROM users WHERE channel = ? AND user_id = ?", (channel, user_id)
+            ).fetchone()
+            state = json.loads(row[0]) if row else {}
+            state.update(changes)
+            db.execute(
+                "INSERT INTO users (channel, user_id, state, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (channel, user_id) DO UPDATE SET state = excluded.state,"
+                " updated_at = excluded.updated_at",
+                (channel, user_id, json.dumps(state), time.time()),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return state
+
+
+def _row_to_job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        kind=row["kind"],
+        channel=row["channel"],
+        user_id=row["user_id"],
+        payload=json.loads(row["payload"]),
+        status=JobStatus(row["status"]),
+        dedupe_key=row["dedupe_key"],
+        result=json.loads(row["result"] or "{}"),
+        error=row["error"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        attempts=row["attempts"],
+    )
