@@ -66,6 +66,8 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
         raise ImageDecodeError(
             "unsupported", "this is not an image format we can read (send JPEG, PNG, WebP or HEIC)"
         ) from error
+    except (OSError, ValueError, SyntaxError) as error:  # a known format with a damaged header
+        raise ImageDecodeError("corrupt", f"the image data is damaged ({error})") from error
     if image.format not in SUPPORTED_FORMATS:
         raise ImageDecodeError("unsupported", f"{image.format} images are not supported")
     width, height = image.size

@@ -160,10 +160,10 @@ class SqliteJobStore:
         ).fetchall()
         return [_row_to_job(row) for row in rows]
 
-    def count_recent(self, channel: str, user_id: str, since: float) -> int:
+    def count_recent(self, channel: str, user_id: str, since: float, kind: str = "photo") -> int:
         row = self._connect().execute(
-            "SELECT COUNT(*) FROM jobs WHERE channel = ? AND user_id = ? AND created_at >= ?",
-            (channel, user_id, since),
+            "SELECT COUNT(*) FROM jobs WHERE channel = ? AND user_id = ? AND kind = ? AND created_at >= ?",
+            (channel, user_id, kind, since),
         ).fetchone()
         return int(row[0])
 

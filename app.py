@@ -1,0 +1,127 @@
+"""create_app(): settings -> storage -> pipeline worker -> conversation -> channel blueprints.
+
+Procfile: web: gunicorn -c gunicorn_conf.py "app:create_app()"
+"""
+from __future__ import annotations
+
+import logging
+import mimetypes
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from flask import Flask, abort, jsonify, make_response
+
+from bot.channels.line import LineChannel
+from bot.conversation import Conversation
+from bot.results import UrlBuilder
+from pipeline.cutout import Pipeline
+from pipeline.worker import PipelineWorker
+from settings import Settings
+from storage.files import BlobNotFound, LocalBlobStore
+from storage.jobs import SqliteJobStore
+from storage.urls import ExpiredToken, InvalidToken, UrlSigner, load_or_create_secret
+
+log = logging.getLogger(__name__)
+
+SWEEP_EVERY_S = 3600
+
+
+def create_app(settings: Settings | None = None, pipeline: Pipeline | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_image_bytes + 1024 * 1024
+
+    blobs = LocalBlobStore(settings.data_dir / "blobs")
+    jobs = SqliteJobStore(settings.data_dir / "jobs.sqlite3")
+    signer = UrlSigner(load_or_create_secret(settings.data_dir / "secret.key"), settings.result_ttl_s)
+    urls = UrlBuilder(settings.public_base_url, signer)
+    pipeline = pipeline or Pipeline()
+    worker = PipelineWorker(settings.queue_size)
+    io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="io")
+    conversation = Conversation(settings, jobs, blobs, urls, worker, pipeline, io)
+
+    if settings.line_channel_secret:
+        line = LineChannel(settings)
+        conversation.register(line)
+        app.register_blueprint(line.blueprint(conversation.accept))
+    else:
+        log.warning("LINE_CHANNEL_SECRET not set: the LINE webhook is off")
+
+    app.extensions["cutout"] = {
+        "settings": settings, "blobs": blobs, "jobs": jobs, "signer": signer, "urls": urls,
+        "pipeline": pipeline, "worker": worker, "conversation": conversation, "ready": threading.Event(),
+    }
+    register_result_routes(app, blobs, signer)
+    register_health_routes(app)
+
+    worker.start()
+    start_background(app, settings, pipeline, conversation, blobs)
+    return app
+
+
+def start_background(app: Flask, settings: Settings, pipeline: Pipeline, conversation: Conversation,
+                     blobs: LocalBlobStore) -> None:
+    ready: threading.Event = app.extensions["cutout"]["ready"]
+
+    def boot() -> None:
+        if settings.warm_up:
+            try:
+                pipeline.warm_up(conversation.options)
+            except Exception:
+                log.exception("model warm-up failed; the first job will try again")
+        ready.set()
+        resumed = conversation.resume()
+        if resumed:
+            log.info("resumed %d unfinished jobs", resumed)
+
+    def sweep_forever() -> None:
+        stop = threading.Event()
+        while not stop.wait(SWEEP_EVERY_S):
+            sweep(blobs, settings)
+
+    threading.Thread(target=boot, name="boot", daemon=True).start()
+    threading.Thread(target=sweep_forever, name="sweeper", daemon=True).start()
+
+
+def sweep(blobs: LocalBlobStore, settings: Settings) -> int:
+    removed = blobs.sweep("results", settings.result_ttl_s) + blobs.sweep("inputs", settings.result_ttl_s)
+    if removed:
+        log.info("sweeper removed %d expired files", removed)
+    return removed
+
+
+def register_result_routes(app: Flask, blobs: LocalBlobStore, signer: UrlSigner) -> None:
+    @app.get("/r/<token>")
+    @app.get("/r/<token>/<name>")
+    def result(token: str, name: str | None = None):
+        try:
+            key = signer.verify(token)
+        except ExpiredToken:
+            abort(410, "this link has expired")
+        except InvalidToken:
+            abort(404)
+        try:
+            data = blobs.get(key)
+        except BlobNotFound:
+            abort(410, "this result has been deleted")
+        response = make_response(data)
+        response.headers["Content-Type"] = mimetypes.guess_type(key)[0] or "application/octet-stream"
+        response.headers["Cache-Control"] = "private, max-age=3600"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+def register_health_routes(app: Flask) -> None:
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz():
+        state = app.extensions["cutout"]
+        worker: PipelineWorker = state["worker"]
+        ready = state["ready"].is_set() and worker.alive and not worker.saturated
+        body = {"ready": ready, "models_loaded": state["ready"].is_set(), "worker_alive": worker.alive,
+                "queue_depth": worker.depth, "queue_capacity": worker.queue.maxsize}
+        return jsonify(body), (200 if ready else 503)

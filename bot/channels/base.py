@@ -1,0 +1,38 @@
+"""The Channel protocol: what every chat platform adapter offers the conversation.
+
+Channels translate; they never decide. `parse` turns a verified webhook into typed events,
+`send` turns our replies into platform calls (choosing reply vs push is the channel's business).
+"""
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+from flask import Blueprint
+
+from bot.events import Event, ImageSource
+from bot.replies import Reply
+
+AcceptEvents = Callable[[list[Event]], int]
+
+
+class SendError(RuntimeError):
+    """The platform refused or never answered, after the channel's own retries."""
+
+
+class Channel(Protocol):
+    name: str
+
+    def blueprint(self, accept: AcceptEvents) -> Blueprint:
+        """Flask routes for the platform's webhook; verified events go to `accept`."""
+
+    def fetch_image(self, source: ImageSource) -> bytes:
+        """The bytes of a photo the user sent (raises bot.fetch.FetchError on failure)."""
+
+    def start_loading(self, event: Event) -> None:
+        """Show the user that we are working (best effort, never raises)."""
+
+    def can_send(self, event: Event) -> bool:
+        """False when the platform's rules forbid answering this event now."""
+
+    def send(self, event: Event, replies: list[Reply], retry_key: str) -> None:
+        """Deliver replies to the user who caused `event` (raises SendError)."""

@@ -1,0 +1,189 @@
+"""LINE Messaging API channel, through line-bot-sdk v3.
+
+POST /callback/line: the raw body is verified against X-Line-Signature (400 and nothing processed
+when it does not match), every event of the batch is translated, and the request returns at once.
+Replies use the reply token while it is fresh, else push with an X-Line-Retry-Key.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Blueprint, abort, request
+from linebot.v3 import WebhookParser
+from linebot.v3.exceptions import InvalidSignatureError
+from linebot.v3.messaging import (
+    ApiClient,
+    ApiException,
+    Configuration,
+    ImageMessage,
+    MessagingApi,
+    MessagingApiBlob,
+    PostbackAction,
+    PushMessageRequest,
+    QuickReply,
+    QuickReplyItem,
+    ReplyMessageRequest,
+    ShowLoadingAnimationRequest,
+    TextMessage,
+)
+from linebot.v3.webhooks import (
+    FollowEvent,
+    ImageMessageContent,
+    MessageEvent,
+    PostbackEvent,
+    TextMessageContent,
+)
+
+from bot.channels.base import AcceptEvents, SendError
+from bot.events import ChoiceMade, Event, Followed, ImageSource, PhotoReceived, TextReceived, Unsupported
+from bot.fetch import FetchError, fetch_url
+from bot.replies import Choice, Image, Reply, Text
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+REPLY_TOKEN_FRESH_S = 50  # LINE reply tokens last about a minute; leave a margin
+MAX_MESSAGES_PER_CALL = 5
+MAX_QUICK_REPLIES = 13
+LABEL_LIMIT = 20
+PUSH_ATTEMPTS = 3
+
+
+class LineChannel:
+    name = "line"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.parser = WebhookParser(settings.line_channel_secret)
+        options = {"access_token": settings.line_channel_access_token}
+        if settings.line_api_base_url:
+            # One base URL for every call, content downloads included: a platform double in tests.
+            options["host"] = settings.line_api_base_url
+        self.configuration = Configuration(**options)
+
+    # --- inbound ------------------------------------------------------------------------------
+    def blueprint(self, accept: AcceptEvents) -> Blueprint:
+        blueprint = Blueprint("line", __name__)
+
+        @blueprint.post("/callback/line")
+        def callback():
+            signature = request.headers.get("X-Line-Signature", "")
+            body = request.get_data(as_text=True)
+            if not signature or not self.settings.line_channel_secret:
+                abort(400, "missing X-Line-Signature")
+            try:
+                platform_events = self.parser.parse(body, signature)
+            except InvalidSignatureError:
+                log.warning("LINE webhook with a bad signature refused")
+                abort(400, "invalid signature")
+            except (ValueError, KeyError, TypeError) as error:
+                abort(400, f"malformed body: {error}")
+            events = [event for event in map(self.translate, platform_events) if event is not None]
+            accept(events)
+            return "OK"
+
+        return blueprint
+
+    def translate(self, event) -> Event | None:
+        """A line-bot-sdk webhook event -> our event (None for what we ignore, e.g. unfollow)."""
+        source = getattr(event, "source", None)
+        user_id = getattr(source, "user_id", None)
+        if not user_id:
+            return None
+        common = dict(
+            channel=self.name,
+            user_id=user_id,
+            event_id=event.webhook_event_id or f"{event.timestamp}-{user_id}",
+            timestamp=event.timestamp / 1000.0,
+            reply_token=getattr(event, "reply_token", None),
+        )
+        if isinstance(event, MessageEvent):
+            message = event.message
+            if isinstance(message, ImageMessageContent):
+                provider = message.content_provider
+                if provider is not None and provider.type == "external" and provider.original_content_url:
+                    return PhotoReceived(**common, source=ImageSource("url", provider.original_content_url))
+                return PhotoReceived(**common, source=ImageSource("line_content", message.id))
+            if isinstance(message, TextMessageContent):
+                return TextReceived(**common, text=message.text)
+            return Unsupported(**common, kind=getattr(message, "type", "unknown"))
+        if isinstance(event, PostbackEvent):
+            return ChoiceMade(**common, data=event.postback.data)
+        if isinstance(event, FollowEvent):
+            return Followed(**common)
+        return None
+
+    def fetch_image(self, source: ImageSource) -> bytes:
+        if source.kind == "url":
+            return fetch_url(source.ref, self.settings.max_image_bytes, self.settings.fetch_timeout_s,
+                             self.settings.fetch_allowlist)
+        try:
+            with ApiClient(self.configuration) as client:
+                data = MessagingApiBlob(client).get_message_content(source.ref, _request_timeout=self.settings.fetch_timeout_s)
+        except ApiException as error:
+            raise FetchError("http", f"LINE content download answered {error.status}") from error
+        if len(data) > self.settings.max_image_bytes:
+            raise FetchError("too_large", f"the image is {len(data) / 1e6:.1f} MB")
+        return bytes(data)
+
+    # --- outbound -------------------------------------------------------------------------------
+    def start_loading(self, event: Event) -> None:
+        try:
+            with ApiClient(self.configuration) as client:
+                MessagingApi(client).show_loading_animation(
+                    ShowLoadingAnimationRequest(chat_id=event.user_id, loading_seconds=20))
+        except Exception as error:  # a missing spinner must never cost the user their cutout
+            log.info("LINE loading animation failed: %s", error)
+
+    def can_send(self, event: Event) -> bool:
+        return True
+
+    def send(self, event: Event, replies: list[Reply], retry_key: str) -> None:
+        messages = [to_line_message(reply) for reply in replies][:MAX_MESSAGES_PER_CALL]
+        age = time.time() - event.timestamp
+        with ApiClient(self.configuration) as client:
+            api = MessagingApi(client)
+            if event.reply_token and age < REPLY_TOKEN_FRESH_S:
+                try:
+                    api.reply_message(ReplyMessageRequest(reply_token=event.reply_token, messages=messages))
+                    return
+                except ApiException as error:
+                    if error.status != 400:
+                        raise SendError(f"LINE reply failed: HTTP {error.status}") from error
+                    log.warning("LINE reply token refused (%s); falling back to push", error.status)
+            else:
+                log.info("LINE reply token %s; pushing instead",
+                         "absent" if not event.reply_token else f"{age:.0f} s old")
+            self._push(api, event.user_id, messages, retry_key)
+
+    def _push(self, api: MessagingApi, user_id: str, messages: list, retry_key: str) -> None:
+        for attempt in range(1, PUSH_ATTEMPTS + 1):
+            try:
+                api.push_message(PushMessageRequest(to=user_id, messages=messages), x_line_retry_key=retry_key)
+                return
+            except ApiException as error:
+                if error.status == 409:  # this retry key was accepted before: already delivered
+                    log.info("LINE push %s already accepted (409)", retry_key)
+                    return
+                if error.status not in (429, 500, 502, 503, 504) or attempt == PUSH_ATTEMPTS:
+                    raise SendError(f"LINE push failed: HTTP {error.status}") from error
+                time.sleep(0.5 * 2**attempt)
+
+
+def quick_reply(choices: tuple[Choice, ...]) -> QuickReply | None:
+    if not choices:
+        return None
+    items = [
+        QuickReplyItem(action=PostbackAction(label=choice.label[:LABEL_LIMIT], data=choice.data,
+                                             display_text=choice.label))
+        for choice in choices[:MAX_QUICK_REPLIES]
+    ]
+    return QuickReply(items=items)
+
+
+def to_line_message(reply: Reply):
+    if isinstance(reply, Image):
+        return ImageMessage(original_content_url=reply.url, preview_image_url=reply.preview_url,
+                            quick_reply=quick_reply(reply.choices))
+    return TextMessage(text=reply.text[:5000], quick_reply=quick_reply(reply.choices))

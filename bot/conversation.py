@@ -1,0 +1,267 @@
+"""The conversation: one place decides what happens for every channel.
+
+Webhook thread: `accept(events)` only records each event as a job (deduplicated on the platform's
+event id) and hands it to the IO lane; it never waits on anything slow.
+IO lane (a small thread pool): `process(job)` downloads photos, answers commands, and submits the
+heavy part to the pipeline thread; `deliver(job)` sends the replies.
+Pipeline thread: `compute_cutout` / `compute_composite` run the models and store the files.
+Every step records its progress on the job, so a restart resumes where the process died.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlencode
+
+from bot import backgrounds
+from bot.channels.base import Channel, SendError
+from bot.events import ChoiceMade, Event, Followed, PhotoReceived, TextReceived, Unsupported, event_from_dict
+from bot.fetch import FetchError
+from bot.i18n import HELP_WORDS, LANGUAGE_WORDS, LANGUAGES, say
+from bot.replies import Choice, Image, Reply, Text
+from bot.results import UrlBuilder, load_stored_cutout, store_composite, store_cutout
+from pipeline.cutout import CutoutOptions, Pipeline
+from pipeline.decode import ImageDecodeError, decode_image
+from pipeline.worker import PipelineWorker, QueueFull
+from settings import Settings
+from storage.files import BlobNotFound, LocalBlobStore
+from storage.jobs import DuplicateJob, Job, JobStatus, SqliteJobStore
+
+log = logging.getLogger(__name__)
+
+
+class UserFacingError(Exception):
+    """A failure the user is told about in their language: `key` names the message."""
+
+    def __init__(self, key: str, **values: object) -> None:
+        super().__init__(key)
+        self.key = key
+        self.values = values
+
+
+@dataclass
+class Conversation:
+    settings: Settings
+    jobs: SqliteJobStore
+    blobs: LocalBlobStore
+    urls: UrlBuilder
+    worker: PipelineWorker
+    pipeline: Pipeline
+    io: Executor
+    options: CutoutOptions = CutoutOptions()
+
+    def __post_init__(self) -> None:
+        self.channels: dict[str, Channel] = {}
+
+    def register(self, channel: Channel) -> None:
+        self.channels[channel.name] = channel
+
+    # --- webhook thread -------------------------------------------------------------------------
+    def accept(self, events: list[Event]) -> int:
+        """Record and enqueue events; redeliveries are dropped. Returns how many were new."""
+        accepted = 0
+        for event in events:
+            try:
+                job = self.jobs.create(event.type, event.channel, event.user_id, event.to_dict(),
+                                       dedupe_key=f"{event.channel}:{event.event_id}")
+            except DuplicateJob:
+                log.info("%s event %s redelivered; already handled", event.channel, event.event_id)
+                continue
+            accepted += 1
+            self.dispatch(job.id)
+        return accepted
+
+    def dispatch(self, job_id: str) -> Future:
+        return self.io.submit(self._guarded, self.process, job_id)
+
+    def resume(self) -> int:
+        """Re-dispatch jobs accepted before a restart but never finished."""
+        pending = self.jobs.resumable()
+        for job in pending:
+            log.info("resuming %s job %s (%s)", job.kind, job.id, job.status.value)
+            self.dispatch(job.id)
+        return len(pending)
+
+    # --- IO lane --------------------------------------------------------------------------------
+    def _guarded(self, step, job_id: str) -> None:
+        """Run one step; any failure is recorded on the job and told to the user, never swallowed."""
+        try:
+            step(job_id)
+        except UserFacingError as error:
+            self._fail(job_id, error.key, error.key, **error.values)
+        except Exception as error:
+            log.exception("job %s failed in %s", job_id, step.__name__)
+            self._fail(job_id, f"{type(error).__name__}: {error}", "failed")
+
+    def process(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or job.status in (JobStatus.FINISHED, JobStatus.FAILED):
+            return
+        self.jobs.mark_started(job_id)
+        event = event_from_dict(job.payload)
+        if job.result.get("stored"):  # resumed after the files were made: only the reply is left
+            self.deliver(job_id)
+        elif isinstance(event, PhotoReceived):
+            self._process_photo(job, event)
+        elif isinstance(event, ChoiceMade):
+            self._process_choice(job, event)
+        else:
+            self._send(job, event, self.answer(event))
+            self.jobs.mark_finished(job_id, job.result)
+
+    def answer(self, event: Event) -> list[Reply]:
+        """Replies that need no pipeline work: greetings, help, language, hints."""
+        language = self.language(event)
+        if isinstance(event, Followed):
+            return [Text(say(language, "greeting"))]
+        if isinstance(event, Unsupported):
+            return [Text(say(language, "unsupported"))]
+        if isinstance(event, TextReceived):
+            word = event.text.strip().lower()
+            if word in LANGUAGE_WORDS:
+                language = LANGUAGE_WORDS[word]
+                self.jobs.update_user_state(event.channel, event.user_id, language=language)
+                return [Text(say(language, "language_set") + "\n" + say(language, "help"))]
+            if word in HELP_WORDS:
+                return [Text(say(language, "help"))]
+            return [Text(say(language, "fallback_text"))]
+        return []
+
+    def language(self, event: Event) -> str:
+        language = self.jobs.user_state(event.channel, event.user_id).get("language")
+        return language if language in LANGUAGES else self.settings.default_language
+
+    def _process_photo(self, job: Job, event: PhotoReceived) -> None:
+        channel = self.channels[event.channel]
+        input_key = job.result.get("input")
+        if not input_key:
+            window_start = time.time() - self.settings.rate_limit_window_s
+            if self.jobs.count_recent(event.channel, event.user_id, window_start) > self.settings.rate_limit_count:
+                raise UserFacingError("rate_limited")
+            channel.start_loading(event)
+            try:
+                data = channel.fetch_image(event.source)
+            except FetchError as error:
+                raise UserFacingError("too_large" if error.reason == "too_large" else "bad_image", reason=str(error))
+            input_key = self.blobs.put(f"inputs/{job.id}", data)
+            job.result["input"] = input_key
+            self.jobs.update_result(job.id, job.result)
+        self._submit(job.id, self.compute_cutout)
+
+    def _process_choice(self, job: Job, event: ChoiceMade) -> None:
+        fields = {k: v[0] for k, v in parse_qs(event.data).items()}
+        source = self.jobs.get(fields.get("job", ""))
+        choice = fields.get("bg", "")
+        if source is None or source.user_id != event.user_id or "cutout" not in source.result:
+            raise UserFacingError("unknown_choice")
+        try:
+            backgrounds.background_for(choice, self.settings.brand_colors)
+        except KeyError:
+            raise UserFacingError("unknown_choice") from None
+        if not self.blobs.exists(source.result["cutout"]):
+            raise UserFacingError("expired")
+        job.result.update(source_job=source.id, choice=choice)
+        self.jobs.update_result(job.id, job.result)
+        self.channels[event.channel].start_loading(event)
+        self._submit(job.id, self.compute_composite)
+
+    def _submit(self, job_id: str, compute) -> None:
+        try:
+            future = self.worker.submit(lambda: compute(job_id), label=f"{compute.__name__} {job_id}")
+        except QueueFull:
+            raise UserFacingError("busy") from None
+        future.add_done_callback(lambda done: self._after_compute(job_id, done))
+
+    def _after_compute(self, job_id: str, done: Future) -> None:
+        error = done.exception()
+        if error is None:
+            self.dispatch_delivery(job_id)
+        elif isinstance(error, UserFacingError):
+            self.io.submit(self._fail, job_id, error.key, error.key, **error.values)
+        else:
+            self.io.submit(self._fail, job_id, f"{type(error).__name__}: {error}", "failed")
+
+    def dispatch_delivery(self, job_id: str) -> None:
+        self.io.submit(self._guarded, self.deliver, job_id)
+
+    # --- pipeline thread --------------------------------------------------------------------------
+    def compute_cutout(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        try:
+            image = decode_image(self.blobs.get(job.result["input"]), self.settings.max_image_bytes,
+                                 self.settings.max_image_pixels)
+        except ImageDecodeError as error:
+            raise UserFacingError("too_large" if error.reason in ("too_large", "too_many_pixels") else "bad_image",
+                                  reason=str(error)) from None
+        result = self.pipeline.cutout(image, self.options)
+        if not result.subject_found:
+            raise UserFacingError("no_subject")
+        job.result.update(store_cutout(result, job.id, self.blobs), notes=result.notes, stored=True,
+                          timings={k: round(v, 3) for k, v in result.timings.items()})
+        self.jobs.update_result(job.id, job.result)
+
+    def compute_composite(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        source = self.jobs.get(job.result["source_job"])
+        try:
+            stored = load_stored_cutout(self.blobs, source.result["cutout"], source.result.get("input"))
+        except BlobNotFound:
+            raise UserFacingError("expired") from None
+        background = backgrounds.background_for(job.result["choice"], self.settings.brand_colors)
+        job.result.update(store_composite(stored, background, job.id, job.result["choice"], self.blobs), stored=True)
+        self.jobs.update_result(job.id, job.result)
+
+    # --- replies ------------------------------------------------------------------------------------
+    def deliver(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        if job.status in (JobStatus.FINISHED, JobStatus.FAILED):
+            return
+        event = event_from_dict(job.payload)
+        self._send(job, event, self.result_replies(job, event))
+        self.jobs.mark_finished(job_id, job.result)
+
+    def result_replies(self, job: Job, event: Event) -> list[Reply]:
+        language = self.language(event)
+        days = max(1, self.settings.result_ttl_s // 86400)
+        if "composite" in job.result:
+            source_id = job.result["source_job"]
+            key = "mask_done" if job.result["choice"] == "mask" else "composite_done"
+            link = self.urls.url(job.result["composite"])
+            return [Image(link, self.urls.url(job.result["composite_preview"])),
+                    Text(say(language, key, days=days, url=link), self.background_choices(source_id, language))]
+        link = self.urls.url(job.result["cutout"])
+        return [Image(self.urls.url(job.result["chat"]), self.urls.url(job.result["preview"])),
+                Text(say(language, "done", days=days, url=link), self.background_choices(job.id, language))]
+
+    def background_choices(self, source_job_id: str, language: str) -> tuple[Choice, ...]:
+        return tuple(
+            Choice(backgrounds.choice_label(choice, language), urlencode({"bg": choice, "job": source_job_id}))
+            for choice in backgrounds.choice_ids(self.settings.brand_colors)
+        )
+
+    def _send(self, job: Job, event: Event, replies: list[Reply]) -> None:
+        if not replies:
+            return
+        channel = self.channels[event.channel]
+        if not channel.can_send(event):
+            log.warning("%s: not allowed to answer job %s now; reply dropped", event.channel, job.id)
+            return
+        retry_key = job.result.get("retry_key") or str(uuid.uuid4())
+        if "retry_key" not in job.result:
+            job.result["retry_key"] = retry_key
+            self.jobs.update_result(job.id, job.result)
+        channel.send(event, replies, retry_key)
+
+    def _fail(self, job_id: str, error: str, message_key: str, **values: object) -> None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return
+        self.jobs.mark_failed(job_id, error, job.result)
+        event = event_from_dict(job.payload)
+        try:
+            self._send(job, event, [Text(say(self.language(event), message_key, **values))])
+        except (SendError, KeyError) as send_error:
+            log.error("job %s: could not tell the user about %s: %s", job_id, error, send_error)

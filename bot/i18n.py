@@ -1,0 +1,57 @@
+"""What the bot says, in Traditional Chinese (default) and English."""
+from __future__ import annotations
+
+LANGUAGES = ("zh-TW", "en")
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "zh-TW": {
+        "greeting": "歡迎使用 Cutout Bot！📸 傳一張照片給我，我會用 AI 幫你去背（連髮絲都清楚），再讓你一鍵換背景。\n輸入「說明」看用法，輸入「English」切換英文。",
+        "help": "用法：\n1. 傳一張照片（人像、寵物、商品都可以）\n2. 幾秒後收到去背 PNG 和下載連結\n3. 點下方按鈕換背景：白、黑、品牌色、模糊原圖、精選背景或只要遮罩\n輸入「English」切換英文。",
+        "working": "收到照片，正在去背中…",
+        "done": "去背完成！下載透明 PNG（{days} 天內有效）：\n{url}\n點下方按鈕換背景 👇",
+        "composite_done": "換好背景了！下載（{days} 天內有效）：\n{url}",
+        "mask_done": "遮罩（白色＝主體）下載（{days} 天內有效）：\n{url}",
+        "no_subject": "這張照片裡找不到明顯的主體 🤔 換一張主體清楚的照片試試看？",
+        "bad_image": "這個檔案無法讀取：{reason}。請傳 JPEG、PNG、WebP 或 HEIC 照片。",
+        "too_large": "照片太大了（{reason}），請傳小一點的照片。",
+        "unsupported": "我只看得懂照片喔 🙂 請傳一張照片給我，或輸入「說明」。",
+        "busy": "目前排隊的照片太多了，請過一分鐘再傳一次 🙏",
+        "rate_limited": "照片傳太快了，請稍等一下再傳 🙏",
+        "expired": "這張照片的結果已經過期了，請重新傳一次照片。",
+        "failed": "處理時出了點問題，請再傳一次照片 🙏",
+        "unknown_choice": "這個選項已失效，請重新傳一次照片。",
+        "language_set": "已切換為繁體中文。",
+        "fallback_text": "傳一張照片給我就能去背！輸入「說明」看用法。",
+        "bg_white": "白色", "bg_black": "黑色", "bg_brand": "品牌色{n}", "bg_blur": "模糊原圖",
+        "bg_studio": "攝影棚", "bg_sunset": "夕陽", "bg_mint": "薄荷", "bg_mask": "只要遮罩",
+    },
+    "en": {
+        "greeting": "Welcome to Cutout Bot! 📸 Send me a photo and I'll remove the background with AI (hair included), then you can pick a new one with a tap.\nType 'help' for how it works, '中文' for Chinese.",
+        "help": "How it works:\n1. Send a photo (people, pets, products)\n2. Get a transparent PNG and a download link in seconds\n3. Tap a button for a new background: white, black, brand colours, blurred original, a backdrop, or the mask only\nType '中文' for Chinese.",
+        "working": "Got your photo, cutting it out…",
+        "done": "Done! Download the transparent PNG (valid {days} days):\n{url}\nTap below for a new background 👇",
+        "composite_done": "Here it is with the new background. Download (valid {days} days):\n{url}",
+        "mask_done": "The mask (white = subject). Download (valid {days} days):\n{url}",
+        "no_subject": "I couldn't find a clear subject in this photo 🤔 Try one where the subject stands out?",
+        "bad_image": "I can't read this file: {reason}. Please send a JPEG, PNG, WebP or HEIC photo.",
+        "too_large": "That photo is too big ({reason}). Please send a smaller one.",
+        "unsupported": "I only understand photos 🙂 Send me a photo, or type 'help'.",
+        "busy": "Too many photos are queued right now. Please send it again in a minute 🙏",
+        "rate_limited": "You're sending photos very fast. Please wait a moment 🙏",
+        "expired": "The result for that photo has expired. Please send the photo again.",
+        "failed": "Something went wrong on our side. Please send the photo again 🙏",
+        "unknown_choice": "That option has expired. Please send the photo again.",
+        "language_set": "Switched to English.",
+        "fallback_text": "Send me a photo to cut it out! Type 'help' for how it works.",
+        "bg_white": "White", "bg_black": "Black", "bg_brand": "Brand {n}", "bg_blur": "Blurred photo",
+        "bg_studio": "Studio", "bg_sunset": "Sunset", "bg_mint": "Mint", "bg_mask": "Mask only",
+    },
+}
+
+HELP_WORDS = {"help", "說明", "说明", "幫助", "帮助", "?", "？", "menu", "選單"}
+LANGUAGE_WORDS = {"english": "en", "en": "en", "中文": "zh-TW", "繁體中文": "zh-TW", "zh": "zh-TW", "zh-tw": "zh-TW"}
+
+
+def say(language: str, key: str, **values: object) -> str:
+    table = MESSAGES.get(language) or MESSAGES["zh-TW"]
+    return table[key].format(**values)

@@ -1,0 +1,78 @@
+"""Store a cutout's files and build their signed URLs (shared by the chat bots and the web page)."""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from pipeline.cutout import CutoutResult
+from pipeline.decode import decode_image
+from pipeline.render import Background, checkerboard_preview, encode_jpeg, render
+from storage.files import LocalBlobStore
+
+CHAT_ORIGINAL_MAX_BYTES = 10_000_000  # LINE: original image <= 10 MB
+CHAT_PREVIEW_MAX_BYTES = 1_000_000  # LINE: preview <= 1 MB
+CHAT_ORIGINAL_MAX_SIDE = 2048
+
+
+def store_cutout(result: CutoutResult, job_id: str, blobs: LocalBlobStore) -> dict[str, str]:
+    """Write the full-size PNG, a chat-size PNG (<= 10 MB) and an opaque preview; return their keys."""
+    keys = {"cutout": f"results/{job_id}/cutout.png", "preview": f"results/{job_id}/preview.jpg"}
+    full = render(result, Background("transparent"), fmt="png")
+    blobs.put(keys["cutout"], full.data)
+    blobs.put(keys["preview"], checkerboard_preview(result, max_bytes=CHAT_PREVIEW_MAX_BYTES))
+    keys["chat"] = keys["cutout"]
+    if len(full.data) > CHAT_ORIGINAL_MAX_BYTES or max(full.width, full.height) > CHAT_ORIGINAL_MAX_SIDE:
+        keys["chat"] = f"results/{job_id}/chat.png"
+        blobs.put(keys["chat"], shrink_png(full.data, CHAT_ORIGINAL_MAX_SIDE, CHAT_ORIGINAL_MAX_BYTES))
+    return keys
+
+
+def shrink_png(data: bytes, max_side: int, max_bytes: int) -> bytes:
+    image = Image.open(io.BytesIO(data))
+    side = max_side
+    while True:
+        copy = image.copy()
+        copy.thumbnail((side, side), Image.LANCZOS)
+        buffer = io.BytesIO()
+        copy.save(buffer, "PNG")
+        if buffer.tell() <= max_bytes or side <= 256:
+            return buffer.getvalue()
+        side = side * 3 // 4
+
+
+def load_stored_cutout(blobs: LocalBlobStore, cutout_key: str, input_key: str | None) -> CutoutResult:
+    """Rebuild a CutoutResult from the stored RGBA PNG (and the original, for blurred backgrounds)."""
+    rgba = np.asarray(Image.open(io.BytesIO(blobs.get(cutout_key))).convert("RGBA"), dtype=np.float32) / 255.0
+    foreground, alpha = rgba[:, :, :3], rgba[:, :, 3]
+    original = foreground
+    if input_key and blobs.exists(input_key):
+        decoded = decode_image(blobs.get(input_key), max_bytes=1 << 31, max_pixels=1 << 31)
+        if decoded.shape[:2] == alpha.shape:
+            original = decoded
+    return CutoutResult(image=original, mask=alpha, alpha=alpha, foreground=foreground)
+
+
+def store_composite(result: CutoutResult, background: Background, job_id: str, name: str,
+                    blobs: LocalBlobStore) -> dict[str, str]:
+    rendered = render(result, background, fmt="png" if background.kind == "mask" else "auto")
+    key = f"results/{job_id}/{name}.{rendered.extension}"
+    blobs.put(key, rendered.data)
+    if rendered.content_type == "image/jpeg" and len(rendered.data) <= CHAT_PREVIEW_MAX_BYTES:
+        preview_key = key
+    else:
+        preview_key = f"results/{job_id}/{name}-preview.jpg"
+        preview = np.asarray(Image.open(io.BytesIO(rendered.data)).convert("RGB"), dtype=np.float32) / 255.0
+        blobs.put(preview_key, encode_jpeg(preview, quality=85, max_bytes=CHAT_PREVIEW_MAX_BYTES, max_side=1024))
+    return {"composite": key, "composite_preview": preview_key}
+
+
+@dataclass(frozen=True)
+class UrlBuilder:
+    base_url: str
+    signer: object  # storage.urls.UrlSigner
+
+    def url(self, key: str) -> str:
+        return f"{self.base_url}/r/{self.signer.sign(key)}/{key.rsplit('/', 1)[-1]}"

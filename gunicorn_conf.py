@@ -1,0 +1,15 @@
+"""gunicorn settings: one process holds one pipeline thread (the models); threads serve webhooks.
+
+More processes would each load the models and run their own pipeline thread; scale with
+GUNICORN_WORKERS only when memory (about 1 GB per process) and cores allow, and note that the
+restart-resume step then runs in every process.
+"""
+import os
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("GUNICORN_WORKERS", "1"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+timeout = 120
+graceful_timeout = 30
+accesslog = "-"

@@ -1,0 +1,87 @@
+"""Every environment variable the service reads, in one place, typed and documented.
+
+The defaults run the demo with no credentials: local files and SQLite under ./var.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def _list(name: str, default: str = "") -> tuple[str, ...]:
+    return tuple(item.strip() for item in os.environ.get(name, default).split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where inputs, results, the job database and the URL-signing secret live.
+    data_dir: Path = Path("var")
+    # Base of every URL we hand out (LINE needs https in production), e.g. https://cutout.example.com
+    public_base_url: str = "http://localhost:8000"
+    # Result links expire after this many seconds (default 7 days); a sweeper deletes the files.
+    result_ttl_s: int = 7 * 24 * 3600
+    # Bounded pipeline queue: when full, users are told to retry shortly.
+    queue_size: int = 32
+    # Per-user flood limit: at most `rate_limit_count` photos per `rate_limit_window_s`.
+    rate_limit_count: int = 10
+    rate_limit_window_s: int = 60
+    # Input limits.
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    fetch_timeout_s: int = 15
+    # host[:port] values trusted for image URL fetches even if private/loopback/http (tests, LANs).
+    fetch_allowlist: tuple[str, ...] = ()
+    # Brand colours offered as backgrounds in chat, e.g. "#e60012,#0068b7".
+    brand_colors: tuple[str, ...] = ("#e60012", "#0068b7")
+    default_language: str = "zh-TW"
+    # Load models at start-up (off in tests that never touch the pipeline).
+    warm_up: bool = True
+    # LINE
+    line_channel_secret: str = ""
+    line_channel_access_token: str = ""
+    line_api_base_url: str = ""  # when set, every LINE API call goes here (a local double in tests)
+    # Messenger
+    messenger_app_secret: str = ""
+    messenger_page_access_token: str = ""
+    messenger_verify_token: str = ""
+    messenger_api_base_url: str = "https://graph.facebook.com"
+    messenger_graph_version: str = "v21.0"
+    # HTTP API keys (none set: the API is open, as for the local demo).
+    api_keys: tuple[str, ...] = ()
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        env = os.environ.get
+        values = dict(
+            data_dir=Path(env("CUTOUT_DATA_DIR", "var")),
+            public_base_url=env("PUBLIC_BASE_URL", "http://localhost:8000").rstrip("/"),
+            result_ttl_s=_int("CUTOUT_RESULT_TTL_S", 7 * 24 * 3600),
+            queue_size=_int("CUTOUT_QUEUE_SIZE", 32),
+            rate_limit_count=_int("CUTOUT_RATE_LIMIT", 10),
+            rate_limit_window_s=_int("CUTOUT_RATE_WINDOW_S", 60),
+            max_image_bytes=_int("CUTOUT_MAX_IMAGE_BYTES", 20 * 1024 * 1024),
+            max_image_pixels=_int("CUTOUT_MAX_IMAGE_PIXELS", 40_000_000),
+            fetch_timeout_s=_int("CUTOUT_FETCH_TIMEOUT_S", 15),
+            fetch_allowlist=_list("CUTOUT_FETCH_ALLOWLIST"),
+            brand_colors=_list("CUTOUT_BRAND_COLORS", "#e60012,#0068b7"),
+            default_language=env("CUTOUT_DEFAULT_LANGUAGE", "zh-TW"),
+            warm_up=env("CUTOUT_WARM_UP", "1") not in ("0", "false", "no"),
+            line_channel_secret=env("LINE_CHANNEL_SECRET", ""),
+            line_channel_access_token=env("LINE_CHANNEL_ACCESS_TOKEN", ""),
+            line_api_base_url=env("LINE_API_BASE_URL", "").rstrip("/"),
+            messenger_app_secret=env("MESSENGER_APP_SECRET", ""),
+            messenger_page_access_token=env("MESSENGER_PAGE_ACCESS_TOKEN", ""),
+            messenger_verify_token=env("MESSENGER_VERIFY_TOKEN", ""),
+            messenger_api_base_url=env("MESSENGER_API_BASE_URL", "https://graph.facebook.com").rstrip("/"),
+            messenger_graph_version=env("MESSENGER_GRAPH_VERSION", "v21.0"),
+            api_keys=_list("CUTOUT_API_KEYS"),
+        )
+        values.update(overrides)
+        return cls(**values)

@@ -1,0 +1,242 @@
+"""LINE end to end: signed webhooks in, the real SDK calling a local LINE double, files served back."""
+from __future__ import annotations
+
+import io
+import time
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app import create_app
+from settings import Settings
+from tests.conftest import LINE_SECRET, LINE_TOKEN, line_body, line_signature
+from tests.doubles.line_platform import LinePlatformDouble
+
+
+@pytest.fixture
+def line_double():
+    double = LinePlatformDouble(LINE_TOKEN).start()
+    yield double
+    double.stop()
+
+
+def make_settings(tmp_path, double, **overrides) -> Settings:
+    values = dict(data_dir=tmp_path / "var", public_base_url="https://cutout.test", line_channel_secret=LINE_SECRET,
+                  line_channel_access_token=LINE_TOKEN, line_api_base_url=double.base_url, warm_up=False)
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def make_app(tmp_path, line_double, real_pipeline):
+    apps = []
+
+    def factory(**overrides):
+        app = create_app(make_settings(tmp_path, line_double, **overrides), pipeline=real_pipeline)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        state = app.extensions["cutout"]
+        state["worker"].stop()
+        state["conversation"].io.shutdown(wait=True)
+
+
+def post_webhook(client, body: bytes, signature: str | None = None):
+    headers = {"Content-Type": "application/json"}
+    if signature is not False:
+        headers["X-Line-Signature"] = signature or line_signature(body)
+    return client.post("/callback/line", data=body, headers=headers)
+
+
+def fetch_result(client, url: str):
+    assert url.startswith("https://cutout.test/r/")
+    return client.get(urlsplit(url).path)
+
+
+def send_photo(client, double, photo: bytes, fresh_token: bool = True, **changes):
+    message_id = str(time.time_ns())
+    double.add_content(message_id, photo)
+    body, event = line_body("image_message.json", **{"message.id": message_id, **changes})
+    if fresh_token:
+        double.valid_reply_tokens.add(event["replyToken"])
+    response = post_webhook(client, body)
+    assert response.status_code == 200
+    return event
+
+
+def sent_to(double, user_id: str, count: int, timeout: float = 90.0):
+    received = double.wait_for(lambda rs: len([r for r in rs if r.path.endswith(("/reply", "/push"))]) >= count, timeout)
+    return [r for r in received if r.path.endswith(("/reply", "/push"))]
+
+
+def test_photo_to_cutout_to_background_choice(make_app, line_double, portrait_jpeg):
+    app = make_app()
+    client = app.test_client()
+    event = send_photo(client, line_double, portrait_jpeg)
+
+    [reply] = sent_to(line_double, event["source"]["userId"], 1)
+    assert reply.path == "/v2/bot/message/reply"
+    assert reply.body["replyToken"] == event["replyToken"]
+    image_message, text_message = reply.body["messages"]
+    assert image_message["type"] == "image"
+    assert any(r.path == "/v2/bot/chat/loading/start" for r in line_double.received)
+    assert any(r.path.endswith(f"/message/{event['message']['id']}/content") for r in line_double.received)
+
+    original = fetch_result(client, image_message["originalContentUrl"])
+    assert original.status_code == 200 and original.headers["Content-Type"] == "image/png"
+    cutout = Image.open(io.BytesIO(original.data))
+    assert cutout.mode == "RGBA"
+    alpha = np.asarray(cutout)[:, :, 3]
+    assert (alpha == 0).mean() > 0.2 and (alpha == 255).mean() > 0.2  # real background removed
+    assert ((alpha > 10) & (alpha < 245)).mean() > 0.005  # soft hair edges, not a hard mask
+
+    preview = fetch_result(client, image_message["previewImageUrl"])
+    assert preview.headers["Content-Type"] == "image/jpeg" and len(preview.data) <= 1_000_000
+    assert Image.open(io.BytesIO(preview.data)).mode == "RGB"
+
+    assert "https://cutout.test/r/" in text_message["text"]
+    items = text_message["quickReply"]["items"]
+    assert 5 <= len(items) <= 13
+    assert all(len(item["action"]["label"]) <= 20 for item in items)
+    white = next(item for item in items if item["action"]["data"].startswith("bg=white"))
+
+    body, postback = line_body("postback.json", **{"postback.data": white["action"]["data"]})
+    line_double.valid_reply_tokens.add(postback["replyToken"])
+    assert post_webhook(client, body).status_code == 200
+    second = sent_to(line_double, postback["source"]["userId"], 2)[1]
+    composite_message = second.body["messages"][0]
+    composite = fetch_result(client, composite_message["originalContentUrl"])
+    assert composite.headers["Content-Type"] == "image/jpeg"
+    pixels = np.asarray(Image.open(io.BytesIO(composite.data)).convert("RGB"), dtype=np.float32)
+    background = alpha < 5
+    assert pixels[background].mean() > 245  # the old background became white
+    assert pixels[alpha > 250].mean() < 235  # the subject is still there
+
+
+def test_forged_and_missing_signatures_are_refused(make_app, line_double):
+    client = make_app().test_client()
+    body, _ = line_body("text_message.json")
+    assert post_webhook(client, body, signature=line_signature(body, "wrong-secret")).status_code == 400
+    assert post_webhook(client, body, signature=False).status_code == 400
+    time.sleep(0.3)
+    assert line_double.messages_sent() == []
+
+
+def test_redelivered_event_is_processed_once(make_app, line_double):
+    client = make_app().test_client()
+    body, event = line_body("text_message.json")
+    line_double.valid_reply_tokens.add(event["replyToken"])
+    for _ in range(3):
+        assert post_webhook(client, body).status_code == 200
+    sent_to(line_double, event["source"]["userId"], 1)
+    time.sleep(0.5)
+    assert len(line_double.messages_sent()) == 1
+    assert "用法" in line_double.messages_sent()[0].body["messages"][0]["text"]
+
+
+def test_expired_reply_token_falls_back_to_push_with_retry_key(make_app, line_double):
+    client = make_app().test_client()
+    # The token is not registered with the double: LINE answers 400 Invalid reply token.
+    body, event = line_body("follow.json")
+    assert post_webhook(client, body).status_code == 200
+    sent = sent_to(line_double, event["source"]["userId"], 2)
+    assert [r.path for r in sent] == ["/v2/bot/message/reply", "/v2/bot/message/push"]
+    push = sent[1]
+    assert push.body["to"] == event["source"]["userId"]
+    assert push.headers.get("X-Line-Retry-Key")
+    assert "歡迎" in push.body["messages"][0]["text"]
+
+
+def test_old_event_is_pushed_without_trying_the_reply_token(make_app, line_double):
+    client = make_app().test_client()
+    body, event = line_body("text_message.json", timestamp=int((time.time() - 120) * 1000))
+    line_double.valid_reply_tokens.add(event["replyToken"])
+    assert post_webhook(client, body).status_code == 200
+    sent = sent_to(line_double, event["source"]["userId"], 1)
+    assert [r.path for r in sent] == ["/v2/bot/message/push"]
+
+
+def test_corrupt_image_gets_a_clear_answer(make_app, line_double):
+    client = make_app().test_client()
+    event = send_photo(client, line_double, b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    [reply] = sent_to(line_double, event["source"]["userId"], 1)
+    assert "無法讀取" in reply.body["messages"][0]["text"]
+    assert wait_until(lambda: app_jobs(client).counts_by_status().get("failed") == 1)
+
+
+def test_non_image_message_gets_a_hint_and_language_switch_works(make_app, line_double):
+    client = make_app().test_client()
+    body, event = line_body("sticker_message.json")
+    line_double.valid_reply_tokens.add(event["replyToken"])
+    assert post_webhook(client, body).status_code == 200
+    time.sleep(0.3)  # the two replies may otherwise race on the language setting
+    body2, event2 = line_body("text_message.json", **{"message.text": "English"})
+    line_double.valid_reply_tokens.add(event2["replyToken"])
+    assert post_webhook(client, body2).status_code == 200
+    sent = sent_to(line_double, event["source"]["userId"], 2)
+    texts = sorted(r.body["messages"][0]["text"] for r in sent)
+    assert any("照片" in t for t in texts) and any("Switched to English" in t for t in texts)
+
+
+def test_queue_full_tells_the_user_to_retry(make_app, line_double, portrait_jpeg):
+    app = make_app(queue_size=1)
+    state = app.extensions["cutout"]
+    blocker_started, release = __import__("threading").Event(), __import__("threading").Event()
+    state["worker"].submit(lambda: (blocker_started.set(), release.wait(30)))  # occupies the thread
+    blocker_started.wait(5)
+    state["worker"].submit(lambda: None)  # fills the one queue slot
+    client = app.test_client()
+    event = send_photo(client, line_double, portrait_jpeg)
+    [reply] = sent_to(line_double, event["source"]["userId"], 1)
+    release.set()
+    assert "排隊" in reply.body["messages"][0]["text"]
+    assert wait_until(lambda: state["jobs"].counts_by_status().get("failed") == 1)
+
+
+def test_flood_is_rate_limited(make_app, line_double):
+    app = make_app(rate_limit_count=2)
+    client = app.test_client()
+    events = [send_photo(client, line_double, b"not an image") for _ in range(4)]
+    sent = sent_to(line_double, events[0]["source"]["userId"], 4)
+    texts = [r.body["messages"][0]["text"] for r in sent]
+    assert sum("太快" in t for t in texts) >= 1
+
+
+def test_restart_resumes_a_pending_job(tmp_path, line_double, real_pipeline, portrait_jpeg):
+    from bot.events import ImageSource, PhotoReceived
+    from storage.jobs import SqliteJobStore
+
+    settings = make_settings(tmp_path, line_double)
+    # A job accepted by a process that died before doing anything with it.
+    jobs = SqliteJobStore(settings.data_dir / "jobs.sqlite3")
+    line_double.add_content("4242", portrait_jpeg)
+    event = PhotoReceived("line", "Urestart", "evt-restart", time.time() - 300, "stale-token", ImageSource("line_content", "4242"))
+    job = jobs.create("photo", "line", "Urestart", event.to_dict(), dedupe_key="line:evt-restart")
+    jobs.mark_started(job.id)
+
+    app = create_app(settings, pipeline=real_pipeline)
+    try:
+        sent = sent_to(line_double, "Urestart", 1)
+        assert sent[0].path == "/v2/bot/message/push"  # the reply token is long gone
+        assert sent[0].body["messages"][0]["type"] == "image"
+        jobs_after = app.extensions["cutout"]["jobs"]
+        assert wait_until(lambda: jobs_after.get(job.id).status.value == "finished")
+    finally:
+        app.extensions["cutout"]["worker"].stop()
+
+
+def app_jobs(client):
+    return client.application.extensions["cutout"]["jobs"]
+
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
