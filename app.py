@@ -14,7 +14,9 @@ from flask import Flask, abort, jsonify, make_response
 from bot.channels.line import LineChannel
 from bot.conversation import Conversation
 from bot.results import UrlBuilder
+from bot.web import web_blueprint
 from pipeline.cutout import Pipeline
+from pipeline.stats import Metrics
 from pipeline.worker import PipelineWorker
 from settings import Settings
 from storage.files import BlobNotFound, LocalBlobStore
@@ -39,7 +41,8 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     pipeline = pipeline or Pipeline()
     worker = PipelineWorker(settings.queue_size)
     io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="io")
-    conversation = Conversation(settings, jobs, blobs, urls, worker, pipeline, io)
+    metrics = Metrics()
+    conversation = Conversation(settings, jobs, blobs, urls, worker, pipeline, io, metrics=metrics)
 
     if settings.line_channel_secret:
         line = LineChannel(settings)
@@ -51,7 +54,9 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.extensions["cutout"] = {
         "settings": settings, "blobs": blobs, "jobs": jobs, "signer": signer, "urls": urls,
         "pipeline": pipeline, "worker": worker, "conversation": conversation, "ready": threading.Event(),
+        "metrics": metrics,
     }
+    app.register_blueprint(web_blueprint(settings, pipeline, worker, metrics, conversation.options))
     register_result_routes(app, blobs, signer)
     register_health_routes(app)
 
@@ -125,3 +130,10 @@ def register_health_routes(app: Flask) -> None:
         body = {"ready": ready, "models_loaded": state["ready"].is_set(), "worker_alive": worker.alive,
                 "queue_depth": worker.depth, "queue_capacity": worker.queue.maxsize}
         return jsonify(body), (200 if ready else 503)
+
+    @app.get("/metrics")
+    def metrics_page():
+        state = app.extensions["cutout"]
+        worker: PipelineWorker = state["worker"]
+        text = state["metrics"].render(worker.depth, worker.queue.maxsize)
+        return text, 200, {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}

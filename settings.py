@@ -54,6 +54,8 @@ class Settings:
     messenger_graph_version: str = "v21.0"
     # HTTP API keys (none set: the API is open, as for the local demo).
     api_keys: tuple[str, ...] = ()
+    # HTTP API requests per minute per key (or per IP without keys).
+    api_rate_limit: int = 60
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -82,6 +84,7 @@ class Settings:
             messenger_api_base_url=env("MESSENGER_API_BASE_URL", "https://graph.facebook.com").rstrip("/"),
             messenger_graph_version=env("MESSENGER_GRAPH_VERSION", "v21.0"),
             api_keys=_list("CUTOUT_API_KEYS"),
+            api_rate_limit=_int("CUTOUT_API_RATE_LIMIT", 60),
         )
         values.update(overrides)
         return cls(**values)

@@ -25,6 +25,7 @@ from bot.replies import Choice, Image, Reply, Text
 from bot.results import UrlBuilder, load_stored_cutout, store_composite, store_cutout
 from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.decode import ImageDecodeError, decode_image
+from pipeline.stats import Metrics
 from pipeline.worker import PipelineWorker, QueueFull
 from settings import Settings
 from storage.files import BlobNotFound, LocalBlobStore
@@ -52,6 +53,7 @@ class Conversation:
     pipeline: Pipeline
     io: Executor
     options: CutoutOptions = CutoutOptions()
+    metrics: Metrics | None = None
 
     def __post_init__(self) -> None:
         self.channels: dict[str, Channel] = {}
@@ -199,6 +201,8 @@ class Conversation:
         result = self.pipeline.cutout(image, self.options)
         if not result.subject_found:
             raise UserFacingError("no_subject")
+        if self.metrics:
+            self.metrics.observe(result.timings)
         job.result.update(store_cutout(result, job.id, self.blobs), notes=result.notes, stored=True,
                           timings={k: round(v, 3) for k, v in result.timings.items()})
         self.jobs.update_result(job.id, job.result)
@@ -222,6 +226,8 @@ class Conversation:
         event = event_from_dict(job.payload)
         self._send(job, event, self.result_replies(job, event))
         self.jobs.mark_finished(job_id, job.result)
+        if self.metrics:
+            self.metrics.count(event.channel, "finished")
 
     def result_replies(self, job: Job, event: Event) -> list[Reply]:
         language = self.language(event)
@@ -260,6 +266,8 @@ class Conversation:
         if job is None:
             return
         self.jobs.mark_failed(job_id, error, job.result)
+        if self.metrics:
+            self.metrics.count(job.channel, message_key)
         event = event_from_dict(job.payload)
         try:
             self._send(job, event, [Text(say(self.language(event), message_key, **values))])

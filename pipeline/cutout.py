@@ -13,6 +13,7 @@ from models import ensure_model, get_spec
 from models.specs import DEFAULT_MODEL
 from pipeline.colour_prior import refine_mask_with_colour
 from pipeline.foreground import estimate_foreground
+from pipeline.fuse import fuse_masks
 from pipeline.matte import DEFAULT_MAX_SIDE, estimate_alpha
 from pipeline.segment import Segmenter
 from pipeline.trimap import make_trimap
@@ -26,9 +27,8 @@ DEFAULT_ASSIST_MODEL = "u2netp"
 class CutoutOptions:
     """What the pipeline does to one image.
 
-    assist_model: a second, different model whose mask is fused in (pixel-wise max): ISNet and
-        U^2-Net-p miss different parts of hard subjects (plants, yarn, plush), and the matting
-        stage then trims what the union over-claims. None disables it.
+    assist_model: a second, different model whose mask is fused in (see pipeline.fuse): ISNet
+        and U^2-Net-p miss different parts of hard subjects (plants, yarn, plush). None disables it.
     colour_prior: settle mid-grey mask regions with the photo's own colours.
     matting: refine edges with closed-form matting in an automatic trimap's unknown band.
     """
@@ -87,7 +87,7 @@ class Pipeline:
         mask = self.segmenter(options.model).predict(image)
         fused = mask
         if options.assist_model:
-            fused = np.maximum(mask, self.segmenter(options.assist_model).predict(image))
+            fused = fuse_masks(mask, self.segmenter(options.assist_model).predict(image))
         timings["segment"] = time.perf_counter() - started
         return mask, fused
 

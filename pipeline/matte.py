@@ -75,10 +75,10 @@ def _solve(
     if not is_unknown.any():
         return alpha.astype(np.float32)
     if prior is None:
-        prior = np.full(trimap.shape, 0.5)
+        # Plain closed-form matting: the trimap alone constrains the solve.
         if not (is_fg.any() and is_bg.any()):
-            # No constraint at all: nothing for the Laplacian to propagate.
             raise ValueError("trimap has no definite foreground or no definite background")
+        prior, prior_weight = np.full(trimap.shape, 0.5), 0.0
     is_known = ~is_unknown
     laplacian = cf_laplacian(image.astype(np.float64), epsilon=1e-7, radius=1, is_known=is_known)
     unknown_index = is_unknown.ravel()
@@ -88,7 +88,7 @@ def _solve(
     prior_u = prior.ravel()[unknown_index].astype(np.float64)
     # Confident prior values (near 0 or 1) pull harder than doubtful ones (near 0.5).
     weight = prior_weight * (0.9 * (2.0 * prior_u - 1.0) ** 2 + 0.1)
-    system = (laplacian_uu + scipy.sparse.diags(weight)).tocsr()
+    system = (laplacian_uu + scipy.sparse.diags(weight + 1e-9)).tocsr()
     rhs = -laplacian_uk.dot(alpha.ravel()[known_index]) + weight * prior_u
     solution = cg(system, rhs, x0=prior_u, M=ichol(system), rtol=1e-6, maxiter=2000)
     alpha.ravel()[unknown_index] = np.clip(solution, 0.0, 1.0)

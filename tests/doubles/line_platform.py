@@ -20,6 +20,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: Any
+    status: int = 0
     at: float = field(default_factory=time.time)
 
 
@@ -39,6 +40,10 @@ class LinePlatformDouble:
                 pass
 
             def _answer(self, status: int, body: Any = None, content_type: str = "application/json") -> None:
+                if getattr(self, "_recorded", None) is not None:
+                    with double._condition:
+                        self._recorded.status = status
+                        double._condition.notify_all()
                 data = body if isinstance(body, bytes) else json.dumps(body if body is not None else {}).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
@@ -47,8 +52,9 @@ class LinePlatformDouble:
                 self.wfile.write(data)
 
             def _record(self, body: Any) -> None:
+                self._recorded = Received(self.command, self.path, dict(self.headers), body)
                 with double._condition:
-                    double.received.append(Received(self.command, self.path, dict(self.headers), body))
+                    double.received.append(self._recorded)
                     double._condition.notify_all()
 
             def _authorised(self) -> bool:
@@ -118,6 +124,10 @@ class LinePlatformDouble:
 
     def messages_sent(self) -> list[Received]:
         return [r for r in self.received if r.path in ("/v2/bot/message/reply", "/v2/bot/message/push")]
+
+    def delivered(self) -> list[Received]:
+        """Reply/push calls LINE accepted (200): what users actually saw."""
+        return [r for r in self.messages_sent() if r.status == 200]
 
     def wait_for(self, predicate, timeout: float = 60.0) -> list[Received]:
         """Block until predicate(received) is true; return the received list."""

