@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from flask import Flask, abort, jsonify, make_response
 
 from bot.channels.line import LineChannel
+from bot.channels.messenger import MessengerChannel
 from bot.conversation import Conversation
 from bot.results import UrlBuilder
 from bot.web import web_blueprint
@@ -50,6 +51,12 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         app.register_blueprint(line.blueprint(conversation.accept))
     else:
         log.warning("LINE_CHANNEL_SECRET not set: the LINE webhook is off")
+    if settings.messenger_app_secret:
+        messenger = MessengerChannel(settings)
+        conversation.register(messenger)
+        app.register_blueprint(messenger.blueprint(conversation.accept))
+    else:
+        log.warning("MESSENGER_APP_SECRET not set: the Messenger webhook is off")
 
     app.extensions["cutout"] = {
         "settings": settings, "blobs": blobs, "jobs": jobs, "signer": signer, "urls": urls,

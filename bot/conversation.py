@@ -10,6 +10,7 @@ Every step records its progress on the job, so a restart resumes where the proce
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from concurrent.futures import Executor, Future
@@ -57,6 +58,10 @@ class Conversation:
 
     def __post_init__(self) -> None:
         self.channels: dict[str, Channel] = {}
+        self.booted_at = time.time()
+        # Jobs this process is already working on: resume() must not start them a second time.
+        self._active: set[str] = set()
+        self._active_lock = threading.Lock()
 
     def register(self, channel: Channel) -> None:
         self.channels[channel.name] = channel
@@ -76,12 +81,20 @@ class Conversation:
             self.dispatch(job.id)
         return accepted
 
-    def dispatch(self, job_id: str) -> Future:
+    def dispatch(self, job_id: str) -> Future | None:
+        with self._active_lock:
+            if job_id in self._active:
+                return None
+            self._active.add(job_id)
         return self.io.submit(self._guarded, self.process, job_id)
 
+    def _release(self, job_id: str) -> None:
+        with self._active_lock:
+            self._active.discard(job_id)
+
     def resume(self) -> int:
-        """Re-dispatch jobs accepted before a restart but never finished."""
-        pending = self.jobs.resumable()
+        """Re-dispatch jobs accepted before this process started but never finished."""
+        pending = [job for job in self.jobs.resumable() if job.created_at < self.booted_at]
         for job in pending:
             log.info("resuming %s job %s (%s)", job.kind, job.id, job.status.value)
             self.dispatch(job.id)
@@ -101,6 +114,7 @@ class Conversation:
     def process(self, job_id: str) -> None:
         job = self.jobs.get(job_id)
         if job is None or job.status in (JobStatus.FINISHED, JobStatus.FAILED):
+            self._release(job_id)
             return
         self.jobs.mark_started(job_id)
         event = event_from_dict(job.payload)
@@ -113,6 +127,7 @@ class Conversation:
         else:
             self._send(job, event, self.answer(event))
             self.jobs.mark_finished(job_id, job.result)
+            self._release(job_id)
 
     def answer(self, event: Event) -> list[Reply]:
         """Replies that need no pipeline work: greetings, help, language, hints."""
@@ -226,6 +241,7 @@ class Conversation:
         event = event_from_dict(job.payload)
         self._send(job, event, self.result_replies(job, event))
         self.jobs.mark_finished(job_id, job.result)
+        self._release(job_id)
         if self.metrics:
             self.metrics.count(event.channel, "finished")
 
@@ -266,6 +282,7 @@ class Conversation:
         if job is None:
             return
         self.jobs.mark_failed(job_id, error, job.result)
+        self._release(job_id)
         if self.metrics:
             self.metrics.count(job.channel, message_key)
         event = event_from_dict(job.payload)

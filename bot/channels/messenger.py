@@ -1,0 +1,184 @@
+"""Facebook Messenger channel: Meta's webhook in, the Graph Send API out (plain HTTP, no SDK).
+
+GET /callback/messenger answers Meta's subscription check; POST verifies X-Hub-Signature-256
+(HMAC-SHA256 of the raw body with the app secret, constant-time compare; 403 otherwise), turns
+every messaging item of every entry into events and returns at once.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+
+import requests
+from flask import Blueprint, abort, request
+
+from bot.channels.base import AcceptEvents, SendError
+from bot.events import ChoiceMade, Event, Followed, ImageSource, PhotoReceived, TextReceived, Unsupported
+from bot.fetch import fetch_url
+from bot.replies import Choice, Image, Reply, Text
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+STANDARD_WINDOW_S = 24 * 3600  # Meta's standard messaging window after the user's last message
+MAX_QUICK_REPLIES = 13
+TITLE_LIMIT = 20
+SEND_ATTEMPTS = 4
+RATE_LIMIT_CODES = {4, 17, 32, 613}  # Graph API throttling error codes
+GET_STARTED = "GET_STARTED"
+
+
+class MessengerChannel:
+    name = "messenger"
+
+    def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
+        self.settings = settings
+        self.session = session or requests.Session()
+        self.send_url = (f"{settings.messenger_api_base_url}/{settings.messenger_graph_version}/me/messages")
+
+    # --- inbound ------------------------------------------------------------------------------
+    def blueprint(self, accept: AcceptEvents) -> Blueprint:
+        blueprint = Blueprint("messenger", __name__)
+
+        @blueprint.get("/callback/messenger")
+        def verify():
+            token = request.args.get("hub.verify_token", "")
+            expected = self.settings.messenger_verify_token
+            if (request.args.get("hub.mode") == "subscribe" and expected
+                    and hmac.compare_digest(token.encode(), expected.encode())):
+                return request.args.get("hub.challenge", ""), 200, {"Content-Type": "text/plain"}
+            abort(403)
+
+        @blueprint.post("/callback/messenger")
+        def callback():
+            body = request.get_data()
+            if not self.signature_valid(body, request.headers.get("X-Hub-Signature-256", "")):
+                log.warning("Messenger webhook with a bad or missing signature refused")
+                abort(403)
+            try:
+                payload = json.loads(body)
+            except ValueError:
+                abort(400, "malformed JSON")
+            if payload.get("object") != "page":
+                abort(404)
+            accept(self.translate(payload))
+            return "EVENT_RECEIVED"
+
+        return blueprint
+
+    def signature_valid(self, body: bytes, header: str) -> bool:
+        if not self.settings.messenger_app_secret or not header.startswith("sha256="):
+            return False
+        expected = hmac.new(self.settings.messenger_app_secret.encode(), body, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(header[len("sha256="):].encode(), expected.encode())
+
+    def translate(self, payload: dict) -> list[Event]:
+        events: list[Event] = []
+        for entry in payload.get("entry", []):
+            for item in entry.get("messaging", []):
+                events.extend(self._translate_item(item))
+        return events
+
+    def _translate_item(self, item: dict) -> list[Event]:
+        user_id = (item.get("sender") or {}).get("id")
+        if not user_id:
+            return []
+        timestamp = item.get("timestamp", time.time() * 1000) / 1000.0
+        message = item.get("message")
+        if message is not None:
+            if message.get("is_echo"):
+                return []  # our own messages, echoed back by Meta
+            mid = message.get("mid", f"{user_id}-{timestamp}")
+            common = dict(channel=self.name, user_id=user_id, timestamp=timestamp)
+            if message.get("quick_reply"):
+                return [ChoiceMade(**common, event_id=mid, data=message["quick_reply"].get("payload", ""))]
+            attachments = message.get("attachments") or []
+            if attachments:
+                events: list[Event] = []
+                for index, attachment in enumerate(attachments):
+                    event_id = f"{mid}:{index}"
+                    url = (attachment.get("payload") or {}).get("url")
+                    if attachment.get("type") == "image" and url:
+                        events.append(PhotoReceived(**common, event_id=event_id, source=ImageSource("url", url)))
+                    else:
+                        events.append(Unsupported(**common, event_id=event_id, kind=attachment.get("type", "unknown")))
+                return events
+            if "text" in message:
+                return [TextReceived(**common, event_id=mid, text=message["text"])]
+            return [Unsupported(**common, event_id=mid, kind="unknown")]
+        postback = item.get("postback")
+        if postback is not None:
+            event_id = postback.get("mid") or f"postback-{user_id}-{item.get('timestamp')}"
+            ref = (postback.get("referral") or {}).get("ref", "")
+            if postback.get("payload") == GET_STARTED:
+                return [Followed(self.name, user_id, event_id, timestamp, ref=ref)]
+            return [ChoiceMade(self.name, user_id, event_id, timestamp, data=postback.get("payload", ""))]
+        referral = item.get("referral")
+        if referral is not None:
+            event_id = f"referral-{user_id}-{item.get('timestamp')}"
+            return [Followed(self.name, user_id, event_id, timestamp, ref=referral.get("ref", ""))]
+        return []
+
+    def fetch_image(self, source: ImageSource) -> bytes:
+        return fetch_url(source.ref, self.settings.max_image_bytes, self.settings.fetch_timeout_s,
+                         self.settings.fetch_allowlist)
+
+    # --- outbound -------------------------------------------------------------------------------
+    def start_loading(self, event: Event) -> None:
+        try:
+            self._post({"recipient": {"id": event.user_id}, "sender_action": "typing_on"}, attempts=1)
+        except SendError as error:
+            log.info("Messenger typing indicator failed: %s", error)
+
+    def can_send(self, event: Event) -> bool:
+        return time.time() - event.timestamp < STANDARD_WINDOW_S
+
+    def send(self, event: Event, replies: list[Reply], retry_key: str) -> None:
+        for reply in replies:
+            message = to_messenger_message(reply)
+            self._post({"recipient": {"id": event.user_id}, "messaging_type": "RESPONSE", "message": message})
+
+    def _post(self, body: dict, attempts: int = SEND_ATTEMPTS) -> None:
+        params = {"access_token": self.settings.messenger_page_access_token}
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self.session.post(self.send_url, params=params, json=body, timeout=10)
+            except requests.RequestException as error:
+                status, detail = 0, type(error).__name__
+            else:
+                if response.status_code == 200:
+                    return
+                status, detail = response.status_code, response.text[:200]
+                code = _graph_error_code(response)
+                if status < 500 and status != 429 and code not in RATE_LIMIT_CODES:
+                    raise SendError(f"Messenger send refused: HTTP {status} {detail}")
+            if attempt < attempts:
+                time.sleep(0.25 * 2**attempt)
+        log.error("Messenger send gave up after %d attempts: HTTP %s %s", attempts, status, detail)
+        raise SendError(f"Messenger send failed after {attempts} attempts: HTTP {status}")
+
+
+def _graph_error_code(response: requests.Response) -> int | None:
+    try:
+        return int(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def quick_replies(choices: tuple[Choice, ...]) -> list[dict]:
+    return [{"content_type": "text", "title": choice.label[:TITLE_LIMIT], "payload": choice.data}
+            for choice in choices[:MAX_QUICK_REPLIES]]
+
+
+def to_messenger_message(reply: Reply) -> dict:
+    if isinstance(reply, Image):
+        # Messenger shows one URL; the real PNG keeps the transparency users download.
+        message: dict = {"attachment": {"type": "image", "payload": {"url": reply.url, "is_reusable": True}}}
+    else:
+        message = {"text": reply.text[:2000]}
+    if reply.choices:
+        message["quick_replies"] = quick_replies(reply.choices)
+    return message
