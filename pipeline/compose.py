@@ -64,14 +64,23 @@ def cover_fit(background: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def blurred_background(image: np.ndarray, alpha: np.ndarray, sigma: float | None = None) -> np.ndarray:
     """The original photo, blurred, with the subject's own colours kept out of the blur.
 
-    A plain blur smears the subject into a glow around it; blurring (1-a)*image and dividing by the
-    blurred (1-a) spreads only background colour under the subject.
+    A plain blur smears the subject into a glow around it. Normalised convolution (blur of
+    (1-a)*image over blur of (1-a)) spreads only background colour; where the subject is wider
+    than the blur, coarser blurs fill the hole, so nothing of the subject shows through.
     """
     sigma = sigma or max(4.0, 0.02 * float(np.hypot(*alpha.shape)))
-    weight = np.clip(1.0 - alpha, 0.0, 1.0) ** 2 + 1e-4
-    numerator = np.stack([ndimage.gaussian_filter(image[:, :, c] * weight, sigma) for c in range(3)], axis=2)
-    denominator = ndimage.gaussian_filter(weight, sigma)[:, :, None]
-    return np.clip(numerator / denominator, 0.0, 1.0).astype(np.float32)
+    weight = np.clip(1.0 - alpha, 0.0, 1.0) ** 2
+    result: np.ndarray | None = None
+    for scale in (16.0, 4.0, 1.0):  # coarse to fine: fine detail wins wherever it has support
+        numerator = np.stack([ndimage.gaussian_filter(image[:, :, c] * weight, sigma * scale) for c in range(3)], axis=2)
+        denominator = ndimage.gaussian_filter(weight, sigma * scale)[:, :, None]
+        estimate = numerator / np.maximum(denominator, 1e-6)
+        if result is None:
+            result = np.where(denominator > 1e-6, estimate, image.mean(axis=(0, 1)))
+        else:
+            support = np.clip(denominator / 0.3, 0.0, 1.0)
+            result = support * estimate + (1.0 - support) * result
+    return np.clip(result, 0.0, 1.0).astype(np.float32)
 
 
 def checkerboard(shape: tuple[int, int], cell: int | None = None) -> np.ndarray:

@@ -63,6 +63,8 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageDecodeError("too_many_pixels", f"the image has too many pixels ({error})") from error
     except UnidentifiedImageError as error:
+        if looks_like_image(data):  # right signature, unreadable inside: damaged, not unsupported
+            raise ImageDecodeError("corrupt", "the image data is damaged") from error
         raise ImageDecodeError(
             "unsupported", "this is not an image format we can read (send JPEG, PNG, WebP or HEIC)"
         ) from error
@@ -79,6 +81,13 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
     if width < 8 or height < 8:
         raise ImageDecodeError("corrupt", f"the image is only {width}x{height} pixels")
     return image
+
+
+IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
+
+
+def looks_like_image(data: bytes) -> bool:
+    return data.startswith(IMAGE_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP") or data[4:8] == b"ftyp"
 
 
 def _to_rgb_float(image: Image.Image) -> np.ndarray:
