@@ -8,9 +8,12 @@ import logging
 import mimetypes
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from flask import Flask, abort, jsonify, make_response
 
+from bot.admin import admin_blueprint
+from bot.campaigns import CampaignStore
 from bot.channels.line import LineChannel
 from bot.channels.messenger import MessengerChannel
 from bot.conversation import Conversation
@@ -19,6 +22,8 @@ from bot.web import web_blueprint
 from pipeline.cutout import Pipeline
 from pipeline.stats import Metrics
 from pipeline.worker import PipelineWorker
+from models import ModelUnavailableError, ensure_model, get_spec
+from models.specs import CAPTION_FONT
 from settings import Settings
 from storage.files import BlobNotFound, LocalBlobStore
 from storage.jobs import SqliteJobStore
@@ -32,7 +37,7 @@ SWEEP_EVERY_S = 3600
 def create_app(settings: Settings | None = None, pipeline: Pipeline | None = None) -> Flask:
     settings = settings or Settings.from_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the page's files are served by bot.web
     app.config["MAX_CONTENT_LENGTH"] = settings.max_image_bytes + 1024 * 1024
 
     blobs = LocalBlobStore(settings.data_dir / "blobs")
@@ -43,7 +48,12 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     worker = PipelineWorker(settings.queue_size)
     io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="io")
     metrics = Metrics()
-    conversation = Conversation(settings, jobs, blobs, urls, worker, pipeline, io, metrics=metrics)
+    campaigns = CampaignStore(jobs, blobs)
+    if settings.campaigns_file:
+        loaded = campaigns.load_yaml(Path(settings.campaigns_file))
+        log.info("loaded %d campaigns from %s", len(loaded), settings.campaigns_file)
+    conversation = Conversation(settings, jobs, blobs, urls, worker, pipeline, io, metrics=metrics,
+                                campaigns=campaigns)
 
     if settings.line_channel_secret:
         line = LineChannel(settings)
@@ -64,6 +74,17 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         "metrics": metrics,
     }
     app.register_blueprint(web_blueprint(settings, pipeline, worker, metrics, conversation.options))
+
+    def font_path() -> str | None:
+        if conversation.font_path is None:
+            try:
+                conversation.font_path = str(ensure_model(get_spec(CAPTION_FONT)))
+            except ModelUnavailableError as error:
+                log.error("caption font unavailable, captions fall back to a Latin-only font: %s", error)
+        return conversation.font_path
+
+    app.register_blueprint(admin_blueprint(settings, campaigns, pipeline, worker, conversation.options, font_path))
+    app.extensions["cutout"]["campaigns"] = campaigns
     register_result_routes(app, blobs, signer)
     register_health_routes(app)
 
@@ -82,6 +103,10 @@ def start_background(app: Flask, settings: Settings, pipeline: Pipeline, convers
                 pipeline.warm_up(conversation.options)
             except Exception:
                 log.exception("model warm-up failed; the first job will try again")
+        try:
+            conversation.font_path = str(ensure_model(get_spec(CAPTION_FONT)))
+        except ModelUnavailableError as error:
+            log.error("caption font unavailable, captions fall back to a Latin-only font: %s", error)
         ready.set()
         resumed = conversation.resume()
         if resumed:

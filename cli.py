@@ -55,7 +55,9 @@ def models_main(argv: list[str]) -> int:
             print(f"{spec.name:12} {spec.task:8} {spec.size_bytes / 1e6:6.1f} MB  {spec.licence}")
         return 0
     defaults = CutoutOptions()
-    names = args.names or [defaults.model] + ([defaults.assist_model] if defaults.assist_model else [])
+    from models.specs import CAPTION_FONT
+
+    names = args.names or [defaults.model] + ([defaults.assist_model] if defaults.assist_model else []) + [CAPTION_FONT]
     status = 0
     for name in names:
         try:

@@ -54,6 +54,10 @@ class Settings:
     messenger_graph_version: str = "v21.0"
     # HTTP API keys (none set: the API is open, as for the local demo).
     api_keys: tuple[str, ...] = ()
+    # Admin page password (HTTP Basic, any user name); the admin page is off when unset.
+    admin_password: str = ""
+    # Campaigns to load (upsert) at start-up, for people who keep config in git.
+    campaigns_file: str = ""
     # HTTP API requests per minute per key (or per IP without keys).
     api_rate_limit: int = 60
     extra: dict = field(default_factory=dict)
@@ -85,6 +89,8 @@ class Settings:
             messenger_graph_version=env("MESSENGER_GRAPH_VERSION", "v21.0"),
             api_keys=_list("CUTOUT_API_KEYS"),
             api_rate_limit=_int("CUTOUT_API_RATE_LIMIT", 60),
+            admin_password=env("CUTOUT_ADMIN_PASSWORD", ""),
+            campaigns_file=env("CUTOUT_CAMPAIGNS_FILE", ""),
         )
         values.update(overrides)
         return cls(**values)

@@ -60,6 +60,8 @@ def background_for(choice: str, brand_colors: tuple[str, ...]) -> Background:
         return Background("blur")
     if choice == "mask":
         return Background("mask")
+    if choice == "cutout":
+        return Background("transparent")
     if choice in BACKDROPS:
         return Background("image", image=backdrop(choice))
     if choice.startswith("#"):

@@ -21,9 +21,10 @@ from bot import backgrounds
 from bot.channels.base import Channel, SendError
 from bot.events import ChoiceMade, Event, Followed, PhotoReceived, TextReceived, Unsupported, event_from_dict
 from bot.fetch import FetchError
-from bot.i18n import HELP_WORDS, LANGUAGE_WORDS, LANGUAGES, say
+from bot.campaigns import Campaign, CampaignStore
+from bot.i18n import EXIT_WORDS, HELP_WORDS, LANGUAGE_WORDS, LANGUAGES, say
 from bot.replies import Choice, Image, Reply, Text
-from bot.results import UrlBuilder, load_stored_cutout, store_composite, store_cutout
+from bot.results import UrlBuilder, load_stored_cutout, store_composite, store_cutout, store_poster
 from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.decode import ImageDecodeError, decode_image
 from pipeline.stats import Metrics
@@ -55,6 +56,8 @@ class Conversation:
     io: Executor
     options: CutoutOptions = CutoutOptions()
     metrics: Metrics | None = None
+    campaigns: CampaignStore | None = None
+    font_path: str | None = None  # CJK font for campaign captions
 
     def __post_init__(self) -> None:
         self.channels: dict[str, Channel] = {}
@@ -122,7 +125,7 @@ class Conversation:
             self.deliver(job_id)
         elif isinstance(event, PhotoReceived):
             self._process_photo(job, event)
-        elif isinstance(event, ChoiceMade):
+        elif isinstance(event, ChoiceMade) and "job=" in event.data:
             self._process_choice(job, event)
         else:
             self._send(job, event, self.answer(event))
@@ -130,10 +133,18 @@ class Conversation:
             self._release(job_id)
 
     def answer(self, event: Event) -> list[Reply]:
-        """Replies that need no pipeline work: greetings, help, language, hints."""
+        """Replies that need no pipeline work: greetings, help, language, campaigns, hints."""
         language = self.language(event)
+        campaign = self._campaign_trigger(event)
+        if campaign is not None:
+            return [Text(self.join_campaign(campaign, event, language))]
         if isinstance(event, Followed):
             return [Text(say(language, "greeting"))]
+        if isinstance(event, ChoiceMade):
+            return [Text(say(language, "unknown_choice"))]
+        if isinstance(event, TextReceived) and event.text.strip().lower() in EXIT_WORDS:
+            self.jobs.update_user_state(event.channel, event.user_id, campaign=None, campaign_until=0)
+            return [Text(say(language, "campaign_left"))]
         if isinstance(event, Unsupported):
             return [Text(say(language, "unsupported"))]
         if isinstance(event, TextReceived):
@@ -146,6 +157,34 @@ class Conversation:
                 return [Text(say(language, "help"))]
             return [Text(say(language, "fallback_text"))]
         return []
+
+    # --- campaigns ----------------------------------------------------------------------------------
+    def _campaign_trigger(self, event: Event) -> Campaign | None:
+        if self.campaigns is None:
+            return None
+        if isinstance(event, TextReceived):
+            return self.campaigns.match_keyword(event.text)
+        if isinstance(event, ChoiceMade):
+            return self.campaigns.match_postback(event.data)
+        if isinstance(event, Followed):
+            return self.campaigns.match_ref(event.ref)
+        return None
+
+    def join_campaign(self, campaign: Campaign, event: Event, language: str) -> str:
+        self.campaigns.join(campaign, event.channel, event.user_id)
+        self.jobs.update_user_state(event.channel, event.user_id, campaign=campaign.slug,
+                                    campaign_until=time.time() + campaign.state_ttl_s)
+        return campaign.prompt or say(language, "campaign_joined", title=campaign.title)
+
+    def current_campaign(self, event: Event) -> Campaign | None:
+        """The campaign this user is in (joined, not expired, still active), if any."""
+        if self.campaigns is None:
+            return None
+        state = self.jobs.user_state(event.channel, event.user_id)
+        if not state.get("campaign") or state.get("campaign_until", 0) < time.time():
+            return None
+        campaign = self.campaigns.get(state["campaign"])
+        return campaign if campaign is not None and campaign.active() else None
 
     def language(self, event: Event) -> str:
         language = self.jobs.user_state(event.channel, event.user_id).get("language")
@@ -165,6 +204,9 @@ class Conversation:
                 raise UserFacingError("too_large" if error.reason == "too_large" else "bad_image", reason=str(error))
             input_key = self.blobs.put(f"inputs/{job.id}", data)
             job.result["input"] = input_key
+            campaign = self.current_campaign(event)
+            if campaign is not None:
+                job.result["campaign"] = campaign.slug
             self.jobs.update_result(job.id, job.result)
         self._submit(job.id, self.compute_cutout)
 
@@ -218,8 +260,14 @@ class Conversation:
             raise UserFacingError("no_subject")
         if self.metrics:
             self.metrics.observe(result.timings)
-        job.result.update(store_cutout(result, job.id, self.blobs), notes=result.notes, stored=True,
+        job.result.update(store_cutout(result, job.id, self.blobs), notes=result.notes,
                           timings={k: round(v, 3) for k, v in result.timings.items()})
+        campaign = self.campaigns.get(job.result["campaign"]) if self.campaigns and "campaign" in job.result else None
+        if campaign is not None:
+            poster = self.campaigns.render(campaign, result.foreground, result.alpha, self.font_path)
+            job.result.update(store_poster(poster, job.id, self.blobs))
+            self.campaigns.count(campaign.slug, "photos")
+        job.result["stored"] = True
         self.jobs.update_result(job.id, job.result)
 
     def compute_composite(self, job_id: str) -> None:
@@ -242,6 +290,8 @@ class Conversation:
         self._send(job, event, self.result_replies(job, event))
         self.jobs.mark_finished(job_id, job.result)
         self._release(job_id)
+        if "poster" in job.result and self.campaigns is not None:
+            self.campaigns.count(job.result["campaign"], "composites")
         if self.metrics:
             self.metrics.count(event.channel, "finished")
 
@@ -254,6 +304,14 @@ class Conversation:
             link = self.urls.url(job.result["composite"])
             return [Image(link, self.urls.url(job.result["composite_preview"])),
                     Text(say(language, key, days=days, url=link), self.background_choices(source_id, language))]
+        if "poster" in job.result:
+            campaign = self.campaigns.get(job.result["campaign"]) if self.campaigns else None
+            title = campaign.title if campaign else job.result["campaign"]
+            link = self.urls.url(job.result["poster"])
+            plain = Choice(say(language, "bg_cutout"), urlencode({"bg": "cutout", "job": job.id}))
+            return [Image(link, self.urls.url(job.result["poster_preview"])),
+                    Text(say(language, "campaign_done", title=title, days=days, url=link),
+                         (plain, *self.background_choices(job.id, language)[:12]))]
         link = self.urls.url(job.result["cutout"])
         return [Image(self.urls.url(job.result["chat"]), self.urls.url(job.result["preview"])),
                 Text(say(language, "done", days=days, url=link), self.background_choices(job.id, language))]

@@ -23,7 +23,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "language_set": "已切換為繁體中文。",
         "fallback_text": "傳一張照片給我就能去背！輸入「說明」看用法。",
         "bg_white": "白色", "bg_black": "黑色", "bg_brand": "品牌色{n}", "bg_blur": "模糊原圖",
-        "bg_studio": "攝影棚", "bg_sunset": "夕陽", "bg_mint": "薄荷", "bg_mask": "只要遮罩",
+        "bg_studio": "攝影棚", "bg_sunset": "夕陽", "bg_mint": "薄荷", "bg_mask": "只要遮罩", "bg_cutout": "原始去背",
+        "campaign_joined": "歡迎參加「{title}」！請傳一張自拍照，我會幫你做成活動專屬圖 📸\n（輸入「離開」可退出活動）",
+        "campaign_done": "你的「{title}」活動圖完成了！下載（{days} 天內有效）：\n{url}\n想要原始去背圖請點「原始去背」。",
+        "campaign_left": "已離開活動，之後傳的照片會直接去背。",
+        "campaign_ended": "「{title}」活動已結束，這張照片幫你直接去背。",
     },
     "en": {
         "greeting": "Welcome to Cutout Bot! 📸 Send me a photo and I'll remove the background with AI (hair included), then you can pick a new one with a tap.\nType 'help' for how it works, '中文' for Chinese.",
@@ -44,10 +48,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "language_set": "Switched to English.",
         "fallback_text": "Send me a photo to cut it out! Type 'help' for how it works.",
         "bg_white": "White", "bg_black": "Black", "bg_brand": "Brand {n}", "bg_blur": "Blurred photo",
-        "bg_studio": "Studio", "bg_sunset": "Sunset", "bg_mint": "Mint", "bg_mask": "Mask only",
+        "bg_studio": "Studio", "bg_sunset": "Sunset", "bg_mint": "Mint", "bg_mask": "Mask only", "bg_cutout": "Plain cutout",
+        "campaign_joined": "Welcome to \"{title}\"! Send a selfie and I'll turn it into the campaign picture 📸\n(Type 'exit' to leave.)",
+        "campaign_done": "Your \"{title}\" picture is ready! Download (valid {days} days):\n{url}\nTap 'Plain cutout' for the transparent PNG.",
+        "campaign_left": "You left the campaign; photos are cut out as usual again.",
+        "campaign_ended": "The \"{title}\" campaign has ended, so here is a plain cutout.",
     },
 }
 
+EXIT_WORDS = {"exit", "leave", "quit", "離開", "离开", "退出", "結束"}
 HELP_WORDS = {"help", "說明", "说明", "幫助", "帮助", "?", "？", "menu", "選單"}
 LANGUAGE_WORDS = {"english": "en", "en": "en", "中文": "zh-TW", "繁體中文": "zh-TW", "zh": "zh-TW", "zh-tw": "zh-TW"}
 

@@ -62,11 +62,22 @@ def store_composite(result: CutoutResult, background: Background, job_id: str, n
     blobs.put(key, rendered.data)
     if rendered.content_type == "image/jpeg" and len(rendered.data) <= CHAT_PREVIEW_MAX_BYTES:
         preview_key = key
+    elif background.kind == "transparent":  # chat apps show transparency as black: checkerboard
+        preview_key = f"results/{job_id}/{name}-preview.jpg"
+        blobs.put(preview_key, checkerboard_preview(result, max_bytes=CHAT_PREVIEW_MAX_BYTES))
     else:
         preview_key = f"results/{job_id}/{name}-preview.jpg"
         preview = np.asarray(Image.open(io.BytesIO(rendered.data)).convert("RGB"), dtype=np.float32) / 255.0
         blobs.put(preview_key, encode_jpeg(preview, quality=85, max_bytes=CHAT_PREVIEW_MAX_BYTES, max_side=1024))
     return {"composite": key, "composite_preview": preview_key}
+
+
+def store_poster(poster: np.ndarray, job_id: str, blobs: LocalBlobStore) -> dict[str, str]:
+    """A campaign poster: JPEG original (opaque canvas) and a <= 1 MB preview."""
+    keys = {"poster": f"results/{job_id}/poster.jpg", "poster_preview": f"results/{job_id}/poster-preview.jpg"}
+    blobs.put(keys["poster"], encode_jpeg(poster, quality=92, max_bytes=CHAT_ORIGINAL_MAX_BYTES))
+    blobs.put(keys["poster_preview"], encode_jpeg(poster, quality=85, max_bytes=CHAT_PREVIEW_MAX_BYTES, max_side=1024))
+    return keys
 
 
 @dataclass(frozen=True)

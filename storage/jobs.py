@@ -96,6 +96,10 @@ class SqliteJobStore:
             self._local.db = db
         return db
 
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, for stores that share the database file (campaigns)."""
+        return self._connect()
+
     # --- jobs -----------------------------------------------------------------------------
     def create(
         self,
