@@ -5,17 +5,21 @@ import numpy as np
 from scipy import ndimage
 
 
-def fuse_masks(main: np.ndarray, assist: np.ndarray, reach: int = 5) -> np.ndarray:
+def fuse_masks(main: np.ndarray, assist: np.ndarray, reach: int = 5, min_area: float = 0.02) -> np.ndarray:
     """Add what `assist` sees beyond `main`, but only where it is attached to `main`'s subject.
 
     A pixel-wise max of ISNet and U^2-Net-p recovers parts one model misses (measured on the
     alphamatting.com set: mean SAD 43.0 -> 30.7), but also imports the other model's false
     positives; keeping only the extra regions connected to the main subject drops most of those.
+    A second opinion is only taken when it claims a substantial part of the picture (`min_area`):
+    small disagreements are edge noise, which the matting stage settles better (on the 27
+    alphamatting.com images this keeps the same mean error and harms fewer clean cutouts).
 
     Parameters
     ----------
     main, assist: (h, w) soft masks in [0, 1].
     reach: pixels the kept region may extend past the connected component (soft edges).
+    min_area: fraction of the image the added foreground must cover to be used at all.
 
     Returns
     -------
@@ -31,4 +35,7 @@ def fuse_masks(main: np.ndarray, assist: np.ndarray, reach: int = 5) -> np.ndarr
     attached[np.unique(labels[main > 0.5])] = True
     attached[0] = False
     region = ndimage.binary_dilation(attached[labels], iterations=reach)
-    return np.clip(main + extra * region, 0.0, 1.0).astype(np.float32)
+    fused = np.clip(main + extra * region, 0.0, 1.0).astype(np.float32)
+    if float(((fused > 0.5) & (main <= 0.5)).mean()) < min_area:
+        return main.astype(np.float32)
+    return fused
