@@ -28,6 +28,10 @@ class Settings:
     result_ttl_s: int = 7 * 24 * 3600
     # Bounded pipeline queue: when full, users are told to retry shortly.
     queue_size: int = 32
+    # Dynamic batching on the pipeline thread: up to `batch_size` photos per forward pass, waiting
+    # at most `batch_wait_ms` for more, and only when others are already queued.
+    batch_size: int = 1
+    batch_wait_ms: int = 5
     # Per-user flood limit: at most `rate_limit_count` photos per `rate_limit_window_s`.
     rate_limit_count: int = 10
     rate_limit_window_s: int = 60
@@ -71,6 +75,8 @@ class Settings:
             result_ttl_s=_int("CUTOUT_RESULT_TTL_S", 7 * 24 * 3600),
             queue_size=_int("CUTOUT_QUEUE_SIZE", 32),
             rate_limit_count=_int("CUTOUT_RATE_LIMIT", 10),
+            batch_size=_int("CUTOUT_BATCH_SIZE", 1),
+            batch_wait_ms=_int("CUTOUT_BATCH_WAIT_MS", 5),
             rate_limit_window_s=_int("CUTOUT_RATE_WINDOW_S", 60),
             max_image_bytes=_int("CUTOUT_MAX_IMAGE_BYTES", 20 * 1024 * 1024),
             max_image_pixels=_int("CUTOUT_MAX_IMAGE_PIXELS", 40_000_000),

@@ -111,7 +111,7 @@ class Conversation:
         except UserFacingError as error:
             self._fail(job_id, error.key, error.key, **error.values)
         except Exception as error:
-            log.exception("job %s failed in %s", job_id, step.__name__)
+            log.exception("job %s failed in %s", job_id, getattr(step, "__name__", "a step"))
             self._fail(job_id, f"{type(error).__name__}: {error}", "failed")
 
     def process(self, job_id: str) -> None:
@@ -208,7 +208,7 @@ class Conversation:
             if campaign is not None:
                 job.result["campaign"] = campaign.slug
             self.jobs.update_result(job.id, job.result)
-        self._submit(job.id, self.compute_cutout)
+        self._submit_cutout(job.id)
 
     def _process_choice(self, job: Job, event: ChoiceMade) -> None:
         fields = {k: v[0] for k, v in parse_qs(event.data).items()}
@@ -246,8 +246,9 @@ class Conversation:
     def dispatch_delivery(self, job_id: str) -> None:
         self.io.submit(self._guarded, self.deliver, job_id)
 
-    # --- pipeline thread --------------------------------------------------------------------------
-    def compute_cutout(self, job_id: str) -> None:
+    # --- pipeline thread ----------------------------------------------------------------------------
+    def _submit_cutout(self, job_id: str) -> None:
+        """Decode here (IO lane), cut out on the pipeline thread (batched with other photos)."""
         job = self.jobs.get(job_id)
         try:
             image = decode_image(self.blobs.get(job.result["input"]), self.settings.max_image_bytes,
@@ -255,7 +256,22 @@ class Conversation:
         except ImageDecodeError as error:
             raise UserFacingError("too_large" if error.reason in ("too_large", "too_many_pixels") else "bad_image",
                                   reason=str(error)) from None
-        result = self.pipeline.cutout(image, self.options)
+        try:
+            future = self.worker.submit_batchable(
+                "cutout", image, lambda images: self.pipeline.cutout_batch(images, self.options), label=f"cutout {job_id}")
+        except QueueFull:
+            raise UserFacingError("busy") from None
+        future.add_done_callback(lambda done: self._after_cutout(job_id, done))
+
+    def _after_cutout(self, job_id: str, done: Future) -> None:
+        if done.exception() is not None:
+            self._after_compute(job_id, done)
+            return
+        self.io.submit(self._guarded, lambda jid: self.store_cutout_result(jid, done.result()), job_id)
+
+    def store_cutout_result(self, job_id: str, result) -> None:
+        """IO lane: encode and store the files (and a campaign poster), then reply."""
+        job = self.jobs.get(job_id)
         if not result.subject_found:
             raise UserFacingError("no_subject")
         if self.metrics:
@@ -269,6 +285,7 @@ class Conversation:
             self.campaigns.count(campaign.slug, "photos")
         job.result["stored"] = True
         self.jobs.update_result(job.id, job.result)
+        self.deliver(job_id)
 
     def compute_composite(self, job_id: str) -> None:
         job = self.jobs.get(job_id)

@@ -101,8 +101,10 @@ def web_blueprint(settings: Settings, pipeline: Pipeline, worker: PipelineWorker
             params = read_params()
             background = read_background(settings)
             image = decode_image(data, settings.max_image_bytes, settings.max_image_pixels)
-            future = worker.submit(lambda: cut_and_render(pipeline, options, image, params, background), "api")
-            rendered, timings = future.result(timeout=API_TIMEOUT_S)
+            image = downscale_for_size(image, params["size"])
+            future = worker.submit_batchable("cutout", image, lambda images: pipeline.cutout_batch(images, options), "api")
+            result = future.result(timeout=API_TIMEOUT_S)
+            rendered, timings = render_result(result, params, background), result.timings
         except ApiError as error:
             metrics.count("api", error.code)
             return error_response(error)
@@ -207,21 +209,24 @@ def read_background(settings: Settings) -> Background | None:
     return None
 
 
-def cut_and_render(pipeline: Pipeline, options: CutoutOptions, image, params: dict, background: Background | None):
-    """Runs on the pipeline thread: cutout, optional downscale for size=preview, render."""
-    if params["size"] in ("preview", "small", "regular"):
-        height, width = image.shape[:2]
-        scale = (PREVIEW_PIXELS / (height * width)) ** 0.5
-        if scale < 1:
-            from pipeline.segment import resize_float
+def downscale_for_size(image, size: str):
+    """remove.bg's size=preview (and its small/regular aliases): at most 0.25 megapixels."""
+    if size not in ("preview", "small", "regular"):
+        return image
+    height, width = image.shape[:2]
+    scale = (PREVIEW_PIXELS / (height * width)) ** 0.5
+    if scale >= 1:
+        return image
+    from pipeline.segment import resize_float
 
-            image = resize_float(image, max(1, round(width * scale)), max(1, round(height * scale)))
-    result = pipeline.cutout(image, options)
+    return resize_float(image, max(1, round(width * scale)), max(1, round(height * scale)))
+
+
+def render_result(result, params: dict, background: Background | None):
     if params["channels"] == "alpha":
         background = Background("mask")
-    rendered = render(result, background or Background("transparent"), fmt=params["format"],
-                      crop=params["crop"], crop_margin=params["crop_margin"] or 0.0, shadow=params["shadow"])
-    return rendered, result.timings
+    return render(result, background or Background("transparent"), fmt=params["format"],
+                  crop=params["crop"], crop_margin=params["crop_margin"] or 0.0, shadow=params["shadow"])
 
 
 def openapi_document(settings: Settings) -> dict:

@@ -12,6 +12,7 @@ import numpy as np
 from models import ensure_model, get_spec
 from models.specs import DEFAULT_MODEL
 from pipeline.colour_prior import refine_mask_with_colour
+from pipeline.device import resolve_device
 from pipeline.foreground import estimate_foreground
 from pipeline.fuse import fuse_masks
 from pipeline.matte import DEFAULT_MAX_SIDE, estimate_alpha
@@ -60,19 +61,29 @@ class Pipeline:
     """Holds the loaded models (one inference session each per process) and runs the chain."""
 
     def __init__(self, model_dir: Path | str | None = None, cache_dir: Path | str | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, device: str | None = None) -> None:
         self.model_dir = model_dir
         self.cache_dir = cache_dir
         self.threads = threads
+        self.device = resolve_device(device)
         self._segmenters: dict[str, Segmenter] = {}
         self._lock = threading.Lock()
+
+    @property
+    def uses_torch(self) -> bool:
+        return self.device in ("cuda", "torch-cpu")
 
     def segmenter(self, name: str) -> Segmenter:
         with self._lock:
             if name not in self._segmenters:
                 spec = get_spec(name)
                 path = ensure_model(spec, self.model_dir, self.cache_dir)
-                self._segmenters[name] = Segmenter(spec, path, self.threads)
+                if self.uses_torch:
+                    from pipeline.segment_torch import TorchSegmenter
+
+                    self._segmenters[name] = TorchSegmenter(spec, path, "cuda" if self.device == "cuda" else "cpu")
+                else:
+                    self._segmenters[name] = Segmenter(spec, path, self.threads)
             return self._segmenters[name]
 
     def warm_up(self, options: CutoutOptions = CutoutOptions()) -> None:
@@ -81,23 +92,34 @@ class Pipeline:
         if options.assist_model:
             self.segmenter(options.assist_model)
 
-    def segment(self, image: np.ndarray, options: CutoutOptions, timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
-        """-> (the main model's mask, the mask to refine)."""
-        started = time.perf_counter()
-        mask = self.segmenter(options.model).predict(image)
-        fused = mask
-        if options.assist_model:
-            fused = fuse_masks(mask, self.segmenter(options.assist_model).predict(image))
-        timings["segment"] = time.perf_counter() - started
-        return mask, fused
-
     def cutout(self, image: np.ndarray, options: CutoutOptions = CutoutOptions()) -> CutoutResult:
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"expected an (h, w, 3) RGB image, got shape {image.shape}")
-        image = np.clip(image, 0.0, 1.0).astype(np.float32)
-        timings: dict[str, float] = {}
+        return self.cutout_batch([image], options)[0]
+
+    def cutout_batch(self, images: list[np.ndarray], options: CutoutOptions = CutoutOptions()) -> list[CutoutResult]:
+        """Cut out several images; segmentation runs as one batch (one forward pass on a GPU)."""
+        for image in images:
+            if image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError(f"expected an (h, w, 3) RGB image, got shape {image.shape}")
+        images = [np.clip(image, 0.0, 1.0).astype(np.float32) for image in images]
+        started = time.perf_counter()
+        masks = self._predict_all(options.model, images)
+        fused = masks
+        if options.assist_model:
+            assists = self._predict_all(options.assist_model, images)
+            fused = [fuse_masks(mask, assist) for mask, assist in zip(masks, assists)]
+        seconds = (time.perf_counter() - started) / len(images)
+        return [self._refine(image, mask, alpha, options, {"segment": seconds})
+                for image, mask, alpha in zip(images, masks, fused)]
+
+    def _predict_all(self, name: str, images: list[np.ndarray]) -> list[np.ndarray]:
+        segmenter = self.segmenter(name)
+        if hasattr(segmenter, "predict_batch"):
+            return segmenter.predict_batch(images)
+        return [segmenter.predict(image) for image in images]
+
+    def _refine(self, image: np.ndarray, mask: np.ndarray, alpha: np.ndarray, options: CutoutOptions,
+                timings: dict[str, float]) -> CutoutResult:
         notes: list[str] = []
-        mask, alpha = self.segment(image, options, timings)
 
         if options.colour_prior:
             started = time.perf_counter()
@@ -110,7 +132,10 @@ class Pipeline:
             started = time.perf_counter()
             try:
                 trimap = make_trimap(alpha)
-                alpha = estimate_alpha(image, trimap, prior=alpha, max_side=options.matting_max_side)
+                if self.uses_torch:
+                    alpha = self._matte_torch(image, trimap, alpha)
+                else:
+                    alpha = estimate_alpha(image, trimap, prior=alpha, max_side=options.matting_max_side)
             except (ValueError, MemoryError, ArithmeticError) as error:
                 # Not silent: the job records that this cutout is the model's mask, and why.
                 notes.append(f"matting skipped, model mask used: {error}")
@@ -119,11 +144,36 @@ class Pipeline:
 
         if options.foreground:
             started = time.perf_counter()
-            foreground = estimate_foreground(image, alpha)
+            foreground = self._foreground_torch(image, alpha) if self.uses_torch else estimate_foreground(image, alpha)
             timings["foreground"] = time.perf_counter() - started
         else:
             foreground = image
         return CutoutResult(image, mask, alpha.astype(np.float32), foreground, timings, notes)
+
+    def _torch_device(self):
+        import torch
+
+        return torch.device("cuda" if self.device == "cuda" else "cpu")
+
+    def _matte_torch(self, image: np.ndarray, trimap: np.ndarray, prior: np.ndarray) -> np.ndarray:
+        import torch
+
+        from pipeline.matte_torch import estimate_alpha_torch
+
+        device = self._torch_device()
+        as_tensor = lambda array: torch.from_numpy(np.ascontiguousarray(array)).to(device)
+        alpha = estimate_alpha_torch(as_tensor(image.transpose(2, 0, 1)), as_tensor(trimap), as_tensor(prior))
+        return alpha.cpu().numpy()
+
+    def _foreground_torch(self, image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        import torch
+
+        from pipeline.matte_torch import estimate_foreground_torch
+
+        device = self._torch_device()
+        foreground = estimate_foreground_torch(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(device),
+                                               torch.from_numpy(np.ascontiguousarray(alpha)).to(device))
+        return foreground.cpu().numpy().transpose(1, 2, 0).astype(np.float32)
 
 
 _default_pipeline: Pipeline | None = None

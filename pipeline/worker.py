@@ -1,16 +1,18 @@
 """The pipeline thread: one per process, owns the models, fed by a bounded queue.
 
-Work arrives as callables (a cutout for a chat job, an API request, a composite); each returns a
-Future. A full queue raises QueueFull at once so callers can tell the user to retry instead of
-letting requests pile up. Verbs follow rq: work -> dequeue_job -> perform_job ->
-handle_job_success / handle_job_failure; `work(burst=True)` drains the queue and returns (tests).
+Work arrives as callables (a composite, a campaign preview) or as batchable items (cutouts):
+consecutive items with the same batch key are taken together, up to `max_batch`, and run in one
+call, so a GPU does one forward pass for several images. A lone item never waits: the worker
+only waits up to `max_wait_s` for more when others were already queued. A full queue raises
+QueueFull at once so callers can tell the user to retry. Verbs follow rq: work -> dequeue_job ->
+perform_job -> handle_job_success / handle_job_failure; `work(burst=True)` drains and returns.
 """
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -24,8 +26,11 @@ class QueueFull(Exception):
 
 @dataclass
 class Task:
-    function: Callable[[], Any]
+    function: Callable[[], Any] | None
     label: str
+    batch_key: str | None = None
+    item: Any = None
+    run_batch: Callable[[list[Any]], list[Any]] | None = None
     future: Future = field(default_factory=Future)
     enqueued_at: float = field(default_factory=time.monotonic)
 
@@ -34,36 +39,50 @@ class Task:
 class WorkerStats:
     succeeded: int = 0
     failed: int = 0
+    batches: int = 0
+    batched_items: int = 0
     busy_s: float = 0.0
     last_wait_s: float = 0.0
 
 
 class PipelineWorker:
-    def __init__(self, queue_size: int = 32, name: str = "pipeline") -> None:
-        self.queue: queue.Queue[Task | None] = queue.Queue(maxsize=queue_size)
+    def __init__(self, queue_size: int = 32, name: str = "pipeline", max_batch: int = 1,
+                 max_wait_s: float = 0.0) -> None:
+        self.capacity = queue_size
         self.name = name
+        self.max_batch = max(1, max_batch)
+        self.max_wait_s = max_wait_s
         self.stats = WorkerStats()
+        self._tasks: deque[Task | None] = deque()
+        self._condition = threading.Condition()
         self._thread: threading.Thread | None = None
         self._in_flight = 0
-        self._lock = threading.Lock()
 
     # --- producer side ----------------------------------------------------------------------
     def submit(self, function: Callable[[], Any], label: str = "task") -> Future:
-        task = Task(function, label)
-        try:
-            self.queue.put_nowait(task)
-        except queue.Full:
-            raise QueueFull(f"{self.name} queue is full ({self.queue.maxsize} waiting)") from None
+        return self._put(Task(function, label))
+
+    def submit_batchable(self, batch_key: str, item: Any, run_batch: Callable[[list[Any]], list[Any]],
+                         label: str = "batch item") -> Future:
+        """Queue `item`; `run_batch(items) -> results` runs once for a group of same-key items."""
+        return self._put(Task(None, label, batch_key, item, run_batch))
+
+    def _put(self, task: Task) -> Future:
+        with self._condition:
+            if len(self._tasks) >= self.capacity:
+                raise QueueFull(f"{self.name} queue is full ({self.capacity} waiting)")
+            self._tasks.append(task)
+            self._condition.notify_all()
         return task.future
 
     @property
     def depth(self) -> int:
-        """Tasks waiting plus the one being worked on."""
-        return self.queue.qsize() + self._in_flight
+        """Tasks waiting plus the ones being worked on."""
+        return len(self._tasks) + self._in_flight
 
     @property
     def saturated(self) -> bool:
-        return self.queue.full()
+        return len(self._tasks) >= self.capacity
 
     # --- the thread ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -74,7 +93,9 @@ class PipelineWorker:
 
     def stop(self, timeout: float = 5.0) -> None:
         if self._thread and self._thread.is_alive():
-            self.queue.put(None)
+            with self._condition:
+                self._tasks.appendleft(None)
+                self._condition.notify_all()
             self._thread.join(timeout)
 
     @property
@@ -85,41 +106,80 @@ class PipelineWorker:
         """Process tasks until stopped (or, in burst mode, until the queue is empty)."""
         done = 0
         while True:
-            task = self.dequeue_job(block=not burst)
-            if task is None:
+            tasks = self.dequeue_job(block=not burst)
+            if not tasks:
                 return done
-            self.perform_job(task)
-            done += 1
+            self.perform_job(tasks)
+            done += len(tasks)
 
-    def dequeue_job(self, block: bool) -> Task | None:
-        try:
-            task = self.queue.get(block=block)
-        except queue.Empty:
-            return None
-        if task is not None:
-            with self._lock:
-                self._in_flight += 1
-        return task
+    def dequeue_job(self, block: bool) -> list[Task]:
+        """The next task, plus queued tasks of the same batch key (up to max_batch)."""
+        with self._condition:
+            while not self._tasks:
+                if not block:
+                    return []
+                self._condition.wait()
+            first = self._tasks.popleft()
+            if first is None:
+                return []
+            tasks = [first]
+            if first.batch_key is not None and self.max_batch > 1:
+                deadline = time.monotonic() + self.max_wait_s
+                waited = False
+                while len(tasks) < self.max_batch:
+                    same = [t for t in self._tasks if t is not None and t.batch_key == first.batch_key]
+                    for task in same[: self.max_batch - len(tasks)]:
+                        self._tasks.remove(task)
+                        tasks.append(task)
+                    remaining = deadline - time.monotonic()
+                    # Wait for stragglers only under load (others were queued); a lone item goes now.
+                    if len(tasks) >= self.max_batch or len(tasks) == 1 or remaining <= 0 or waited:
+                        break
+                    self._condition.wait(remaining)
+                    waited = True
+            self._in_flight += len(tasks)
+            return tasks
 
-    def perform_job(self, task: Task) -> None:
+    def perform_job(self, tasks: list[Task]) -> None:
         started = time.monotonic()
-        self.stats.last_wait_s = started - task.enqueued_at
-        if not task.future.set_running_or_notify_cancel():
-            self._finish()
-            return
+        self.stats.last_wait_s = started - tasks[0].enqueued_at
+        live = [task for task in tasks if task.future.set_running_or_notify_cancel()]
+        try:
+            if not live:
+                return
+            if live[0].batch_key is None:
+                self._run_single(live[0])
+            else:
+                self._run_batch(live)
+        finally:
+            self.stats.busy_s += time.monotonic() - started
+            with self._condition:
+                self._in_flight -= len(tasks)
+
+    def _run_single(self, task: Task) -> None:
         try:
             value = task.function()
         except BaseException as error:  # the thread must survive any one task
             self.handle_job_failure(task, error)
         else:
             self.handle_job_success(task, value)
-        finally:
-            self.stats.busy_s += time.monotonic() - started
-            self._finish()
 
-    def _finish(self) -> None:
-        with self._lock:
-            self._in_flight -= 1
+    def _run_batch(self, tasks: list[Task]) -> None:
+        self.stats.batches += 1
+        self.stats.batched_items += len(tasks)
+        try:
+            results = tasks[0].run_batch([task.item for task in tasks])
+            if len(results) != len(tasks):
+                raise RuntimeError(f"batch returned {len(results)} results for {len(tasks)} items")
+        except BaseException as error:
+            for task in tasks:
+                self.handle_job_failure(task, error)
+            return
+        for task, value in zip(tasks, results):
+            if isinstance(value, BaseException):
+                self.handle_job_failure(task, value)
+            else:
+                self.handle_job_success(task, value)
 
     def handle_job_success(self, task: Task, value: Any) -> None:
         self.stats.succeeded += 1
@@ -127,5 +187,5 @@ class PipelineWorker:
 
     def handle_job_failure(self, task: Task, error: BaseException) -> None:
         self.stats.failed += 1
-        log.exception("pipeline task %s failed", task.label, exc_info=error)
+        log.error("pipeline task %s failed: %s", task.label, error, exc_info=error)
         task.future.set_exception(error)

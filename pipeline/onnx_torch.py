@@ -1,0 +1,157 @@
+"""Run an ONNX graph as a torch module: the ISNet graph on the GPU without onnxruntime.
+
+ISNet uses a handful of operators (Conv, Relu, MaxPool, Resize, Concat, Add, Sigmoid, Cast and the
+Shape/Slice arithmetic feeding Resize); interpreting them directly with torch.nn.functional keeps
+the weights identical to the onnxruntime path and needs neither onnx2torch nor torchvision (which
+must match the installed torch exactly). Weights load once; `Cast` nodes map to the module's
+compute dtype, so the same graph runs in fp16 on a GPU and fp32 on a CPU.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+SUPPORTED = {"Constant", "Conv", "Relu", "Cast", "Concat", "Shape", "Slice", "Resize", "MaxPool", "Add", "Sigmoid"}
+
+
+def _attributes(node) -> dict:
+    from onnx import helper
+
+    return {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
+
+
+class OnnxGraphModule(torch.nn.Module):
+    def __init__(self, model_path: Path | str, output_name: str | None = None) -> None:
+        super().__init__()
+        import onnx
+        from onnx import numpy_helper
+
+        model = onnx.load(str(model_path))
+        graph = model.graph
+        unsupported = {node.op_type for node in graph.node} - SUPPORTED
+        if unsupported:
+            raise ValueError(f"operators not supported by the torch interpreter: {sorted(unsupported)}")
+        self.input_name = graph.input[0].name
+        self.output_name = output_name or graph.output[0].name
+        self._names: dict[str, str] = {}
+        for initializer in graph.initializer:
+            self._add_constant(initializer.name, numpy_helper.to_array(initializer))
+        self.nodes: list[tuple[str, list[str], list[str], dict]] = []
+        for node in graph.node:
+            attributes = _attributes(node)
+            if node.op_type == "Constant":
+                self._add_constant(node.output[0], numpy_helper.to_array(attributes["value"]))
+                continue
+            self.nodes.append((node.op_type, list(node.input), list(node.output), attributes))
+        self.nodes = self._prune(self._topological(self.nodes))
+        self.compute_dtype = torch.float32
+
+    def _add_constant(self, name: str, array: np.ndarray) -> None:
+        buffer_name = f"c{len(self._names)}"
+        tensor = torch.from_numpy(np.array(array))
+        if tensor.is_floating_point():
+            tensor = tensor.float()  # stored fp32; `to(dtype)` of the module converts for fp16 runs
+        self.register_buffer(buffer_name, tensor, persistent=False)
+        self._names[name] = buffer_name
+
+    def _topological(self, nodes):
+        """fp16-converted graphs append their Cast nodes at the end: put every node after its inputs."""
+        available = set(self._names) | {self.input_name, ""}
+        ordered, pending = [], list(nodes)
+        while pending:
+            ready = [node for node in pending if all(name in available for name in node[1])]
+            if not ready:
+                raise ValueError("the ONNX graph has a cycle or a missing input")
+            for node in ready:
+                available.update(node[2])
+            ordered.extend(ready)
+            pending = [node for node in pending if node not in ready]
+        return ordered
+
+    def _prune(self, nodes):
+        """Keep only nodes the requested output depends on (ISNet also emits side outputs)."""
+        needed = {self.output_name}
+        kept = []
+        for node in reversed(nodes):
+            if set(node[2]) & needed:
+                kept.append(node)
+                needed.update(name for name in node[1] if name)
+        return list(reversed(kept))
+
+    def to(self, *args, **kwargs):  # remember the float dtype for Cast nodes
+        module = super().to(*args, **kwargs)
+        for value in list(args) + list(kwargs.values()):
+            if isinstance(value, torch.dtype) and value.is_floating_point:
+                module.compute_dtype = value
+        return module
+
+    def half(self):
+        return self.to(torch.float16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values: dict[str, torch.Tensor] = {name: getattr(self, buffer) for name, buffer in self._names.items()}
+        values[self.input_name] = x
+        for op_type, inputs, outputs, attributes in self.nodes:
+            arguments = [values[name] if name else None for name in inputs]
+            values[outputs[0]] = getattr(self, f"_op_{op_type.lower()}")(arguments, attributes)
+        return values[self.output_name]
+
+    # --- operators ------------------------------------------------------------------------------
+    def _op_conv(self, a, attributes):
+        pads = attributes.get("pads", [0, 0, 0, 0])
+        return F.conv2d(a[0], a[1], a[2] if len(a) > 2 else None, stride=attributes.get("strides", [1, 1]),
+                        padding=(pads[0], pads[1]), dilation=attributes.get("dilations", [1, 1]),
+                        groups=attributes.get("group", 1))
+
+    def _op_relu(self, a, attributes):
+        return F.relu(a[0], inplace=False)
+
+    def _op_sigmoid(self, a, attributes):
+        return torch.sigmoid(a[0])
+
+    def _op_add(self, a, attributes):
+        return a[0] + a[1]
+
+    def _op_concat(self, a, attributes):
+        return torch.cat(a, dim=attributes["axis"])
+
+    def _op_cast(self, a, attributes):
+        # Float casts follow the compute dtype (fp16 graph casts become no-ops in fp32 and back).
+        if attributes["to"] in (1, 10, 11, 16):
+            return a[0].to(self.compute_dtype)
+        return a[0].to(torch.int64)
+
+    def _op_shape(self, a, attributes):
+        return torch.tensor(a[0].shape, dtype=torch.int64)
+
+    def _op_slice(self, a, attributes):
+        data, starts, ends = a[0], a[1].tolist(), a[2].tolist()
+        axes = a[3].tolist() if len(a) > 3 and a[3] is not None else list(range(len(starts)))
+        steps = a[4].tolist() if len(a) > 4 and a[4] is not None else [1] * len(starts)
+        index = [slice(None)] * data.dim()
+        for axis, start, end, step in zip(axes, starts, ends, steps):
+            index[axis] = slice(start, min(end, data.shape[axis]), step)
+        return data[tuple(index)]
+
+    def _op_maxpool(self, a, attributes):
+        pads = attributes.get("pads", [0, 0, 0, 0])
+        return F.max_pool2d(a[0], attributes["kernel_shape"], attributes.get("strides"), padding=(pads[0], pads[1]),
+                            ceil_mode=bool(attributes.get("ceil_mode", 0)))
+
+    def _op_resize(self, a, attributes):
+        mode = attributes.get("mode", b"nearest")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        transform = attributes.get("coordinate_transformation_mode", b"half_pixel")
+        transform = transform.decode() if isinstance(transform, bytes) else transform
+        sizes = a[3] if len(a) > 3 and a[3] is not None else None
+        if sizes is not None and sizes.numel():
+            size = [int(v) for v in sizes.tolist()[2:]]
+        else:
+            scales = a[2].tolist()[2:]
+            size = [int(a[0].shape[2] * scales[0]), int(a[0].shape[3] * scales[1])]
+        if mode == "linear":
+            return F.interpolate(a[0], size=size, mode="bilinear", align_corners=transform == "align_corners")
+        return F.interpolate(a[0], size=size, mode="nearest")
