@@ -1,7 +1,7 @@
 """Run an ONNX graph as a torch module: the ISNet graph on the GPU without onnxruntime.
 
-ISNet uses a handful of operators (Conv, Relu, MaxPool, Resize, Concat, Add, Sigmoid, Cast and the
-Shape/Slice arithmetic feeding Resize); interpreting them directly with torch.nn.functional keeps
+ISNet and U^2-Net-p use a handful of operators (Conv, Relu, MaxPool, Resize, Concat, Add, Sigmoid,
+Cast and the Shape/Slice/Gather/Unsqueeze arithmetic feeding Resize); interpreting them directly with torch.nn.functional keeps
 the weights identical to the onnxruntime path and needs neither onnx2torch nor torchvision (which
 must match the installed torch exactly). Weights load once; `Cast` nodes map to the module's
 compute dtype, so the same graph runs in fp16 on a GPU and fp32 on a CPU.
@@ -14,7 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-SUPPORTED = {"Constant", "Conv", "Relu", "Cast", "Concat", "Shape", "Slice", "Resize", "MaxPool", "Add", "Sigmoid"}
+SUPPORTED = {"Constant", "Conv", "Relu", "Cast", "Concat", "Shape", "Slice", "Resize", "MaxPool", "Add", "Sigmoid",
+             "Gather", "Unsqueeze"}
 
 
 def _attributes(node) -> dict:
@@ -135,6 +136,18 @@ class OnnxGraphModule(torch.nn.Module):
         for axis, start, end, step in zip(axes, starts, ends, steps):
             index[axis] = slice(start, min(end, data.shape[axis]), step)
         return data[tuple(index)]
+
+    def _op_gather(self, a, attributes):
+        index = a[1].long()
+        return torch.index_select(a[0], attributes.get("axis", 0), index.reshape(-1)).reshape(
+            a[0].shape[:attributes.get("axis", 0)] + index.shape + a[0].shape[attributes.get("axis", 0) + 1:])
+
+    def _op_unsqueeze(self, a, attributes):
+        axes = attributes.get("axes") or a[1].tolist()
+        out = a[0]
+        for axis in sorted(axes):
+            out = out.unsqueeze(axis)
+        return out
 
     def _op_maxpool(self, a, attributes):
         pads = attributes.get("pads", [0, 0, 0, 0])

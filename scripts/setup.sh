@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
 if [ "${1:-}" = "--test" ]; then
-  .venv/bin/pip install -q -e '.[test]'
+  # torch 2.13.0 CPU comes from this machine kind's local disk; the tests run the torch path on the CPU.
+  .venv/bin/pip install -q torch==2.13.0 || echo "setup: torch unavailable; torch-path tests will be skipped" >&2
+  .venv/bin/pip install -q -e '.[test,gpu]' || .venv/bin/pip install -q -e '.[test]'
   if ! command -v chromedriver >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
     ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null) \

@@ -1,0 +1,71 @@
+"""The pipeline worker: bounded queue, burst mode, dynamic batching without waiting when idle."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from pipeline.worker import PipelineWorker, QueueFull
+
+
+def test_burst_mode_batches_queued_items_and_keeps_order():
+    worker = PipelineWorker(queue_size=10, max_batch=3)
+    calls = []
+
+    def run_batch(items):
+        calls.append(list(items))
+        return [item * 10 for item in items]
+
+    futures = [worker.submit_batchable("cutout", n, run_batch) for n in range(5)]
+    plain = worker.submit(lambda: "composite")
+    assert worker.work(burst=True) == 6
+    assert calls == [[0, 1, 2], [3, 4]]
+    assert [f.result() for f in futures] == [0, 10, 20, 30, 40] and plain.result() == "composite"
+    assert worker.stats.batches == 2 and worker.stats.batched_items == 5
+
+
+def test_a_failing_batch_fails_each_item_and_the_thread_survives():
+    worker = PipelineWorker(queue_size=4, max_batch=4)
+    futures = [worker.submit_batchable("cutout", n, lambda items: 1 / 0) for n in range(2)]
+    after = worker.submit(lambda: "still alive")
+    worker.work(burst=True)
+    assert all(isinstance(f.exception(), ZeroDivisionError) for f in futures)
+    assert after.result() == "still alive"
+
+
+def test_queue_bound():
+    worker = PipelineWorker(queue_size=2)
+    worker.submit(lambda: None)
+    worker.submit(lambda: None)
+    with pytest.raises(QueueFull):
+        worker.submit(lambda: None)
+
+
+def test_a_lone_request_does_not_wait_for_a_batch():
+    worker = PipelineWorker(queue_size=8, max_batch=16, max_wait_s=2.0)
+    worker.start()
+    try:
+        started = time.monotonic()
+        future = worker.submit_batchable("cutout", 1, lambda items: items)
+        assert future.result(timeout=5) == 1
+        assert time.monotonic() - started < 0.5  # far below the 2 s batching window
+    finally:
+        worker.stop()
+
+
+def test_under_load_items_wait_briefly_to_share_a_batch():
+    worker = PipelineWorker(queue_size=16, max_batch=8, max_wait_s=0.3)
+    gate = threading.Event()
+    sizes = []
+    worker.submit(lambda: gate.wait(5))  # keeps the thread busy while the queue fills
+    futures = [worker.submit_batchable("cutout", n, lambda items: (sizes.append(len(items)), items)[1]) for n in range(3)]
+    worker.start()
+    try:
+        time.sleep(0.05)
+        late = worker.submit_batchable("cutout", 99, lambda items: (sizes.append(len(items)), items)[1])
+        gate.set()
+        assert [f.result(timeout=5) for f in futures] == [0, 1, 2] and late.result(timeout=5) == 99
+        assert sizes[0] == 4  # the late item joined the batch already queued
+    finally:
+        worker.stop()
