@@ -92,3 +92,13 @@ def line_body(fixture: str, **changes) -> tuple[bytes, dict]:
         target[last] = value
     payload["events"] = [event]
     return json.dumps(payload).encode(), event
+
+
+@pytest.fixture(params=["line", "messenger"])
+def driver(request):
+    """One chat platform double and its scenario helpers; tests using it run once per platform."""
+    from tests.channel_drivers import LineDriver, MessengerDriver
+
+    instance = {"line": LineDriver, "messenger": MessengerDriver}[request.param]()
+    yield instance
+    instance.stop()

@@ -9,14 +9,7 @@ from PIL import Image
 
 from app import create_app
 from settings import Settings
-from tests.channel_drivers import LineDriver, MessengerDriver, local_path
-
-
-@pytest.fixture(params=[LineDriver, MessengerDriver], ids=["line", "messenger"])
-def driver(request):
-    instance = request.param()
-    yield instance
-    instance.stop()
+from tests.channel_drivers import local_path
 
 
 def test_photo_cutout_then_background_choice(driver, tmp_path, real_pipeline, portrait_jpeg):

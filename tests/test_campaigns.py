@@ -121,13 +121,6 @@ def create_campaign_via_admin(client, auth) -> None:
     assert bad.status_code == 400 and "transparency" in bad.get_data(as_text=True)
 
 
-@pytest.fixture(params=[LineDriver, MessengerDriver], ids=["line", "messenger"])
-def driver(request):
-    instance = request.param()
-    yield instance
-    instance.stop()
-
-
 def test_manager_creates_campaign_and_user_gets_framed_selfie(driver, tmp_path, real_pipeline, portrait_jpeg):
     app = create_app(Settings(data_dir=tmp_path / "var", public_base_url="https://cutout.test", warm_up=False,
                               admin_password="s3cret", **driver.settings()), pipeline=real_pipeline)
