@@ -139,6 +139,17 @@ def authorise(settings: Settings) -> str:
     return f"ip:{request.remote_addr}"
 
 
+def form_values() -> dict:
+    """Parameters from a form (multipart / urlencoded) or a JSON body, as remove.bg accepts both."""
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise ApiError(400, "The JSON body must be an object", "invalid_json")
+        return {key: ("true" if value is True else "false" if value is False else str(value))
+                for key, value in body.items() if value is not None}
+    return request.values.to_dict()
+
+
 def read_input_image(settings: Settings) -> bytes:
     upload = request.files.get("image_file")
     if upload is not None and upload.filename != "":
@@ -146,13 +157,13 @@ def read_input_image(settings: Settings) -> bytes:
         if len(data) > settings.max_image_bytes:
             raise ApiError(413, f"File too large (limit {settings.max_image_bytes // 1_000_000} MB)", "file_too_large")
         return data
-    encoded = request.values.get("image_file_b64")
+    encoded = form_values().get("image_file_b64")
     if encoded:
         try:
             return base64.b64decode(encoded.split(",", 1)[-1], validate=True)
         except (binascii.Error, ValueError):
             raise ApiError(400, "image_file_b64 is not valid base64", "invalid_b64") from None
-    url = request.values.get("image_url")
+    url = form_values().get("image_url")
     if url:
         return fetch_or_error(url, settings)
     raise ApiError(400, "No image given: send image_file, image_file_b64 or image_url", "missing_source")
@@ -167,7 +178,7 @@ def fetch_or_error(url: str, settings: Settings) -> bytes:
 
 
 def read_params() -> dict:
-    values = request.values
+    values = form_values()
     size = values.get("size", "auto").lower()
     fmt = values.get("format", "auto").lower()
     channels = values.get("channels", "rgba").lower()
@@ -189,9 +200,9 @@ def read_params() -> dict:
 
 
 def read_background(settings: Settings) -> Background | None:
-    color = request.values.get("bg_color")
+    color = form_values().get("bg_color")
     upload = request.files.get("bg_image_file")
-    url = request.values.get("bg_image_url")
+    url = form_values().get("bg_image_url")
     try:
         if upload is not None and upload.filename != "":
             return Background("image", image=decode_image(upload.read(settings.max_image_bytes + 1),
@@ -257,6 +268,8 @@ def openapi_document(settings: Settings) -> dict:
             "requestBody": {"required": True, "content": {
                 "multipart/form-data": {"schema": {"type": "object", "properties": properties}},
                 "application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {
+                    k: v for k, v in properties.items() if v.get("format") != "binary"}}},
+                "application/json": {"schema": {"type": "object", "properties": {
                     k: v for k, v in properties.items() if v.get("format") != "binary"}}}}},
             "responses": {
                 "200": {"description": "The result image (or JSON with result_b64 when Accept: application/json)",

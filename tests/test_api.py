@@ -62,6 +62,14 @@ def test_png_cutout_json_variant_and_alpha_channel(make_api, small_photo):
     assert np.abs(np.asarray(mask, dtype=np.int16) - alpha).mean() < 3  # same pipeline, same alpha
 
 
+def test_json_body_like_remove_bg_clients_send(make_api, small_photo):
+    client = make_api()
+    response = client.post("/api/v1/removebg", json={"image_file_b64": base64.b64encode(small_photo).decode(),
+                                                     "size": "preview", "format": "png", "crop": False})
+    assert response.status_code == 200 and response.mimetype == "image/png"
+    assert client.post("/api/v1/removebg", json=["not", "an", "object"]).status_code == 400
+
+
 def test_jpg_on_colour_with_crop(make_api, small_photo):
     client = make_api()
     response = post(client, {"format": "jpg", "bg_color": "ff0000", "crop": "true", "crop_margin": "10px"},
