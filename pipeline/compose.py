@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageColor
 from scipy import ndimage
 
+from pipeline.blur import gaussian_blur
 from pipeline.segment import resize_float
 
 
@@ -72,8 +73,8 @@ def blurred_background(image: np.ndarray, alpha: np.ndarray, sigma: float | None
     weight = np.clip(1.0 - alpha, 0.0, 1.0) ** 2
     result: np.ndarray | None = None
     for scale in (16.0, 4.0, 1.0):  # coarse to fine: fine detail wins wherever it has support
-        numerator = np.stack([ndimage.gaussian_filter(image[:, :, c] * weight, sigma * scale) for c in range(3)], axis=2)
-        denominator = ndimage.gaussian_filter(weight, sigma * scale)[:, :, None]
+        numerator = gaussian_blur(image * weight[:, :, None], sigma * scale)
+        denominator = gaussian_blur(weight, sigma * scale)[:, :, None]
         estimate = numerator / np.maximum(denominator, 1e-6)
         if result is None:
             result = np.where(denominator > 1e-6, estimate, image.mean(axis=(0, 1)))
@@ -100,7 +101,7 @@ def drop_shadow(
     diag = float(np.hypot(*alpha.shape))
     dy, dx = offset or (round(0.012 * diag), round(0.008 * diag))
     shifted = ndimage.shift(alpha, (dy, dx), order=0, mode="constant", cval=0.0)
-    return np.clip(ndimage.gaussian_filter(shifted, blur or 0.012 * diag) * opacity, 0.0, 1.0)
+    return np.clip(gaussian_blur(shifted, blur or 0.012 * diag) * opacity, 0.0, 1.0)
 
 
 def with_shadow(background: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from pipeline.blur import gaussian_blur
+
 UNKNOWN = 0.5
 
 
@@ -37,7 +39,7 @@ def make_trimap(
     diagonal = float(np.hypot(height, width))
     soft = ((mask > low) & (mask < high)).astype(np.float32)
     # Share of soft pixels around each pixel, normalised so the softest neighbourhood gets 1.
-    softness = ndimage.gaussian_filter(soft, 0.02 * diagonal)
+    softness = gaussian_blur(soft, 0.02 * diagonal)
     softness /= max(float(softness.max()), 1e-6)
     radius = (min_band + (max_band - min_band) * softness) * diagonal
     radius = np.maximum(radius, 1.0)

@@ -1,0 +1,29 @@
+"""Wide Gaussian blurs at a cost independent of the blur radius.
+
+A blur wider than a few pixels keeps no detail finer than its radius, so it is computed on a
+downscaled copy (sigma of about 3 pixels there) and scaled back: on a 12-megapixel photo a
+100-pixel blur takes milliseconds instead of tens of seconds.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from pipeline.segment import resize_float
+
+DIRECT_SIGMA = 3.0
+
+
+def gaussian_blur(array: np.ndarray, sigma: float) -> np.ndarray:
+    """Blur a (h, w) or (h, w, c) float array by `sigma` pixels (channels blurred independently)."""
+    if sigma <= DIRECT_SIGMA:
+        spatial = (sigma, sigma) + ((0,) if array.ndim == 3 else ())
+        return ndimage.gaussian_filter(array, spatial)
+    height, width = array.shape[:2]
+    factor = DIRECT_SIGMA / sigma
+    small_w, small_h = max(1, round(width * factor)), max(1, round(height * factor))
+    small = resize_float(array.astype(np.float32), small_w, small_h, Image.BILINEAR)
+    spatial = (DIRECT_SIGMA, DIRECT_SIGMA) + ((0,) if array.ndim == 3 else ())
+    blurred = ndimage.gaussian_filter(small, spatial)
+    return resize_float(blurred, width, height, Image.BILINEAR).astype(np.float32)
