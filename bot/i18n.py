@@ -27,7 +27,6 @@ MESSAGES: dict[str, dict[str, str]] = {
         "campaign_joined": "歡迎參加「{title}」！請傳一張自拍照，我會幫你做成活動專屬圖 📸\n（輸入「離開」可退出活動）",
         "campaign_done": "你的「{title}」活動圖完成了！下載（{days} 天內有效）：\n{url}\n想要原始去背圖請點「原始去背」。",
         "campaign_left": "已離開活動，之後傳的照片會直接去背。",
-        "campaign_ended": "「{title}」活動已結束，這張照片幫你直接去背。",
     },
     "en": {
         "greeting": "Welcome to Cutout Bot! 📸 Send me a photo and I'll remove the background with AI (hair included), then you can pick a new one with a tap.\nType 'help' for how it works, '中文' for Chinese.",
@@ -52,7 +51,6 @@ MESSAGES: dict[str, dict[str, str]] = {
         "campaign_joined": "Welcome to \"{title}\"! Send a selfie and I'll turn it into the campaign picture 📸\n(Type 'exit' to leave.)",
         "campaign_done": "Your \"{title}\" picture is ready! Download (valid {days} days):\n{url}\nTap 'Plain cutout' for the transparent PNG.",
         "campaign_left": "You left the campaign; photos are cut out as usual again.",
-        "campaign_ended": "The \"{title}\" campaign has ended, so here is a plain cutout.",
     },
 }
 

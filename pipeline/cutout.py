@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,9 @@ from pipeline.trimap import make_trimap
 log = logging.getLogger(__name__)
 
 DEFAULT_ASSIST_MODEL = "u2netp"
+# Below this share of soft (0.1..0.9) pixels a mask counts as crisp; measured on the 27
+# alphamatting.com images: the one crisp mask (0.6 %) lost quality to matting, all others gained.
+CRISP_MASK_SOFT_FRACTION = 0.008
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,11 @@ class Pipeline:
     def _refine(self, image: np.ndarray, mask: np.ndarray, alpha: np.ndarray, options: CutoutOptions,
                 timings: dict[str, float]) -> CutoutResult:
         notes: list[str] = []
+        crisp = float(((alpha > 0.1) & (alpha < 0.9)).mean()) < CRISP_MASK_SOFT_FRACTION
+        if crisp and (options.colour_prior or options.matting):
+            # A nearly binary mask means hard edges (products, objects): matting would only soften them.
+            notes.append("mask already crisp: kept as is, no colour prior or matting")
+            options = replace(options, colour_prior=False, matting=False)
 
         if options.colour_prior:
             started = time.perf_counter()
