@@ -77,6 +77,15 @@ def test_trimap_band_is_wider_where_the_mask_is_soft():
     assert trimap[100, 70] == 1.0 and trimap[100, 190] == 0.0 and trimap[100, 300] == 1.0
 
 
+def test_trimap_counts_the_deep_interior_of_a_fairly_confident_mask_as_foreground():
+    mask = np.zeros((200, 200), dtype=np.float32)
+    mask[20:180, 20:180] = 0.85  # a model unsure about the inside of a big subject (a face, a sweater)
+    trimap = make_trimap(mask)
+    assert trimap[100, 100] == 1.0  # deep inside: foreground
+    assert trimap[22, 100] == 0.5  # near the edge: still for the matting to decide
+    assert trimap[5, 5] == 0.0
+
+
 def test_matting_given_the_ground_truth_trimap_is_close_to_truth(troll):
     image, truth, trimap = troll
     alpha = estimate_alpha(image, trimap)
