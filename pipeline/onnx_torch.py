@@ -89,9 +89,6 @@ class OnnxGraphModule(torch.nn.Module):
                 module.compute_dtype = value
         return module
 
-    def half(self):
-        return self.to(torch.float16)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values: dict[str, torch.Tensor] = {name: getattr(self, buffer) for name, buffer in self._names.items()}
         values[self.input_name] = x
