@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from pipeline.matte import SNAP
+
 KNOWN_WEIGHT = 100.0
 
 
@@ -63,8 +65,10 @@ class MattingLaplacian:
 
 def estimate_alpha_torch(image: torch.Tensor, trimap: torch.Tensor, prior: torch.Tensor | None = None,
                          prior_weight: float = 1e-2, iterations: int = 400, tolerance: float = 1e-5,
-                         levels: int | None = None) -> torch.Tensor:
+                         levels: int | None = None, snap: float = SNAP) -> torch.Tensor:
     """Alpha (H, W) from image (3, H, W), trimap (H, W) (0 bg, 1 fg, else unknown) and an optional prior.
+
+    Unknown alpha within `snap` of 0 or 1 is snapped there, as on the CPU path (pipeline.matte.SNAP).
 
     Coarse to fine: each level starts from the upsampled answer of the level below, which is what
     lets conjugate gradients settle wide unknown regions in a few hundred steps. With a prior the
@@ -78,10 +82,14 @@ def estimate_alpha_torch(image: torch.Tensor, trimap: torch.Tensor, prior: torch
                                                               mode=mode, **({} if mode == "nearest" else {"align_corners": False}))
         small = estimate_alpha_torch(half(image.double(), "bilinear")[0], half(trimap.double(), "nearest")[0, 0],
                                      None if prior is None else half(prior.double(), "bilinear")[0, 0],
-                                     prior_weight, iterations, tolerance, levels - 1)
+                                     prior_weight, iterations, tolerance, levels - 1, snap=0.0)
         initial = torch.nn.functional.interpolate(small[None, None].double(), size=trimap.shape, mode="bilinear",
                                                   align_corners=False)[0, 0]
-    return _solve(image, trimap, prior, prior_weight, iterations, tolerance, initial)
+    alpha = _solve(image, trimap, prior, prior_weight, iterations, tolerance, initial)
+    if snap > 0:
+        unknown = (trimap > 0.1) & (trimap < 0.9)
+        alpha = torch.where(unknown, ((alpha - snap) / (1.0 - 2.0 * snap)).clamp(0, 1), alpha)
+    return alpha
 
 
 def _solve(image: torch.Tensor, trimap: torch.Tensor, prior: torch.Tensor | None, prior_weight: float,

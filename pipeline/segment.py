@@ -1,6 +1,7 @@
 """Salient-object segmentation: RGB image -> soft foreground mask at full resolution."""
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -8,7 +9,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from models.input_side import GraphNotResizable, graph_at_input_side
 from models.specs import ModelSpec
+
+log = logging.getLogger(__name__)
 
 
 def resize_float(array: np.ndarray, width: int, height: int, resample=Image.BILINEAR) -> np.ndarray:
@@ -31,7 +35,9 @@ class Segmenter:
     too and the two masks are averaged (a cheap test-time augmentation that steadies edges).
     """
 
-    def __init__(self, spec: ModelSpec, model_path: Path, threads: int | None = None) -> None:
+    def __init__(self, spec: ModelSpec, model_path: Path, threads: int | None = None,
+                 input_side: int | None = None) -> None:
+        """input_side: run a square fixed-size model rewritten for this side (float32 weights)."""
         import onnxruntime as ort  # imported here so the CLI's --help stays fast
 
         if spec.task != "salient":
@@ -41,14 +47,23 @@ class Segmenter:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.spec = spec
-        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self.input_size = spec.input_size
+        model: str | bytes = str(model_path)
+        native_side = spec.input_size[0]
+        if input_side and input_side != native_side and spec.input_size == (native_side, native_side):
+            try:
+                model = graph_at_input_side(model_path, native_side, input_side)
+                self.input_size = (input_side, input_side)
+            except GraphNotResizable as error:
+                log.warning("%s runs at its native %d px: %s", spec.name, native_side, error)
+        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self._lock = threading.Lock()  # one run at a time: the session already uses every core
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """(h, w, 3) RGB in [0, 1] -> (1, 3, H, W) float32 network input."""
-        net_h, net_w = self.spec.input_size
+        net_h, net_w = self.input_size
         resized = resize_float(image, net_w, net_h)
         normalised = (resized - np.float32(self.spec.mean)) / np.float32(self.spec.std)
         return np.ascontiguousarray(normalised.transpose(2, 0, 1)[None], dtype=np.float32)

@@ -45,16 +45,28 @@ def make_trimap(
     softness /= max(float(softness.max()), 1e-6)
     radius = (min_band + (max_band - min_band) * softness) * diagonal
     radius = np.maximum(radius, 1.0)
-    inside = ndimage.distance_transform_edt(mask > high)
-    outside = ndimage.distance_transform_edt(mask < low)
+    inside = distance_to_outside(mask > high)
+    outside = distance_to_outside(mask < low)
     trimap = np.full(mask.shape, UNKNOWN, dtype=np.float32)
     trimap[inside > radius] = 1.0
     # Deep inside the subject a fairly confident mask (faces, clothes at 0.8..0.95) is foreground:
     # the model's doubt there is not about an edge, and leaving it unknown lets the solve speckle it.
-    deep = ndimage.distance_transform_edt(mask > 0.5)
+    deep = distance_to_outside(mask > 0.5)
     trimap[(mask > DEEP_CONFIDENT) & (deep > DEEP_FACTOR * radius)] = 1.0
     trimap[outside > radius] = 0.0
     return trimap
+
+
+def distance_to_outside(region: np.ndarray) -> np.ndarray:
+    """Distance from each pixel of `region` to the nearest pixel outside it, in pixels.
+
+    The mean of the chessboard and taxicab chamfer distances: exact along the axes and at most
+    12 % long in between (1.5 instead of 1.41 along diagonals), at a third of the Euclidean
+    transform's cost; plenty for sizing a band of tens of pixels.
+    """
+    chessboard = ndimage.distance_transform_cdt(region, metric="chessboard")
+    taxicab = ndimage.distance_transform_cdt(region, metric="taxicab")
+    return 0.5 * (chessboard + taxicab).astype(np.float32)
 
 
 def split_trimap(trimap: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
