@@ -24,9 +24,9 @@ from bot.fetch import FetchError
 from bot.campaigns import Campaign, CampaignStore
 from bot.i18n import EXIT_WORDS, HELP_WORDS, LANGUAGE_WORDS, LANGUAGES, say
 from bot.replies import Choice, Image, Reply, Text
+from bot.results import UrlBuilder, load_stored_cutout, store_composite, store_cutout, store_poster
 from models import ModelUnavailableError, ensure_model, get_spec
 from models.specs import CAPTION_FONT
-from bot.results import UrlBuilder, load_stored_cutout, store_composite, store_cutout, store_poster
 from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.decode import ImageDecodeError, decode_image
 from pipeline.stats import Metrics

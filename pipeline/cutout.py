@@ -98,8 +98,7 @@ class Pipeline:
 
                     self._segmenters[name] = TorchSegmenter(spec, path, "cuda" if self.device == "cuda" else "cpu")
                 else:
-                    side = self.segment_side if self.segment_side and self.segment_side < spec.input_size[0] else None
-                    self._segmenters[name] = Segmenter(spec, path, self.threads, input_side=side)
+                    self._segmenters[name] = Segmenter(spec, path, self.threads, input_side=self.segment_side)
             return self._segmenters[name]
 
     def warm_up(self, options: CutoutOptions = CutoutOptions()) -> None:

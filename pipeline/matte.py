@@ -23,6 +23,7 @@ import scipy.sparse
 from PIL import Image
 from scipy import ndimage
 
+from pipeline.compose import subject_box
 from pipeline.matte_knn import knn_alpha
 from pipeline.segment import resize_float
 from pipeline.trimap import split_trimap
@@ -79,13 +80,12 @@ def estimate_alpha(
     if image.shape[:2] != trimap.shape:
         raise ValueError(f"image {image.shape[:2]} and trimap {trimap.shape} differ in size")
     height, width = trimap.shape
+    is_fg, is_bg, is_unknown = split_trimap(trimap)
     scale = min(1.0, max_side / max(height, width))
     if max_unknown:
-        unknown_count = int(split_trimap(trimap)[2].sum())
-        scale = min(scale, (max_unknown / max(unknown_count, 1)) ** 0.5)
+        scale = min(scale, (max_unknown / max(int(is_unknown.sum()), 1)) ** 0.5)
     if nonlocal_weight is None:
         nonlocal_weight = NONLOCAL_WEIGHT if prior is None else 0.0
-    is_fg, is_bg, is_unknown = split_trimap(trimap)
     if scale >= 1.0:
         alpha = _solve_at_working_size(image, trimap, prior, prior_weight, nonlocal_weight)
         return _snap(alpha, is_unknown, snap)
@@ -102,9 +102,14 @@ def estimate_alpha(
     return _snap(np.clip(refined, 0.0, 1.0).astype(np.float32), is_unknown, snap)
 
 
+def snap_values(values, snap: float):
+    """Alpha within `snap` of 0 or 1 goes there, the rest is stretched; NumPy arrays or torch tensors."""
+    return ((values - snap) / (1.0 - 2.0 * snap)).clip(0.0, 1.0)
+
+
 def _snap(alpha: np.ndarray, is_unknown: np.ndarray, snap: float) -> np.ndarray:
     if snap > 0:
-        alpha[is_unknown] = np.clip((alpha[is_unknown] - snap) / (1.0 - 2.0 * snap), 0.0, 1.0)
+        alpha[is_unknown] = snap_values(alpha[is_unknown], snap)
     return alpha
 
 
@@ -116,17 +121,15 @@ def _solve_at_working_size(
     The box (plus the 2 px the 3x3 windows reach) is exact for closed-form: pixels further away
     share no matting window with an unknown pixel. KNN looks for colour twins everywhere.
     """
-    is_fg, _, is_unknown = split_trimap(trimap)
-    rows, cols = np.nonzero(is_unknown.any(axis=1))[0], np.nonzero(is_unknown.any(axis=0))[0]
-    if rows.size == 0:
-        return is_fg.astype(np.float32)
-    top, bottom = max(0, rows[0] - 2), min(trimap.shape[0], rows[-1] + 3)
-    left, right = max(0, cols[0] - 2), min(trimap.shape[1], cols[-1] + 3)
-    box = (slice(top, bottom), slice(left, right))
+    is_fg, is_bg, is_unknown = split_trimap(trimap)
     alpha = is_fg.astype(np.float32)
-    if prior is None and not (is_fg.any() and (trimap < 0.1).any()):
+    if not is_unknown.any():
+        return alpha
+    if prior is None and not (is_fg.any() and is_bg.any()):
         raise ValueError("trimap has no definite foreground or no definite background")
-    alpha[box] = _solve(image[box], trimap[box], None if prior is None else prior[box], prior_weight)
+    box = subject_box(is_unknown, margin=2, threshold=0.5)
+    solved = _solve(box.apply(image), box.apply(trimap), None if prior is None else box.apply(prior), prior_weight)
+    box.apply(alpha)[...] = solved
     if nonlocal_weight > 0:
         alpha = (1.0 - nonlocal_weight) * alpha + nonlocal_weight * knn_alpha(image, is_fg, is_unknown)
     return alpha

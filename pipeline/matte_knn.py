@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse
-from scipy.sparse.linalg import cg
+from pymatting import cg, jacobi
 from scipy.spatial import cKDTree
 
 # (neighbours, weight of position against colour): many near-in-space neighbours, then a few
@@ -46,12 +46,11 @@ def knn_alpha(image: np.ndarray, is_fg: np.ndarray, is_unknown: np.ndarray) -> n
     affinity = scipy.sparse.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(pixel_count, pixel_count))
     affinity = affinity + affinity.T  # symmetric, so the system below is positive definite
 
-    affinity_uu = affinity[unknown_index][:, unknown_index]
-    degree = np.asarray(affinity[unknown_index].sum(axis=1)).ravel()
+    unknown_rows = affinity[unknown_index]
+    degree = np.asarray(unknown_rows.sum(axis=1)).ravel()
     # A hair of extra diagonal keeps clusters linked to no known pixel solvable.
-    system = (scipy.sparse.diags(degree * (1.0 + 1e-6)) - affinity_uu).tocsr()
-    rhs = affinity[unknown_index].dot(alpha)  # alpha is 0 at unknown pixels: only known ones count
-    jacobi = scipy.sparse.diags(1.0 / np.maximum(degree, 1e-12))
-    solution, _ = cg(system, rhs, x0=np.full(unknown_index.size, 0.5), M=jacobi, rtol=1e-6, maxiter=2000)
+    system = (scipy.sparse.diags(degree * (1.0 + 1e-6)) - unknown_rows[:, unknown_index]).tocsr()
+    rhs = unknown_rows.dot(alpha)  # alpha is 0 at unknown pixels: only known ones count
+    solution = cg(system, rhs, x0=np.full(unknown_index.size, 0.5), M=jacobi(system), rtol=1e-6, maxiter=2000)
     alpha[unknown_index] = np.clip(solution, 0.0, 1.0)
     return alpha.reshape(height, width).astype(np.float32)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.matte import SNAP
+from pipeline.matte import SNAP, snap_values
 
 KNOWN_WEIGHT = 100.0
 
@@ -88,7 +88,7 @@ def estimate_alpha_torch(image: torch.Tensor, trimap: torch.Tensor, prior: torch
     alpha = _solve(image, trimap, prior, prior_weight, iterations, tolerance, initial)
     if snap > 0:
         unknown = (trimap > 0.1) & (trimap < 0.9)
-        alpha = torch.where(unknown, ((alpha - snap) / (1.0 - 2.0 * snap)).clamp(0, 1), alpha)
+        alpha = torch.where(unknown, snap_values(alpha, snap), alpha)
     return alpha
 
 

@@ -37,7 +37,7 @@ class Segmenter:
 
     def __init__(self, spec: ModelSpec, model_path: Path, threads: int | None = None,
                  input_side: int | None = None) -> None:
-        """input_side: run a square fixed-size model rewritten for this side (float32 weights)."""
+        """input_side: run a square fixed-size model rewritten for this smaller side (larger: native)."""
         import onnxruntime as ort  # imported here so the CLI's --help stays fast
 
         if spec.task != "salient":
@@ -50,7 +50,7 @@ class Segmenter:
         self.input_size = spec.input_size
         model: str | bytes = str(model_path)
         native_side = spec.input_size[0]
-        if input_side and input_side != native_side and spec.input_size == (native_side, native_side):
+        if input_side and input_side < native_side and spec.input_size == (native_side, native_side):
             try:
                 model = graph_at_input_side(model_path, native_side, input_side)
                 self.input_size = (input_side, input_side)
