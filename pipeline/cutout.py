@@ -26,15 +26,20 @@ DEFAULT_ASSIST_MODEL = "u2netp"
 # Below this share of soft (0.1..0.9) pixels a mask counts as crisp; measured on the 27
 # alphamatting.com images: the one crisp mask (0.6 %) lost quality to matting, all others gained.
 CRISP_MASK_SOFT_FRACTION = 0.008
-# ISNet's native 1024^2 is kept by default. CUTOUT_SEGMENT_SIDE=768 rewrites the graph for
-# 768^2 inputs (models/input_side.py): 1.2 s instead of 2.1 s on two cores, but the 27
-# alphamatting.com images lose (automatic SAD mean 24.6 -> 27.0; at 896^2 the teddy's sweater
-# goes 69 -> 143), so it is a speed-for-quality switch, not the default.
+# ISNet runs with its long side at the native 1024 and the photo's own aspect ratio
+# (pipeline/segment.py). CUTOUT_SEGMENT_SIDE=768 shrinks that long side: ~1 s faster on two
+# cores, but the 27 alphamatting.com images lose (automatic SAD mean 24.6 -> 27.0 at 768^2; at
+# 896^2 the teddy's sweater goes 69 -> 143), so it is a speed-for-quality switch, not the default.
 
 
 def default_segment_side() -> int | None:
     configured = os.environ.get("CUTOUT_SEGMENT_SIDE")
     return int(configured) if configured else None
+
+
+def default_keep_aspect() -> bool:
+    """CUTOUT_SEGMENT_SHAPE=square stretches every photo to the model's square, as it was trained."""
+    return os.environ.get("CUTOUT_SEGMENT_SHAPE", "photo").lower() != "square"
 
 
 @dataclass(frozen=True)
@@ -74,13 +79,18 @@ class Pipeline:
     """Holds the loaded models (one inference session each per process) and runs the chain."""
 
     def __init__(self, model_dir: Path | str | None = None, cache_dir: Path | str | None = None,
-                 threads: int | None = None, device: str | None = None, segment_side: int | None = None) -> None:
-        """segment_side: square input side for the segmentation models larger than it (None: default)."""
+                 threads: int | None = None, device: str | None = None, segment_side: int | None = None,
+                 keep_aspect: bool | None = None) -> None:
+        """segment_side: long side of the segmentation input, below the model's native side (None: native).
+
+        keep_aspect: segment at the photo's aspect ratio rather than the stretched square (None: default).
+        """
         self.model_dir = model_dir
         self.cache_dir = cache_dir
         self.threads = threads
         self.device = resolve_device(device)
         self.segment_side = segment_side or default_segment_side()
+        self.keep_aspect = default_keep_aspect() if keep_aspect is None else keep_aspect
         self._segmenters: dict[str, Segmenter] = {}
         self._lock = threading.Lock()
 
@@ -98,7 +108,8 @@ class Pipeline:
 
                     self._segmenters[name] = TorchSegmenter(spec, path, "cuda" if self.device == "cuda" else "cpu")
                 else:
-                    self._segmenters[name] = Segmenter(spec, path, self.threads, input_side=self.segment_side)
+                    self._segmenters[name] = Segmenter(spec, path, self.threads, input_side=self.segment_side,
+                                                         keep_aspect=self.keep_aspect)
             return self._segmenters[name]
 
     def warm_up(self, options: CutoutOptions = CutoutOptions()) -> None:

@@ -1,11 +1,14 @@
 """Speed of the pipeline per stage and end to end at 1 MP, lone requests and saturated batches.
 
-    python scripts/bench_speed.py [--device cpu|cuda|torch-cpu] [--images 8] [--batch 16] [--write docs/performance.md]
+    python scripts/bench_speed.py [--device cpu|cuda|torch-cpu] [--images 8] [--batch 16] [--aspect 4:3]
+        [--write docs/performance.md]
 
 Stages: decode (JPEG bytes -> array), segment (ISNet + U^2-Net-p), matte, foreground, encode
 (PNG). "Lone" runs one image at a time (latency p50/p99); "saturated" runs batches through
 Pipeline.cutout_batch (images/s). Run it on the GPU machine with --device cuda, and with
---device cpu on the same machine for the CPU column.
+--device cpu on the same machine for the CPU column. ISNet runs at the photo's aspect ratio, so
+speed depends on it: --aspect 4:3 (phone photos) or 3:4 (portrait) crops the inputs first;
+CUTOUT_SEGMENT_SHAPE=square measures the stretched-square input for comparison.
 """
 from __future__ import annotations
 
@@ -30,13 +33,25 @@ from pipeline.render import Background, render  # noqa: E402
 DATA = ROOT.parent / "shared" / "data" / "alphamatting_training_lowres" / "input"
 
 
-def one_megapixel_jpegs(count: int) -> list[bytes]:
+def centre_crop(image: Image.Image, aspect: float) -> Image.Image:
+    """The largest centred part of image whose width / height is aspect."""
+    width, height = image.size
+    if width / height > aspect:
+        keep = round(height * aspect)
+        return image.crop(((width - keep) // 2, 0, (width - keep) // 2 + keep, height))
+    keep = round(width / aspect)
+    return image.crop((0, (height - keep) // 2, width, (height - keep) // 2 + keep))
+
+
+def one_megapixel_jpegs(count: int, aspect: float | None = None) -> list[bytes]:
     paths = sorted(DATA.glob("*.png"))
     if not paths:
         raise SystemExit(f"no evaluation images at {DATA}")
     out = []
     for index in range(count):
         image = Image.open(paths[index % len(paths)]).convert("RGB")
+        if aspect:
+            image = centre_crop(image, aspect)
         scale = (1_000_000 / (image.width * image.height)) ** 0.5
         image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)
         buffer = io.BytesIO()
@@ -64,11 +79,17 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--write", type=Path, help="append the table to this markdown file")
+    parser.add_argument("--aspect", default=None,
+                        help="crop the inputs to width:height first, e.g. 4:3 or 3:4 (default: as shot, ~3:2)")
     args = parser.parse_args()
+    aspect = None
+    if args.aspect:
+        width, height = (float(part) for part in args.aspect.split(":"))
+        aspect = width / height
     pipeline = Pipeline(device=args.device)
     pipeline.warm_up()
     options = CutoutOptions()
-    jpegs = one_megapixel_jpegs(max(args.images, 2))
+    jpegs = one_megapixel_jpegs(max(args.images, 2), aspect)
     pipeline.cutout(decode_image(jpegs[0]), options)  # warm caches / kernels
 
     stage_times: dict[str, list[float]] = {}
@@ -104,7 +125,8 @@ def main() -> int:
 
     lines = [
         f"\n### {device_name(pipeline.device)} — path `{pipeline.device}` — {datetime.date.today().isoformat()}",
-        "", f"{args.images} images at 1 MP (alphamatting.com inputs resized), batch {batch} when saturated.", "",
+        "", f"{args.images} images at 1 MP (alphamatting.com inputs, {'cropped to ' + args.aspect if aspect else 'as shot'}, "
+        f"resized), ISNet input {'square' if not pipeline.keep_aspect else 'photo-shaped'}, batch {batch} when saturated.", "",
         "| measure | value |", "|---|---|",
         f"| lone request, end to end incl. PNG: p50 / p99 | {statistics.median(latencies) * 1000:.0f} / {percentile(latencies, 0.99) * 1000:.0f} ms |",
         f"| lone request before PNG encoding: p50 / p99 | {statistics.median(latencies_before_png) * 1000:.0f} / {percentile(latencies_before_png, 0.99) * 1000:.0f} ms |",

@@ -54,27 +54,69 @@ def test_segmenter_handles_other_aspect_ratios(real_pipeline, troll):
     assert metrics.iou(mask, truth[:, 40:220]) > 0.6
 
 
-def test_isnet_rewritten_for_a_smaller_input_agrees_with_its_native_size(real_pipeline, troll):
+def test_isnet_freed_from_its_square_matches_the_native_graph_and_runs_at_the_photo_shape(real_pipeline, troll):
     from models import ensure_model, get_spec
     from pipeline.segment import Segmenter
 
     image, truth, _ = troll
     spec = get_spec("isnet")
     path = ensure_model(spec)
-    native = Segmenter(spec, path, input_side=None)
-    smaller = Segmenter(spec, path, input_side=768)
-    assert native.input_size == (1024, 1024) and smaller.input_size == (768, 768)
-    native_mask, smaller_mask = native.predict(image), smaller.predict(image)
-    assert smaller_mask.shape == native_mask.shape
-    assert metrics.iou(smaller_mask, native_mask) > 0.8  # same network, same subject (measured 0.87)
-    assert metrics.iou(smaller_mask, truth) > 0.65
+    native = Segmenter(spec, path, keep_aspect=False)
+    assert native.size_multiple is None and native.network_size(600, 800) == (1024, 1024)
+    photo = Segmenter(spec, path, keep_aspect=True)
+    assert photo.size_multiple == 32  # ISNet's smallest resize target is 1024 / 32
+    assert photo.network_size(600, 800) == (768, 1024)
+    assert photo.network_size(1200, 900) == (1024, 768)
+    assert photo.network_size(300, 3000) == (512, 1024)  # panoramas stretched no further than 2:1
+
+    # Same weights, same square input: the rewritten graph computes what the original does.
+    square_input = native.preprocess(image)
+    same = photo.run_batch(square_input)[0]
+    original = native.run_batch(square_input)[0]
+    assert np.abs(same - original).mean() < 0.01
+
+    photo_mask = photo.predict(image)
+    assert photo.preprocess(image).shape[2:] == photo.network_size(*image.shape[:2]) != (1024, 1024)
+    assert photo_mask.shape == image.shape[:2]
+    assert metrics.iou(photo_mask, native.predict(image)) > 0.8
+    assert metrics.iou(photo_mask, truth) > 0.65
+
+
+def test_isnet_asks_at_the_square_when_the_photo_shape_finds_no_subject(real_pipeline, troll):
+    from models import ensure_model, get_spec
+    from pipeline.segment import Segmenter
+
+    spec = get_spec("isnet")
+    segmenter = Segmenter(spec, ensure_model(spec))
+    asked: list[tuple[int, int]] = []
+    predict_at = segmenter._predict_at
+    segmenter._predict_at = lambda image, size, flip: asked.append(size) or predict_at(image, size, flip)
+
+    segmenter.predict(troll[0])  # a subject: the photo shape is enough
+    assert asked == [segmenter.network_size(*troll[0].shape[:2])]
+    asked.clear()
+    blank = np.full((600, 800, 3), 0.5, np.float32)  # nothing to find
+    mask = segmenter.predict(blank)
+    assert asked == [(768, 1024), (1024, 1024)]
+    assert mask.shape == (600, 800) and float((mask > 0.5).mean()) < 0.05
+
+
+def test_isnet_at_a_smaller_input_side_keeps_the_photo_shape(real_pipeline, troll):
+    from models import ensure_model, get_spec
+    from pipeline.segment import Segmenter
+
+    image, truth, _ = troll
+    spec = get_spec("isnet")
+    smaller = Segmenter(spec, ensure_model(spec), input_side=768)
+    assert smaller.input_size == (768, 768) and smaller.network_size(600, 800) == (576, 768)
+    assert metrics.iou(smaller.predict(image), truth) > 0.65
 
 
 def test_a_graph_without_constant_resize_sizes_is_refused(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from models.input_side import GraphNotResizable, graph_at_input_side
+    from models.free_input_size import GraphNotResizable, graph_with_free_input_size
 
     scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])
     node = helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="linear")
@@ -83,7 +125,7 @@ def test_a_graph_without_constant_resize_sizes_is_refused(tmp_path):
     path = tmp_path / "scales.onnx"
     onnx.save(helper.make_model(graph), str(path))
     with pytest.raises(GraphNotResizable):
-        graph_at_input_side(path, 8, 6)
+        graph_with_free_input_size(path, 8)
 
 
 def test_u2netp_and_fusion_keep_only_attached_extras(real_pipeline, troll, troll_mask):
