@@ -3,7 +3,7 @@
 The ISNet export bakes every upsampling target into the graph: each Resize takes its output
 size from Concat(batch and channels of its input, a Constant (height, width)) measured at the
 native 1024^2. Those targets are always the native size divided by a power of two, so at any
-input whose sides are multiples of native / gcd(targets) (64 for ISNet) they are exactly
+input whose sides are multiples of native / gcd(targets) (32 for ISNet) they are exactly
 input_size * target / native. The rewrite computes them that way from the input's own shape,
 so one session runs ISNet at the photo's aspect ratio: a 4:3 photo at 1024x768 costs three
 quarters of the square's convolutions, and the subject is not stretched. The weights are also

@@ -26,9 +26,9 @@ from scipy import ndimage
 from pipeline import metrics
 from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.decode import decode_image
-from models import ensure_model, get_spec
 from pipeline.matte import estimate_alpha
 from pipeline.segment import Segmenter
+from pipeline.trimap import split_trimap
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SQUARE_LABEL = "raw model mask, square input"
@@ -63,9 +63,8 @@ def square_segmenter(pipeline: Pipeline, options: CutoutOptions) -> Segmenter | 
     """The model at its trained square input, when the pipeline runs it at another shape."""
     if not pipeline.keep_aspect or pipeline.uses_torch:
         return None
-    spec = get_spec(options.model)
-    return Segmenter(spec, ensure_model(spec, pipeline.model_dir, pipeline.cache_dir), pipeline.threads,
-                     keep_aspect=False)
+    square = Pipeline(pipeline.model_dir, pipeline.cache_dir, pipeline.threads, device="cpu", keep_aspect=False)
+    return square.segmenter(options.model)
 
 
 def run_alphamatting(pipeline: Pipeline, root: Path, limit: int | None, baseline: bool,
@@ -100,7 +99,7 @@ def run_alphamatting(pipeline: Pipeline, root: Path, limit: int | None, baseline
             if not trimap_path.exists():
                 continue
             trimap = load_grey(trimap_path)
-            unknown = (trimap > 0.1) & (trimap < 0.9)
+            unknown = split_trimap(trimap)[2]
             started = time.perf_counter()
             # At the trimap's own resolution: the unknown-pixel budget is a speed guard for big photos.
             alpha = estimate_alpha(image, trimap, max_unknown=None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from pipeline.matte import SNAP, snap_values
+from pipeline.trimap import split_trimap
 
 KNOWN_WEIGHT = 100.0
 
@@ -87,8 +88,7 @@ def estimate_alpha_torch(image: torch.Tensor, trimap: torch.Tensor, prior: torch
                                                   align_corners=False)[0, 0]
     alpha = _solve(image, trimap, prior, prior_weight, iterations, tolerance, initial)
     if snap > 0:
-        unknown = (trimap > 0.1) & (trimap < 0.9)
-        alpha = torch.where(unknown, snap_values(alpha, snap), alpha)
+        alpha = torch.where(split_trimap(trimap)[2], snap_values(alpha, snap), alpha)
     return alpha
 
 

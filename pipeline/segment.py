@@ -83,10 +83,9 @@ class Segmenter:
 
     def network_size(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) of the network input for a photo of this size."""
-        side = self.input_size[0]
-        if not self.keep_aspect or self.size_multiple is None:
+        if not self.keep_aspect:
             return self.input_size
-        multiple = self.size_multiple
+        side, multiple = self.input_size[0], self.size_multiple or 1
         shortest = max(multiple, round(side / self.MAX_ASPECT / multiple) * multiple)
 
         def short_side(short: int, long: int) -> int:
