@@ -10,16 +10,19 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from flask import Flask, abort, jsonify, make_response
+from flask import Flask, abort, jsonify, make_response, request
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from bot.admin import admin_blueprint
 from bot.campaigns import CampaignStore
 from bot.channels.line import LineChannel
 from bot.channels.messenger import MessengerChannel
 from bot.conversation import Conversation
+from bot.lane import WaitLane
 from bot.results import UrlBuilder
 from bot.web import web_blueprint
 from pipeline.cutout import Pipeline
+from pipeline.decode import format_megabytes
 from pipeline.stats import Metrics
 from pipeline.worker import PipelineWorker
 from settings import Settings
@@ -36,7 +39,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     settings = settings or Settings.from_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask(__name__, static_folder=None)  # the page's files are served by bot.web
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_image_bytes + 1024 * 1024
+    configure_request_limits(app, settings)
 
     blobs = LocalBlobStore(settings.data_dir / "blobs")
     jobs = SqliteJobStore(settings.data_dir / "jobs.sqlite3")
@@ -47,6 +50,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     batch_size = settings.batch_size if settings.batch_size > 1 or not pipeline.uses_torch else 16
     worker = PipelineWorker(settings.queue_size, max_batch=batch_size, max_wait_s=settings.batch_wait_ms / 1000)
     io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="io")
+    lane = WaitLane(settings.api_concurrency)
     metrics = Metrics()
     campaigns = CampaignStore(jobs, blobs)
     if settings.campaigns_file:
@@ -67,18 +71,55 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.extensions["cutout"] = {
         "settings": settings, "blobs": blobs, "jobs": jobs, "signer": signer, "urls": urls,
         "pipeline": pipeline, "worker": worker, "conversation": conversation, "ready": threading.Event(),
-        "metrics": metrics,
+        "metrics": metrics, "lane": lane,
     }
-    app.register_blueprint(web_blueprint(settings, pipeline, worker, metrics, conversation.options))
+    app.register_blueprint(web_blueprint(settings, pipeline, worker, metrics, conversation.options, lane))
     app.register_blueprint(admin_blueprint(settings, campaigns, pipeline, worker, conversation.options,
-                                           conversation.caption_font))
+                                           conversation.caption_font, lane))
     app.extensions["cutout"]["campaigns"] = campaigns
     register_result_routes(app, blobs, signer)
     register_health_routes(app)
+    register_error_handlers(app)
 
     worker.start()
     start_background(app, settings, pipeline, conversation, blobs)
     return app
+
+
+def configure_request_limits(app: Flask, settings: Settings) -> None:
+    """Body limits sized from the image limit, so every accepted way of sending a photo fits.
+
+    A photo may come base64-encoded in a multipart field (4/3 of its size) next to a background
+    file; Werkzeug's default 500 kB cap on in-memory form fields would refuse such a photo.
+    """
+    encoded = (settings.max_image_bytes + 2) // 3 * 4 + 64 * 1024
+    app.config["MAX_FORM_MEMORY_SIZE"] = encoded
+    app.config["MAX_CONTENT_LENGTH"] = 2 * encoded + 1024 * 1024
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Every error answers in the API's JSON shape, 413 and unexpected 500s included."""
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        code = (error.name or "error").lower().replace(" ", "_")
+        title = error.description or error.name
+        if error.code == 413:  # the body is over MAX_CONTENT_LENGTH: name the limit people know
+            code = "file_too_large"
+            title = f"File too large (limit {format_megabytes(app.extensions['cutout']['settings'].max_image_bytes)})"
+        response = jsonify(errors=[{"title": title, "code": code}])
+        response.status_code = error.code or 500
+        for name, value in error.get_headers():  # keep Allow, WWW-Authenticate, Retry-After
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
+
+    @app.errorhandler(InternalServerError)
+    def internal_error(error: InternalServerError):
+        original = getattr(error, "original_exception", None)
+        if original is not None:
+            log.error("unhandled error on %s", request.path, exc_info=original)
+        return jsonify(errors=[{"title": "Internal server error", "code": "internal_error"}]), 500
 
 
 def start_background(app: Flask, settings: Settings, pipeline: Pipeline, conversation: Conversation,
@@ -127,6 +168,8 @@ def register_result_routes(app: Flask, blobs: LocalBlobStore, signer: UrlSigner)
             data = blobs.get(key)
         except BlobNotFound:
             abort(410, "this result has been deleted")
+        except ValueError:  # a signed key that points outside the store: nothing to serve
+            abort(404)
         response = make_response(data)
         response.headers["Content-Type"] = mimetypes.guess_type(key)[0] or "application/octet-stream"
         response.headers["Cache-Control"] = "private, max-age=3600"

@@ -64,6 +64,12 @@ class Settings:
     campaigns_file: str = ""
     # HTTP API requests per minute per key (or per IP without keys).
     api_rate_limit: int = 60
+    # At most this many request threads may wait on the pipeline at once (API, admin preview);
+    # kept below gunicorn's threads so webhooks and health checks always find a free thread.
+    api_concurrency: int = 4
+    # Wrong admin passwords allowed per client per `admin_lockout_s` before it is refused (429).
+    admin_login_attempts: int = 10
+    admin_lockout_s: int = 300
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -95,6 +101,9 @@ class Settings:
             messenger_graph_version=env("MESSENGER_GRAPH_VERSION", "v21.0"),
             api_keys=_list("CUTOUT_API_KEYS"),
             api_rate_limit=_int("CUTOUT_API_RATE_LIMIT", 60),
+            api_concurrency=_int("CUTOUT_API_CONCURRENCY", max(1, _int("GUNICORN_THREADS", 8) // 2)),
+            admin_login_attempts=_int("CUTOUT_ADMIN_LOGIN_ATTEMPTS", 10),
+            admin_lockout_s=_int("CUTOUT_ADMIN_LOCKOUT_S", 300),
             admin_password=env("CUTOUT_ADMIN_PASSWORD", ""),
             campaigns_file=env("CUTOUT_CAMPAIGNS_FILE", ""),
         )

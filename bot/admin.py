@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template_string, request
 
 from bot.campaigns import ASSET_NAMES, Campaign, CampaignError, CampaignStore
+from bot.lane import LaneFull, WaitLane
+from bot.ratelimit import SlidingWindowLimiter
 from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.decode import ImageDecodeError, decode_image
 from pipeline.poster import PosterLayout
@@ -88,13 +90,19 @@ def campaign_from_form(form, existing: Campaign | None) -> Campaign:
 
 
 def admin_blueprint(settings: Settings, campaigns: CampaignStore, pipeline: Pipeline, worker: PipelineWorker,
-                    options: CutoutOptions, font_path) -> Blueprint:
+                    options: CutoutOptions, font_path, lane: WaitLane) -> Blueprint:
     blueprint = Blueprint("admin", __name__, url_prefix="/admin")
+    # Wrong passwords and API keys per client address: guessing stops after a few tries per window.
+    failures = SlidingWindowLimiter(settings.admin_login_attempts, settings.admin_lockout_s)
 
     @blueprint.before_request
     def authorise():
         if not (settings.admin_password or settings.api_keys):
             abort(403, "the admin page is off: set CUTOUT_ADMIN_PASSWORD")
+        client = request.remote_addr or "unknown"
+        if failures.blocked(client):  # even the right password: otherwise the lock-out is an oracle
+            return jsonify(errors=[{"title": "too many failed logins; wait and retry", "code": "login_throttled"}]), \
+                429, {"Retry-After": str(failures.retry_after(client))}
         key = request.headers.get("X-Api-Key", "")
         if key and any(hmac.compare_digest(key.encode(), k.encode()) for k in settings.api_keys):
             return None
@@ -104,6 +112,8 @@ def admin_blueprint(settings: Settings, campaigns: CampaignStore, pipeline: Pipe
             if request.method == "POST" and not same_origin():
                 abort(403, "cross-site form posts are refused")
             return None
+        if key or (auth and auth.password is not None):  # a wrong guess, not a browser's first visit
+            failures.record(client)
         return Response("admin login required", 401, {"WWW-Authenticate": 'Basic realm="Cutout Bot admin"'})
 
     def page(**values):
@@ -170,14 +180,22 @@ def admin_blueprint(settings: Settings, campaigns: CampaignStore, pipeline: Pipe
         if upload is None or not upload.filename:
             return jsonify(errors=[{"title": "choose a sample photo", "code": "missing_file"}]), 400
         try:
-            image = decode_image(upload.read(), settings.max_image_bytes, settings.max_image_pixels)
-            future = worker.submit(lambda: campaigns.render(campaign, *_cut(pipeline, options, image), font_path()),
-                                   "campaign preview")
-            poster = future.result(timeout=180)
+            with lane.enter():  # a preview waits on the pipeline like an API call: same bounded lane
+                image = decode_image(upload.read(settings.max_image_bytes + 1), settings.max_image_bytes,
+                                     settings.max_image_pixels)
+                future = worker.submit(lambda: campaigns.render(campaign, *_cut(pipeline, options, image),
+                                                                font_path()), "campaign preview")
+                try:
+                    poster = future.result(timeout=180)
+                except FutureTimeout:
+                    future.cancel()
+                    raise
         except ImageDecodeError as error:
-            return jsonify(errors=[{"title": str(error), "code": error.reason}]), 400
-        except (QueueFull, FutureTimeout):
-            return jsonify(errors=[{"title": "busy, retry shortly", "code": "queue_full"}]), 503
+            status = 413 if error.reason in ("too_large", "too_many_pixels") else 400
+            return jsonify(errors=[{"title": str(error), "code": error.reason}]), status
+        except (QueueFull, FutureTimeout, LaneFull):
+            return jsonify(errors=[{"title": "busy, retry shortly", "code": "queue_full"}]), 503, \
+                {"Retry-After": str(lane.retry_after_s)}
         return Response(encode_jpeg(poster, quality=90), mimetype="image/jpeg")
 
     @blueprint.get("/api/campaigns/<slug>/counters")

@@ -1,16 +1,16 @@
 """The web page (GET /) and the remove.bg-shaped HTTP API (POST /api/v1/removebg).
 
-The API runs on the same pipeline thread as the chat bots: a request waits for its turn, and a
-full queue answers 503 at once. Errors use remove.bg's shape: {"errors": [{"title", "code"}]}.
+The API runs on the same pipeline thread as the chat bots: a request waits for its turn inside a
+bounded lane (bot/lane.py), and a full lane or a full queue answers 503 + Retry-After at once.
+Every parameter is validated before any download, decode or model work. Errors use remove.bg's
+shape: {"errors": [{"title", "code"}]}.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import hmac
-import threading
-import time
-from collections import defaultdict, deque
+import math
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
@@ -18,9 +18,11 @@ from flask import Blueprint, Response, jsonify, request, send_from_directory
 
 from bot.backgrounds import BACKDROPS, backdrop
 from bot.fetch import FetchError, fetch_url
+from bot.lane import LaneFull, WaitLane
+from bot.ratelimit import SlidingWindowLimiter
 from pipeline import compose
 from pipeline.cutout import CutoutOptions, Pipeline
-from pipeline.decode import ImageDecodeError, decode_image
+from pipeline.decode import ImageDecodeError, decode_image, format_megabytes
 from pipeline.render import Background, encode_jpeg, render
 from pipeline.stats import Metrics
 from pipeline.worker import PipelineWorker, QueueFull
@@ -33,41 +35,31 @@ API_TIMEOUT_S = 180
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, title: str, code: str) -> None:
+    def __init__(self, status: int, title: str, code: str, retry_after: int | None = None) -> None:
         super().__init__(title)
-        self.status, self.title, self.code = status, title, code
+        self.status, self.title, self.code, self.retry_after = status, title, code, retry_after
 
 
 def error_response(error: ApiError) -> tuple[Response, int]:
-    return jsonify(errors=[{"title": error.title, "code": error.code}]), error.status
+    response = jsonify(errors=[{"title": error.title, "code": error.code}])
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response, error.status
 
 
-def truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+BOOLEAN_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
+                 "off": False, "": False}
 
 
-class SlidingWindowLimiter:
-    """At most `limit` calls per `window_s` per client; in memory (a limit need not survive restarts)."""
-
-    def __init__(self, limit: int, window_s: float = 60.0) -> None:
-        self.limit, self.window_s = limit, window_s
-        self.calls: dict[str, deque[float]] = defaultdict(deque)
-        self.lock = threading.Lock()
-
-    def allow(self, client: str) -> bool:
-        now = time.monotonic()
-        with self.lock:
-            calls = self.calls[client]
-            while calls and calls[0] < now - self.window_s:
-                calls.popleft()
-            if len(calls) >= self.limit:
-                return False
-            calls.append(now)
-            return True
+def boolean(values: dict, name: str) -> bool:
+    word = values.get(name, "").strip().lower()
+    if word not in BOOLEAN_WORDS:
+        raise ApiError(400, f"Invalid {name} {word[:40]!r}: true or false", f"invalid_{name}")
+    return BOOLEAN_WORDS[word]
 
 
 def web_blueprint(settings: Settings, pipeline: Pipeline, worker: PipelineWorker, metrics: Metrics,
-                  options: CutoutOptions) -> Blueprint:
+                  options: CutoutOptions, lane: WaitLane) -> Blueprint:
     blueprint = Blueprint("web", __name__)
     limiter = SlidingWindowLimiter(settings.api_rate_limit)
 
@@ -96,15 +88,15 @@ def web_blueprint(settings: Settings, pipeline: Pipeline, worker: PipelineWorker
         try:
             client = authorise(settings)
             if not limiter.allow(client):
-                raise ApiError(429, "Rate limit exceeded", "rate_limit_exceeded")
-            data = read_input_image(settings)
-            params = read_params()
-            background = read_background(settings)
-            image = decode_image(data, settings.max_image_bytes, settings.max_image_pixels)
-            image = downscale_for_size(image, params["size"])
-            future = worker.submit_batchable("cutout", image, lambda images: pipeline.cutout_batch(images, options), "api")
-            result = future.result(timeout=API_TIMEOUT_S)
-            rendered, timings = render_result(result, params, background), result.timings
+                raise ApiError(429, "Rate limit exceeded", "rate_limit_exceeded", limiter.retry_after(client))
+            # The lane is entered before the body is read: slow uploads, decoding and the wait for
+            # the pipeline all count against it, so API requests can never hold every server thread.
+            with lane.enter():
+                rendered, timings = cut_out_request(settings, pipeline, worker, options)
+        except LaneFull:
+            metrics.count("api", "lane_full")
+            return error_response(ApiError(503, "Too many API requests in progress; retry shortly", "busy",
+                                            lane.retry_after_s))
         except ApiError as error:
             metrics.count("api", error.code)
             return error_response(error)
@@ -114,10 +106,12 @@ def web_blueprint(settings: Settings, pipeline: Pipeline, worker: PipelineWorker
             return error_response(ApiError(status, str(error), error.reason))
         except QueueFull:
             metrics.count("api", "queue_full")
-            return error_response(ApiError(503, "Too many images are queued; retry shortly", "queue_full"))
+            return error_response(ApiError(503, "Too many images are queued; retry shortly", "queue_full",
+                                            lane.retry_after_s))
         except FutureTimeout:
             metrics.count("api", "timeout")
-            return error_response(ApiError(503, "Processing took too long; retry shortly", "timeout"))
+            return error_response(ApiError(503, "Processing took too long; retry shortly", "timeout",
+                                            lane.retry_after_s))
         metrics.count("api", "finished")
         metrics.observe(timings)
         headers = {"X-Width": str(rendered.width), "X-Height": str(rendered.height), "X-Type": "auto"}
@@ -127,6 +121,24 @@ def web_blueprint(settings: Settings, pipeline: Pipeline, worker: PipelineWorker
         return Response(rendered.data, mimetype=rendered.content_type, headers=headers)
 
     return blueprint
+
+
+def cut_out_request(settings: Settings, pipeline: Pipeline, worker: PipelineWorker, options: CutoutOptions):
+    """Validate everything, then download/decode, then wait for the pipeline; -> (rendered, timings)."""
+    values = form_values()
+    params = read_params(values)  # every parameter checked before any download or model work
+    source = pick_source(values)
+    data = read_input_image(settings, source)
+    background = read_background(settings, values)
+    image = decode_image(data, settings.max_image_bytes, settings.max_image_pixels)
+    image = downscale_for_size(image, params["size"])
+    future = worker.submit_batchable("cutout", image, lambda images: pipeline.cutout_batch(images, options), "api")
+    try:
+        result = future.result(timeout=API_TIMEOUT_S)
+    except FutureTimeout:
+        future.cancel()  # still queued: the pipeline skips it instead of working for nobody
+        raise
+    return render_result(result, params, background), result.timings
 
 
 def authorise(settings: Settings) -> str:
@@ -150,74 +162,99 @@ def form_values() -> dict:
     return request.values.to_dict()
 
 
-def read_input_image(settings: Settings) -> bytes:
+def pick_source(values: dict) -> tuple[str, object]:
+    """Which of image_file / image_file_b64 / image_url was sent (checked before any download)."""
     upload = request.files.get("image_file")
     if upload is not None and upload.filename != "":
-        data = upload.read(settings.max_image_bytes + 1)
-        if len(data) > settings.max_image_bytes:
-            raise ApiError(413, f"File too large (limit {settings.max_image_bytes // 1_000_000} MB)", "file_too_large")
-        return data
-    encoded = form_values().get("image_file_b64")
-    if encoded:
-        try:
-            return base64.b64decode(encoded.split(",", 1)[-1], validate=True)
-        except (binascii.Error, ValueError):
-            raise ApiError(400, "image_file_b64 is not valid base64", "invalid_b64") from None
-    url = form_values().get("image_url")
-    if url:
-        return fetch_or_error(url, settings)
+        return "file", upload
+    if values.get("image_file_b64"):
+        return "b64", values["image_file_b64"]
+    if values.get("image_url"):
+        return "url", values["image_url"]
     raise ApiError(400, "No image given: send image_file, image_file_b64 or image_url", "missing_source")
 
 
-def fetch_or_error(url: str, settings: Settings) -> bytes:
+def read_input_image(settings: Settings, source: tuple[str, object]) -> bytes:
+    kind, value = source
+    limit = settings.max_image_bytes
+    if kind == "file":
+        data = value.read(limit + 1)
+        if len(data) > limit:
+            raise ApiError(413, f"File too large (limit {format_megabytes(limit)})", "file_too_large")
+        return data
+    if kind == "b64":
+        try:
+            data = base64.b64decode(value.split(",", 1)[-1], validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(400, "image_file_b64 is not valid base64", "invalid_b64") from None
+        if len(data) > limit:
+            raise ApiError(413, f"File too large (limit {format_megabytes(limit)})", "file_too_large")
+        return data
+    return fetch_or_error(value, settings, "image_url")
+
+
+def fetch_or_error(url: str, settings: Settings, field: str) -> bytes:
     try:
         return fetch_url(url, settings.max_image_bytes, settings.fetch_timeout_s, settings.fetch_allowlist)
     except FetchError as error:
         status = 413 if error.reason == "too_large" else 400
-        raise ApiError(status, f"Failed to download image_url: {error}", f"url_{error.reason}") from None
+        prefix = {"image_url": "url", "bg_image_url": "bg_url"}[field]
+        raise ApiError(status, f"Failed to download {field}: {error}", f"{prefix}_{error.reason}") from None
 
 
-def read_params() -> dict:
-    values = form_values()
+MAX_MARGIN_PX = 500  # remove.bg's limits: 500 px, or 50 % of the subject box
+MAX_MARGIN_FRACTION = 0.5
+
+
+def read_params(values: dict) -> dict:
     size = values.get("size", "auto").lower()
     fmt = values.get("format", "auto").lower()
     channels = values.get("channels", "rgba").lower()
     if size not in SIZE_VALUES:
-        raise ApiError(400, f"Invalid size {size!r}: preview, full or auto", "invalid_size")
+        raise ApiError(400, f"Invalid size {size[:40]!r}: preview, full or auto", "invalid_size")
     if fmt not in ("png", "jpg", "auto"):
-        raise ApiError(400, f"Invalid format {fmt!r}: png, jpg or auto", "invalid_format")
+        raise ApiError(400, f"Invalid format {fmt[:40]!r}: png, jpg or auto", "invalid_format")
     if channels not in ("rgba", "alpha"):
-        raise ApiError(400, f"Invalid channels {channels!r}: rgba or alpha", "invalid_channels")
-    margin_text = values.get("crop_margin", "0").strip()
-    try:
-        margin = float(margin_text[:-1]) / 100 if margin_text.endswith("%") else float(margin_text.removesuffix("px"))
-    except ValueError:
-        raise ApiError(400, f"Invalid crop_margin {margin_text!r}", "invalid_crop_margin") from None
-    if margin < 0 or (margin_text.endswith("%") and margin > 0.5):
-        raise ApiError(400, "crop_margin out of range", "invalid_crop_margin")
-    return {"size": size, "format": fmt, "channels": channels, "crop": truthy(values.get("crop")),
-            "crop_margin": margin if margin_text != "0" else 0.0, "shadow": truthy(values.get("add_shadow"))}
-
-
-def read_background(settings: Settings) -> Background | None:
-    color = form_values().get("bg_color")
-    upload = request.files.get("bg_image_file")
-    url = form_values().get("bg_image_url")
-    try:
-        if upload is not None and upload.filename != "":
-            return Background("image", image=decode_image(upload.read(settings.max_image_bytes + 1),
-                                                          settings.max_image_bytes, settings.max_image_pixels))
-        if url:
-            return Background("image", image=decode_image(fetch_or_error(url, settings), settings.max_image_bytes,
-                                                          settings.max_image_pixels))
-    except ImageDecodeError as error:
-        raise ApiError(400, f"Invalid background image: {error}", "invalid_bg_image") from None
+        raise ApiError(400, f"Invalid channels {channels[:40]!r}: rgba or alpha", "invalid_channels")
+    color = values.get("bg_color")
     if color:
         try:
-            return Background("color", color=compose.parse_color(color))
+            compose.parse_color(color)
         except ValueError:
-            raise ApiError(400, f"Invalid bg_color {color!r}", "invalid_bg_color") from None
-    return None
+            raise ApiError(400, f"Invalid bg_color {color[:40]!r}", "invalid_bg_color") from None
+    return {"size": size, "format": fmt, "channels": channels, "crop": boolean(values, "crop"),
+            "crop_margin": read_margin(values.get("crop_margin", "0")), "shadow": boolean(values, "add_shadow")}
+
+
+def read_margin(text: str) -> float:
+    """'30', '30px' -> pixels (an int >= 1 or 0); '10%' -> a fraction of the subject box (< 1)."""
+    text = text.strip().lower()
+    percent = text.endswith("%")
+    try:
+        number = float(text[:-1] if percent else text.removesuffix("px"))
+    except ValueError:
+        raise ApiError(400, f"Invalid crop_margin {text[:40]!r}: e.g. 30px or 10%", "invalid_crop_margin") from None
+    # float() accepts 'nan', 'inf' and '1e400' (= inf): refuse them here, before any model work.
+    limit = MAX_MARGIN_FRACTION * 100 if percent else MAX_MARGIN_PX
+    if not math.isfinite(number) or not 0 <= number <= limit:
+        raise ApiError(400, f"crop_margin must be 0..{limit:g}{'%' if percent else 'px'}", "invalid_crop_margin")
+    return number / 100 if percent else float(round(number))
+
+
+def read_background(settings: Settings, values: dict) -> Background | None:
+    upload = request.files.get("bg_image_file")
+    url = values.get("bg_image_url")
+    try:
+        if upload is not None and upload.filename != "":
+            data = upload.read(settings.max_image_bytes + 1)
+            return Background("image", image=decode_image(data, settings.max_image_bytes, settings.max_image_pixels))
+        if url:
+            return Background("image", image=decode_image(fetch_or_error(url, settings, "bg_image_url"),
+                                                          settings.max_image_bytes, settings.max_image_pixels))
+    except ImageDecodeError as error:
+        raise ApiError(400, f"Invalid background image: {error}", "invalid_bg_image") from None
+    color = values.get("bg_color")
+    return Background("color", color=compose.parse_color(color)) if color else None
 
 
 def downscale_for_size(image, size: str):

@@ -22,6 +22,12 @@ SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"} | (
 )
 
 
+# Why decoding catches Exception, not a list: Pillow's plugins and libheif report damage in many
+# ways (OSError, ValueError, SyntaxError, struct.error and TypeError from a broken EXIF block,
+# EOFError and RuntimeError from a damaged HEIC, IndexError, ...), and new releases add more. Any of
+# them on user bytes means "this file is unreadable", never a server error.
+
+
 class ImageDecodeError(ValueError):
     """The input is not an image we can use; `reason` is a short machine-readable tag."""
 
@@ -43,14 +49,16 @@ def decode_image(
         raise ImageDecodeError("empty", "the file is empty")
     if len(data) > max_bytes:
         raise ImageDecodeError(
-            "too_large", f"the file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB"
+            "too_large", f"the file is {format_megabytes(len(data))}; the limit is {format_megabytes(max_bytes)}"
         )
     image = open_image(data, max_pixels)
     try:
         image = ImageOps.exif_transpose(image)
         rgb = _to_rgb_float(image)
-    except (OSError, ValueError, SyntaxError) as error:  # truncated or malformed pixel data
-        raise ImageDecodeError("corrupt", f"the image data is damaged ({error})") from error
+    except MemoryError:
+        raise  # the server ran short: not the file's fault, so not "damaged"
+    except Exception as error:  # any decoder failure: see the note above ImageDecodeError
+        raise ImageDecodeError("corrupt", f"the image data is damaged ({_short(error)})") from error
     return rgb
 
 
@@ -68,8 +76,10 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
         raise ImageDecodeError(
             "unsupported", "this is not an image format we can read (send JPEG, PNG, WebP or HEIC)"
         ) from error
-    except (OSError, ValueError, SyntaxError) as error:  # a known format with a damaged header
-        raise ImageDecodeError("corrupt", f"the image data is damaged ({error})") from error
+    except MemoryError:
+        raise
+    except Exception as error:  # a known format with a damaged header (see the note above)
+        raise ImageDecodeError("corrupt", f"the image data is damaged ({_short(error)})") from error
     if image.format not in SUPPORTED_FORMATS:
         raise ImageDecodeError("unsupported", f"{image.format} images are not supported")
     width, height = image.size
@@ -84,6 +94,15 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
 
 
 IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
+
+
+def format_megabytes(count: int) -> str:
+    """Byte counts as people read them; MB = 1024 * 1024 bytes, the unit the limits are set in."""
+    return f"{count / (1024 * 1024):.1f}".removesuffix(".0") + " MB"
+
+
+def _short(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
 
 
 def looks_like_image(data: bytes) -> bool:

@@ -43,7 +43,7 @@ class LocalBlobStore:
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):  # a folder is no blob
             raise BlobNotFound(key) from None
 
     def exists(self, key: str) -> bool:

@@ -14,6 +14,7 @@ from PIL import Image
 from app import create_app
 from settings import Settings
 from tests.conftest import jpeg_bytes, shared_image
+from tests.damaged_files import DAMAGED_KINDS, damaged_file
 from tests.gunicorn_server import GunicornServer
 
 
@@ -106,7 +107,7 @@ def test_api_keys_and_rate_limit(make_api, small_photo):
     assert ok.status_code == 200
     post(client, {"format": "zip"}, headers={"X-Api-Key": "secret-key"})
     limited = post(client, files={"image_file": (small_photo, "t.jpg")}, headers={"X-Api-Key": "secret-key"})
-    assert limited.status_code == 429
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
 
 
 def test_queue_full_answers_503(make_api, small_photo):
@@ -119,6 +120,7 @@ def test_queue_full_answers_503(make_api, small_photo):
     try:
         response = post(client, files={"image_file": (small_photo, "t.jpg")})
         assert response.status_code == 503 and response.get_json()["errors"][0]["code"] == "queue_full"
+        assert int(response.headers["Retry-After"]) >= 1
         assert client.get("/readyz").status_code == 503
     finally:
         release.set()
@@ -171,3 +173,93 @@ def test_api_through_gunicorn_is_byte_correct(tmp_path, small_photo, real_pipeli
         assert requests.get(server.base_url + "/metrics", timeout=5).text.count('outcome="finished"') == 1
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("kind", DAMAGED_KINDS)
+def test_damaged_files_answer_cant_read(make_api, small_photo, kind):
+    client = make_api()
+    damaged = damaged_file(kind)
+    response = post(client, files={"image_file": (damaged, "damaged.img")})
+    assert response.status_code == 400 and response.get_json()["errors"][0]["code"] == "corrupt"
+    as_background = post(client, files={"image_file": (small_photo, "t.jpg"), "bg_image_file": (damaged, "bg.img")})
+    assert as_background.status_code == 400
+    assert as_background.get_json()["errors"][0]["code"] == "invalid_bg_image"
+
+
+@pytest.mark.parametrize("margin", ["nan", "inf", "-inf", "1e400", "NaN%", "inf%", "-1", "501px", "60%", "ten"])
+def test_bad_crop_margin_is_refused_before_any_download_or_decode(make_api, margin):
+    hits = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        host = f"127.0.0.1:{server.server_address[1]}"
+        client = make_api(fetch_allowlist=(host,))
+        by_url = post(client, {"image_url": f"http://{host}/p.jpg", "crop": "true", "crop_margin": margin})
+        by_file = post(client, {"crop": "true", "crop_margin": margin}, files={"image_file": (b"not decoded", "x.jpg")})
+    finally:
+        server.shutdown()
+    for response in (by_url, by_file):
+        assert response.status_code == 400 and response.get_json()["errors"][0]["code"] == "invalid_crop_margin"
+    assert hits == [] and client.application.extensions["cutout"]["worker"].stats.succeeded == 0
+
+
+def test_other_parameters_are_checked_up_front(make_api):
+    client = make_api()
+    for field, value, code in (("crop", "maybe", "invalid_crop"), ("add_shadow", "2", "invalid_add_shadow"),
+                               ("bg_color", "notacolour", "invalid_bg_color"), ("size", "huge", "invalid_size")):
+        response = post(client, {field: value}, files={"image_file": (b"not decoded", "x.jpg")})
+        assert response.status_code == 400 and response.get_json()["errors"][0]["code"] == code
+
+
+def test_every_error_is_json_and_big_b64_multipart_field_works(make_api):
+    client = make_api()
+    too_big = post(client, files={"image_file": (b"\xff" * (25 * 1024 * 1024), "big.jpg")})
+    assert too_big.status_code == 413 and too_big.get_json()["errors"][0]["title"] == "File too large (limit 20 MB)"
+    limit = client.application.config["MAX_CONTENT_LENGTH"]
+    over_request_limit = client.post("/api/v1/removebg", data=b"x" * (limit + 1), content_type="application/json")
+    assert over_request_limit.status_code == 413 and over_request_limit.get_json()["errors"][0]["code"] == "file_too_large"
+    assert client.get("/no/such/page").get_json()["errors"][0]["code"] == "not_found"
+    assert client.get("/api/v1/removebg").status_code == 405 and client.get("/api/v1/removebg").is_json
+
+    noise = np.random.default_rng(0).integers(0, 256, (700, 900, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "JPEG", quality=95)
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    assert len(encoded) > 600_000  # over Werkzeug's default 500 kB in-memory form-field limit
+    response = post(client, {"image_file_b64": encoded, "size": "preview", "channels": "alpha"})
+    assert response.status_code == 200 and response.mimetype == "image/png"
+
+
+def test_retry_after_lane_full_and_error_names(make_api, small_photo):
+    client = make_api(api_rate_limit=1, api_concurrency=1)
+    lane = client.application.extensions["cutout"]["lane"]
+    with lane.enter():  # another request is waiting on the pipeline: the one lane slot is taken
+        busy = post(client, files={"image_file": (small_photo, "t.jpg")})
+    assert busy.status_code == 503 and busy.get_json()["errors"][0]["code"] == "busy"
+    assert int(busy.headers["Retry-After"]) >= 1
+    limited = post(client, files={"image_file": (small_photo, "t.jpg")})
+    assert limited.status_code == 429 and 1 <= int(limited.headers["Retry-After"]) <= 60
+
+    client = make_api()
+    bad_bg = post(client, {"bg_image_url": "http://127.0.0.1:9/bg.jpg"}, files={"image_file": (small_photo, "t.jpg")})
+    assert bad_bg.status_code == 400 and bad_bg.get_json()["errors"][0]["code"] == "bg_url_blocked"
+    assert "bg_image_url" in bad_bg.get_json()["errors"][0]["title"]
+
+
+def test_result_tokens_for_keys_outside_the_store_are_404(make_api):
+    client = make_api()
+    signer = client.application.extensions["cutout"]["signer"]
+    for key in ("../secret.key", "../../etc/passwd", "results"):
+        response = client.get(f"/r/{signer.sign(key)}/x.png")
+        assert response.status_code in (404, 410) and response.is_json
+    assert client.get(f"/r/{signer.sign('../secret.key')}/x").status_code == 404

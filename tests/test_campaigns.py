@@ -214,3 +214,31 @@ def test_entry_points_line_postback_and_messenger_ref_and_yaml(tmp_path, real_pi
         app.extensions["cutout"]["worker"].stop()
         line.stop()
         messenger.stop()
+
+
+def test_admin_preview_of_a_damaged_photo_answers_cant_read(tmp_path, real_pipeline):
+    from tests.damaged_files import DAMAGED_KINDS, damaged_file
+
+    app = create_app(Settings(data_dir=tmp_path / "var", warm_up=False, admin_password="s3cret"), pipeline=real_pipeline)
+    client = app.test_client()
+    form = {"slug": "summer", "title": "Summer", "enabled": "1", "keywords": "summer"}
+    assert client.post("/admin/campaigns", data=form, headers=basic("s3cret")).status_code == 303
+    for kind in DAMAGED_KINDS:
+        response = client.post("/admin/campaigns/summer/preview", headers=basic("s3cret"),
+                               content_type="multipart/form-data",
+                               data={"file": (io.BytesIO(damaged_file(kind)), "sample.jpg")})
+        assert response.status_code == 400 and response.get_json()["errors"][0]["code"] == "corrupt"
+    assert app.extensions["cutout"]["worker"].stats.succeeded == 0
+
+
+def test_admin_password_guessing_is_throttled_per_client(tmp_path, real_pipeline):
+    app = create_app(Settings(data_dir=tmp_path / "var", warm_up=False, admin_password="s3cret",
+                              admin_login_attempts=5), pipeline=real_pipeline)
+    client = app.test_client()
+    assert client.get("/admin").status_code == 401  # a browser's first visit is no guess
+    statuses = [client.get("/admin", headers=basic(f"guess{n}")).status_code for n in range(60)]
+    assert statuses[:5] == [401] * 5 and set(statuses[5:]) == {429}
+    locked = client.get("/admin", headers=basic("s3cret"))  # no oracle: the right one is refused too
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 200
+    other = client.get("/admin", headers=basic("s3cret"), environ_base={"REMOTE_ADDR": "10.9.8.7"})
+    assert other.status_code == 200  # per client: someone else's guesses lock nobody else out

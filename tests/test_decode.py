@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from pipeline.decode import HEIF_SUPPORTED, ImageDecodeError, decode_image
+from tests.damaged_files import DAMAGED_KINDS, _raw_decode_error, damaged_file, jpeg_with_broken_exif
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -79,6 +80,27 @@ def test_truncated_jpeg_is_corrupt():
     with pytest.raises(ImageDecodeError) as caught:
         decode_image(data[: len(data) // 3])
     assert caught.value.reason == "corrupt"
+
+
+@pytest.mark.parametrize("kind", DAMAGED_KINDS)
+def test_every_decoder_failure_is_corrupt(kind):
+    if kind.startswith("heic") and not HEIF_SUPPORTED:
+        pytest.skip("no HEIF support on this platform")
+    with pytest.raises(ImageDecodeError) as caught:
+        decode_image(damaged_file(kind))
+    assert caught.value.reason == "corrupt" and "damaged" in str(caught.value)
+
+
+def test_broken_exif_fixture_really_breaks_pillow():
+    # Guards the fixture: without the orientation step Pillow reads it, with it struct.error escapes.
+    import struct
+
+    from PIL import ImageOps
+
+    data = jpeg_with_broken_exif()
+    assert _raw_decode_error(data) is None
+    with pytest.raises(struct.error):
+        ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
 
 
 def test_size_and_pixel_limits():

@@ -240,3 +240,14 @@ def wait_until(predicate, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return predicate()
+
+
+def test_damaged_files_get_the_cant_read_answer(make_app, line_double):
+    from tests.damaged_files import DAMAGED_KINDS, damaged_file
+
+    client = make_app().test_client()
+    for number, kind in enumerate(DAMAGED_KINDS):
+        send_photo(client, line_double, damaged_file(kind), **{"source.userId": f"Udamaged{number}"})
+    sent = sent_to(line_double, "any", len(DAMAGED_KINDS))
+    assert all("無法讀取" in r.body["messages"][0]["text"] for r in sent)
+    assert wait_until(lambda: app_jobs(client).counts_by_status().get("failed") == len(DAMAGED_KINDS))

@@ -72,3 +72,25 @@ def test_outside_the_24_hour_window_nothing_is_sent(setup):
     assert post(client, old).status_code == 200
     time.sleep(1.0)
     assert driver.double.messages() == []
+
+
+@pytest.mark.parametrize("payload", [
+    [], None, 5, "page",
+    {"object": "page", "entry": "not a list"},
+    {"object": "page", "entry": ["an entry as a string"]},
+    {"object": "page", "entry": [{"messaging": 7}]},
+    {"object": "page", "entry": [{"messaging": [{"sender": "7203456789012345"}]}]},
+    {"object": "page", "entry": [{"messaging": [{"sender": {"id": "1"}, "timestamp": "soon", "message": {"text": "x"}}]}]},
+    {"object": "page", "entry": [{"messaging": [{"sender": {"id": "1"}, "message": {"attachments": {"type": "image"}}}]}]},
+    {"object": "page", "entry": [{"messaging": [{"sender": {"id": "1"}, "message": {"attachments": [{"payload": "x"}]}}]}]},
+    {"object": "page", "entry": [{"messaging": [{"sender": {"id": "1"}, "message": {"quick_reply": {"payload": 3}}}]}]},
+    {"object": "page", "entry": [{"messaging": [{"sender": {"id": "1"}, "postback": ["GET_STARTED"]}]}]},
+])
+def test_signed_but_malformed_bodies_answer_400(setup, payload):
+    import json
+
+    client, driver = setup
+    body = json.dumps(payload).encode()
+    response = post(client, body)
+    assert response.status_code == 400 and response.get_json()["errors"][0]["code"] == "bad_request"
+    assert client.application.extensions["cutout"]["jobs"].counts_by_status() == {}

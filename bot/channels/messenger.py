@@ -60,11 +60,15 @@ class MessengerChannel:
                 abort(403)
             try:
                 payload = json.loads(body)
-            except ValueError:
-                abort(400, "malformed JSON")
-            if payload.get("object") != "page":
-                abort(404)
-            accept(self.translate(payload))
+                if not isinstance(payload, dict):
+                    raise MalformedBody("the body must be a JSON object")
+                if payload.get("object") != "page":
+                    abort(404)
+                events = self.translate(payload)
+            except ValueError as error:  # bad JSON or MalformedBody: nothing is accepted
+                log.warning("Messenger webhook body refused: %s", error)
+                abort(400, f"malformed body: {error}")
+            accept(events)
             return "EVENT_RECEIVED"
 
         return blueprint
@@ -76,50 +80,55 @@ class MessengerChannel:
         return hmac.compare_digest(header[len("sha256="):].encode(), expected.encode())
 
     def translate(self, payload: dict) -> list[Event]:
+        """Every messaging item of every entry -> events; MalformedBody when a field has the wrong type."""
         events: list[Event] = []
-        for entry in payload.get("entry", []):
-            for item in entry.get("messaging", []):
+        for entry in _items(payload, "entry"):
+            for item in _items(entry, "messaging"):
                 events.extend(self._translate_item(item))
         return events
 
     def _translate_item(self, item: dict) -> list[Event]:
-        user_id = (item.get("sender") or {}).get("id")
+        user_id = _get(_get(item, "sender", dict, {}), "id", str)
         if not user_id:
             return []
-        timestamp = item.get("timestamp", time.time() * 1000) / 1000.0
-        message = item.get("message")
+        timestamp = _get(item, "timestamp", (int, float), time.time() * 1000) / 1000.0
+        message = _get(item, "message", dict)
         if message is not None:
             if message.get("is_echo"):
                 return []  # our own messages, echoed back by Meta
-            mid = message.get("mid", f"{user_id}-{timestamp}")
+            mid = _get(message, "mid", str) or f"{user_id}-{timestamp}"
             common = dict(channel=self.name, user_id=user_id, timestamp=timestamp)
-            if message.get("quick_reply"):
-                return [ChoiceMade(**common, event_id=mid, data=message["quick_reply"].get("payload", ""))]
-            attachments = message.get("attachments") or []
+            quick = _get(message, "quick_reply", dict)
+            if quick:
+                return [ChoiceMade(**common, event_id=mid, data=_get(quick, "payload", str, ""))]
+            attachments = _items(message, "attachments")
             if attachments:
                 events: list[Event] = []
                 for index, attachment in enumerate(attachments):
                     event_id = f"{mid}:{index}"
-                    url = (attachment.get("payload") or {}).get("url")
-                    if attachment.get("type") == "image" and url:
+                    url = _get(_get(attachment, "payload", dict, {}), "url", str)
+                    kind = _get(attachment, "type", str, "unknown")
+                    if kind == "image" and url:
                         events.append(PhotoReceived(**common, event_id=event_id, source=ImageSource("url", url)))
                     else:
-                        events.append(Unsupported(**common, event_id=event_id, kind=attachment.get("type", "unknown")))
+                        events.append(Unsupported(**common, event_id=event_id, kind=kind))
                 return events
-            if "text" in message:
-                return [TextReceived(**common, event_id=mid, text=message["text"])]
+            text = _get(message, "text", str)
+            if text is not None:
+                return [TextReceived(**common, event_id=mid, text=text)]
             return [Unsupported(**common, event_id=mid, kind="unknown")]
-        postback = item.get("postback")
+        postback = _get(item, "postback", dict)
         if postback is not None:
-            event_id = postback.get("mid") or f"postback-{user_id}-{item.get('timestamp')}"
-            ref = (postback.get("referral") or {}).get("ref", "")
-            if postback.get("payload") == GET_STARTED:
+            event_id = _get(postback, "mid", str) or f"postback-{user_id}-{item.get('timestamp')}"
+            ref = _get(_get(postback, "referral", dict, {}), "ref", str, "")
+            data = _get(postback, "payload", str, "")
+            if data == GET_STARTED:
                 return [Followed(self.name, user_id, event_id, timestamp, ref=ref)]
-            return [ChoiceMade(self.name, user_id, event_id, timestamp, data=postback.get("payload", ""))]
-        referral = item.get("referral")
+            return [ChoiceMade(self.name, user_id, event_id, timestamp, data=data)]
+        referral = _get(item, "referral", dict)
         if referral is not None:
             event_id = f"referral-{user_id}-{item.get('timestamp')}"
-            return [Followed(self.name, user_id, event_id, timestamp, ref=referral.get("ref", ""))]
+            return [Followed(self.name, user_id, event_id, timestamp, ref=_get(referral, "ref", str, ""))]
         return []
 
     def fetch_image(self, source: ImageSource) -> bytes:
@@ -159,6 +168,28 @@ class MessengerChannel:
                 time.sleep(0.25 * 2**attempt)
         log.error("Messenger send gave up after %d attempts: HTTP %s %s", attempts, status, detail)
         raise SendError(f"Messenger send failed after {attempts} attempts: HTTP {status}")
+
+
+class MalformedBody(ValueError):
+    """A signed webhook body whose fields do not have the types Meta documents."""
+
+
+def _get(container: dict, name: str, kind: type | tuple[type, ...], default=None):
+    """container[name] when present and of `kind` (bools are not numbers); None/absent -> default."""
+    value = container.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise MalformedBody(f"{name!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _items(container: dict, name: str) -> list[dict]:
+    """container[name] as a list of objects ([] when absent)."""
+    items = _get(container, name, list, [])
+    if not all(isinstance(item, dict) for item in items):
+        raise MalformedBody(f"{name!r} must be a list of objects")
+    return items
 
 
 def _graph_error_code(response: requests.Response) -> int | None:
