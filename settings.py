@@ -38,7 +38,10 @@ class Settings:
     # Input limits.
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
+    # Whole-download deadline for every photo fetched from outside (URLs, LINE, Messenger).
     fetch_timeout_s: int = 15
+    # Every call to a chat platform's API (reply, push, loading, send) gives up after this.
+    platform_timeout_s: float = 10.0
     # host[:port] values trusted for image URL fetches even if private/loopback/http (tests, LANs).
     fetch_allowlist: tuple[str, ...] = ()
     # Brand colours offered as backgrounds in chat, e.g. "#e60012,#0068b7".
@@ -87,6 +90,7 @@ class Settings:
             max_image_bytes=_int("CUTOUT_MAX_IMAGE_BYTES", 20 * 1024 * 1024),
             max_image_pixels=_int("CUTOUT_MAX_IMAGE_PIXELS", 40_000_000),
             fetch_timeout_s=_int("CUTOUT_FETCH_TIMEOUT_S", 15),
+            platform_timeout_s=float(env("CUTOUT_PLATFORM_TIMEOUT_S", "10")),
             fetch_allowlist=_list("CUTOUT_FETCH_ALLOWLIST"),
             brand_colors=_list("CUTOUT_BRAND_COLORS", "#e60012,#0068b7"),
             default_language=env("CUTOUT_DEFAULT_LANGUAGE", "zh-TW"),

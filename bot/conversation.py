@@ -28,7 +28,7 @@ from bot.results import UrlBuilder, load_stored_cutout, store_composite, store_c
 from models import ModelUnavailableError, ensure_model, get_spec
 from models.specs import CAPTION_FONT
 from pipeline.cutout import CutoutOptions, Pipeline
-from pipeline.decode import ImageDecodeError, decode_image
+from pipeline.decode import ImageDecodeError, decode_image, format_megabytes
 from pipeline.stats import Metrics
 from pipeline.worker import PipelineWorker, QueueFull
 from settings import Settings
@@ -45,6 +45,16 @@ class UserFacingError(Exception):
         super().__init__(key)
         self.key = key
         self.values = values
+
+
+FETCH_FAILURE_KEYS = {"too_large": "too_large_limit", "timeout": "fetch_timeout"}
+
+
+def fetch_failure(error: FetchError, settings: Settings) -> UserFacingError:
+    """A failed photo download -> what the user is told, in their language (no English reasons)."""
+    log.info("photo download failed (%s): %s", error.reason, error)
+    return UserFacingError(FETCH_FAILURE_KEYS.get(error.reason, "fetch_failed"),
+                           limit=format_megabytes(settings.max_image_bytes))
 
 
 @dataclass
@@ -212,7 +222,7 @@ class Conversation:
             try:
                 data = channel.fetch_image(event.source)
             except FetchError as error:
-                raise UserFacingError("too_large" if error.reason == "too_large" else "bad_image", reason=str(error))
+                raise fetch_failure(error, self.settings) from None
             input_key = self.blobs.put(f"inputs/{job.id}", data)
             job.result["input"] = input_key
             campaign = self.current_campaign(event)

@@ -251,3 +251,35 @@ def test_damaged_files_get_the_cant_read_answer(make_app, line_double):
     sent = sent_to(line_double, "any", len(DAMAGED_KINDS))
     assert all("無法讀取" in r.body["messages"][0]["text"] for r in sent)
     assert wait_until(lambda: app_jobs(client).counts_by_status().get("failed") == len(DAMAGED_KINDS))
+
+
+def test_a_stalled_line_api_costs_the_timeout_not_minutes(tmp_path, line_double):
+    from bot.channels.base import SendError
+    from bot.channels.line import LineChannel
+    from bot.events import TextReceived
+    from bot.replies import Text
+
+    channel = LineChannel(make_settings(tmp_path, line_double, platform_timeout_s=0.5))
+    line_double.delay_s = {"/v2/bot/message/push": 100.0, "/v2/bot/chat/loading/start": 100.0}
+    event = TextReceived("line", "Ustalled", "evt-stalled", time.time() - 300, None, text="help")
+    started = time.monotonic()
+    channel.start_loading(event)  # best effort: gives up quietly
+    assert time.monotonic() - started < 3
+    with pytest.raises(SendError):
+        channel.send(event, [Text("hello")], "retry-key-stalled")
+    elapsed = time.monotonic() - started
+    assert elapsed < 8, elapsed  # 3 push attempts of 0.5 s plus back-off, not 3 x 100 s
+    assert len([r for r in line_double.received if r.path == "/v2/bot/message/push"]) == 3
+
+
+def test_a_photo_download_past_the_deadline_gets_a_clear_answer(make_app, line_double, portrait_jpeg):
+    client = make_app(fetch_timeout_s=2).test_client()
+    line_double.add_content("slow-photo", portrait_jpeg)
+    line_double.delay_s["/v2/bot/message/slow-photo/content"] = 30.0  # LINE's content host stalls
+    body, event = line_body("image_message.json", **{"message.id": "slow-photo"})
+    line_double.valid_reply_tokens.add(event["replyToken"])
+    started = time.monotonic()
+    assert post_webhook(client, body).status_code == 200
+    [reply] = sent_to(line_double, event["source"]["userId"], 1, timeout=15)
+    assert "下載照片花太久了" in reply.body["messages"][0]["text"]
+    assert time.monotonic() - started < 6

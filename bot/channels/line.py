@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
+from urllib.parse import quote
 
+import urllib3
 from flask import Blueprint, abort, request
 from linebot.v3 import WebhookParser
 from linebot.v3.exceptions import InvalidSignatureError
@@ -18,7 +20,6 @@ from linebot.v3.messaging import (
     Configuration,
     ImageMessage,
     MessagingApi,
-    MessagingApiBlob,
     PostbackAction,
     PushMessageRequest,
     QuickReply,
@@ -37,7 +38,7 @@ from linebot.v3.webhooks import (
 
 from bot.channels.base import AcceptEvents, SendError
 from bot.events import ChoiceMade, Event, Followed, ImageSource, PhotoReceived, TextReceived, Unsupported
-from bot.fetch import FetchError, fetch_url
+from bot.fetch import fetch_url
 from bot.replies import Choice, Image, Reply, Text
 from settings import Settings
 
@@ -48,6 +49,7 @@ MAX_MESSAGES_PER_CALL = 5
 MAX_QUICK_REPLIES = 13
 LABEL_LIMIT = 20
 PUSH_ATTEMPTS = 3
+LINE_DATA_API = "https://api-data.line.me"  # content downloads live on their own host
 
 
 class LineChannel:
@@ -61,6 +63,10 @@ class LineChannel:
             # One base URL for every call, content downloads included: a platform double in tests.
             options["host"] = settings.line_api_base_url
         self.configuration = Configuration(**options)
+        # urllib3 would retry 3 times on its own; our own loops decide retries (one at most here).
+        self.configuration.retries = 1
+        self.timeout_s = settings.platform_timeout_s  # every LINE API call: a stalled API costs this, not minutes
+        self.content_base = settings.line_api_base_url or LINE_DATA_API
 
     # --- inbound ------------------------------------------------------------------------------
     def blueprint(self, accept: AcceptEvents) -> Blueprint:
@@ -118,21 +124,20 @@ class LineChannel:
         if source.kind == "url":
             return fetch_url(source.ref, self.settings.max_image_bytes, self.settings.fetch_timeout_s,
                              self.settings.fetch_allowlist)
-        try:
-            with ApiClient(self.configuration) as client:
-                data = MessagingApiBlob(client).get_message_content(source.ref, _request_timeout=self.settings.fetch_timeout_s)
-        except ApiException as error:
-            raise FetchError("http", f"LINE content download answered {error.status}") from error
-        if len(data) > self.settings.max_image_bytes:
-            raise FetchError("too_large", f"the image is {len(data) / 1e6:.1f} MB")
-        return bytes(data)
+        # The content endpoint through our own fetch helper, not the SDK's blob API: that one reads
+        # the whole body before any size check and retries on its own (4 x the timeout).
+        url = f"{self.content_base}/v2/bot/message/{quote(source.ref, safe='')}/content"
+        return fetch_url(url, self.settings.max_image_bytes, self.settings.fetch_timeout_s,
+                         headers={"Authorization": f"Bearer {self.settings.line_channel_access_token}"},
+                         trusted=True)
 
     # --- outbound -------------------------------------------------------------------------------
     def start_loading(self, event: Event) -> None:
         try:
             with ApiClient(self.configuration) as client:
                 MessagingApi(client).show_loading_animation(
-                    ShowLoadingAnimationRequest(chat_id=event.user_id, loading_seconds=20))
+                    ShowLoadingAnimationRequest(chat_id=event.user_id, loading_seconds=20),
+                    _request_timeout=self.timeout_s)
         except Exception as error:  # a missing spinner must never cost the user their cutout
             log.info("LINE loading animation failed: %s", error)
 
@@ -146,8 +151,11 @@ class LineChannel:
             api = MessagingApi(client)
             if event.reply_token and age < REPLY_TOKEN_FRESH_S:
                 try:
-                    api.reply_message(ReplyMessageRequest(reply_token=event.reply_token, messages=messages))
+                    api.reply_message(ReplyMessageRequest(reply_token=event.reply_token, messages=messages),
+                                      _request_timeout=self.timeout_s)
                     return
+                except urllib3.exceptions.HTTPError as error:  # timed out or connection lost
+                    raise SendError(f"LINE reply failed: {type(error).__name__}") from error
                 except ApiException as error:
                     if error.status != 400:
                         raise SendError(f"LINE reply failed: HTTP {error.status}") from error
@@ -160,8 +168,14 @@ class LineChannel:
     def _push(self, api: MessagingApi, user_id: str, messages: list, retry_key: str) -> None:
         for attempt in range(1, PUSH_ATTEMPTS + 1):
             try:
-                api.push_message(PushMessageRequest(to=user_id, messages=messages), x_line_retry_key=retry_key)
+                api.push_message(PushMessageRequest(to=user_id, messages=messages), x_line_retry_key=retry_key,
+                                 _request_timeout=self.timeout_s)
                 return
+            except urllib3.exceptions.HTTPError as error:  # the retry key makes trying again safe
+                if attempt == PUSH_ATTEMPTS:
+                    raise SendError(f"LINE push failed: {type(error).__name__}") from error
+                time.sleep(0.5 * 2**attempt)
+                continue
             except ApiException as error:
                 if error.status == 409:  # this retry key was accepted before: already delivered
                     log.info("LINE push %s already accepted (409)", retry_key)

@@ -154,7 +154,8 @@ class MessengerChannel:
         params = {"access_token": self.settings.messenger_page_access_token}
         for attempt in range(1, attempts + 1):
             try:
-                response = self.session.post(self.send_url, params=params, json=body, timeout=10)
+                response = self.session.post(self.send_url, params=params, json=body,
+                                             timeout=self.settings.platform_timeout_s)
             except requests.RequestException as error:
                 status, detail = 0, type(error).__name__
             else:

@@ -32,6 +32,8 @@ class LinePlatformDouble:
         self.valid_reply_tokens: set[str] = set()
         self.seen_retry_keys: set[str] = set()
         self.fail_next: dict[str, int] = {}  # path -> HTTP status to answer once
+        # path -> seconds LINE takes to answer, after it has acted (a slow but successful reply).
+        self.delay_s: dict[str, float] = {}
         self._condition = threading.Condition()
         double = self
 
@@ -40,16 +42,25 @@ class LinePlatformDouble:
                 pass
 
             def _answer(self, status: int, body: Any = None, content_type: str = "application/json") -> None:
+                delay = double.delay_s.get(self.path.split("?")[0], 0.0)
+                if delay and getattr(self, "_recorded", None) is not None:
+                    self._recorded.status = status  # LINE has acted: the message is delivered...
+                    with double._condition:
+                        double._condition.notify_all()
+                    time.sleep(delay)  # ...but the caller hears of it only now (or never, if it died)
                 if getattr(self, "_recorded", None) is not None:
                     with double._condition:
                         self._recorded.status = status
                         double._condition.notify_all()
                 data = body if isinstance(body, bytes) else json.dumps(body if body is not None else {}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the caller was killed (or gave up) while waiting
+                    pass
 
             def _record(self, body: Any) -> None:
                 self._recorded = Received(self.command, self.path, dict(self.headers), body)
