@@ -1,35 +1,54 @@
-"""The chain: image -> segment -> (colour prior) -> trimap -> matte -> foreground -> Result."""
+"""The chain: image -> segment -> soft zones matted -> full-resolution outline -> foreground -> Result.
+
+Every refinement step decides from evidence in the photo and in the mask whether it applies, and
+leaves the model's mask alone where it cannot tell (see docs/quality.md for the measurements):
+- ISNet's mask is kept at the network's working grid (long side 1024, the photo's aspect).
+- Wide grey zones of the mask (hair, fur, fuzz: pipeline.edges) are matted, and only when the
+  photo's colours separate subject from background there (a colour model learned from the
+  mask's confident pixels classifies them reliably); crisp outlines are not matted.
+- The working alpha goes to full size with a guided upsample along the photo's own edges
+  (pipeline.upsample), and crisp outlines are steepened there, so products keep hard edges.
+- The foreground colour is solved at the working size and its correction applied at full size.
+U^2-Net-p fusion and the colour prior remain as options, off by default: each helped the
+alphamatting.com portraits and harmed object photos (DIS5K dev, SOD dev).
+"""
 from __future__ import annotations
 
 import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from models import ensure_model, get_spec
 from models.specs import DEFAULT_MODEL
-from pipeline.colour_prior import refine_mask_with_colour
+from pipeline.colour_prior import colour_probability, refine_mask_with_colour
 from pipeline.device import resolve_device
+from pipeline.edges import sharpen, split_soft_regions
 from pipeline.foreground import estimate_foreground
 from pipeline.fuse import fuse_masks
 from pipeline.matte import DEFAULT_MAX_SIDE, estimate_alpha
-from pipeline.segment import Segmenter
-from pipeline.trimap import make_trimap
+from pipeline.segment import Segmenter, resize_float
+from pipeline.trimap import UNKNOWN, make_soft_zone_trimap
+from pipeline.upsample import guided_upsample, resize_rows, row_bands
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ASSIST_MODEL = "u2netp"
-# Below this share of soft (0.1..0.9) pixels a mask counts as crisp; measured on the 27
-# alphamatting.com images: the one crisp mask (0.6 %) lost quality to matting, all others gained.
-CRISP_MASK_SOFT_FRACTION = 0.008
+# The refinement's grid for masks that come at full size: ISNet's native long side.
+WORKING_LONG_SIDE = 1024
+# Soft zones smaller than this share of the picture are outline noise, not hair: no matting.
+MIN_SOFT_ZONE_SHARE = 0.001
+# Matting needs colours that tell subject from background (closed-form's colour-line model). Below
+# this reliability of a colour model learned from the mask's own confident pixels the soft zones
+# keep the model's values (SOD dev: matting without this gate lowered IoU on 13 of 196 photos).
+MATTING_MIN_RELIABILITY = 0.9
 # ISNet runs with its long side at the native 1024 and the photo's own aspect ratio
 # (pipeline/segment.py). CUTOUT_SEGMENT_SIDE=768 shrinks that long side: ~1 s faster on two
-# cores, but the 27 alphamatting.com images lose (automatic SAD mean 24.6 -> 27.0 at 768^2; at
-# 896^2 the teddy's sweater goes 69 -> 143), so it is a speed-for-quality switch, not the default.
+# cores, at a measured quality cost, so it is a speed-for-quality switch, not the default.
 
 
 def default_segment_side() -> int | None:
@@ -46,17 +65,21 @@ def default_keep_aspect() -> bool:
 class CutoutOptions:
     """What the pipeline does to one image.
 
-    assist_model: a second, different model whose mask is fused in (see pipeline.fuse): ISNet
-        and U^2-Net-p miss different parts of hard subjects (plants, yarn, plush). None disables it.
-    colour_prior: settle mid-grey mask regions with the photo's own colours.
-    matting: refine edges with closed-form matting in an automatic trimap's unknown band.
+    assist_model: a second model whose extra regions are fused in where ISNet half-saw them
+        (pipeline.fuse); helps plush toys and plants, can import touching objects. None: off.
+    colour_prior: settle mid-grey mask regions with the photo's own colours (off by default:
+        it grew neighbouring objects on object photos).
+    matting: closed-form matting in the mask's soft zones, where the colours allow it.
+    full_resolution: refine the outline at the photo's resolution (guided upsample + crisp edges);
+        False gives the plain bilinear upsample of the working alpha.
     """
 
     model: str = DEFAULT_MODEL
-    assist_model: str | None = DEFAULT_ASSIST_MODEL
-    colour_prior: bool = True
+    assist_model: str | None = None
+    colour_prior: bool = False
     matting: bool = True
     foreground: bool = True
+    full_resolution: bool = True
     matting_max_side: int = DEFAULT_MAX_SIDE
 
 
@@ -126,60 +149,150 @@ class Pipeline:
         for image in images:
             if image.ndim != 3 or image.shape[2] != 3:
                 raise ValueError(f"expected an (h, w, 3) RGB image, got shape {image.shape}")
-        images = [np.clip(image, 0.0, 1.0).astype(np.float32) for image in images]
+        images = [np.clip(image, 0.0, 1.0).astype(np.float32, copy=False) for image in images]
         started = time.perf_counter()
-        masks = self._predict_all(options.model, images)
-        fused = masks
+        masks = self._predict_small_all(options.model, images)
+        assists: list[np.ndarray | None] = [None] * len(images)
         if options.assist_model:
-            assists = self._predict_all(options.assist_model, images)
-            fused = [fuse_masks(mask, assist) for mask, assist in zip(masks, assists)]
+            assists = self._predict_small_all(options.assist_model, images)
         seconds = (time.perf_counter() - started) / len(images)
-        return [self._refine(image, mask, alpha, options, {"segment": seconds})
-                for image, mask, alpha in zip(images, masks, fused)]
+        return [self._refine(image, mask, assist, options, {"segment": seconds})
+                for image, mask, assist in zip(images, masks, assists)]
 
-    def _predict_all(self, name: str, images: list[np.ndarray]) -> list[np.ndarray]:
+    def _predict_small_all(self, name: str, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Masks at the segmenter's working grid (full-size masks where it only gives those)."""
         segmenter = self.segmenter(name)
+        if hasattr(segmenter, "predict_small"):
+            return [segmenter.predict_small(image) for image in images]
         if hasattr(segmenter, "predict_batch"):
             return segmenter.predict_batch(images)
         return [segmenter.predict(image) for image in images]
 
-    def _refine(self, image: np.ndarray, mask: np.ndarray, alpha: np.ndarray, options: CutoutOptions,
+    @staticmethod
+    def working_size(image_shape: tuple[int, ...], mask_shape: tuple[int, ...]) -> tuple[int, int]:
+        """(height, width) the refinement runs at: the network's grid, or the photo's if smaller."""
+        height, width = image_shape[:2]
+        if tuple(mask_shape[:2]) == (height, width):
+            # A segmenter that returns full-size masks (the torch path): the native grid's size.
+            scale = min(1.0, WORKING_LONG_SIDE / max(height, width))
+            return max(1, round(height * scale)), max(1, round(width * scale))
+        if mask_shape[0] * mask_shape[1] >= height * width:
+            return height, width
+        return mask_shape[0], mask_shape[1]
+
+    def _refine(self, image: np.ndarray, mask: np.ndarray, assist: np.ndarray | None, options: CutoutOptions,
                 timings: dict[str, float]) -> CutoutResult:
         notes: list[str] = []
-        crisp = float(((alpha > 0.1) & (alpha < 0.9)).mean()) < CRISP_MASK_SOFT_FRACTION
-        if crisp and (options.colour_prior or options.matting):
-            # A nearly binary mask means hard edges (products, objects): matting would only soften them.
-            notes.append("mask already crisp: kept as is, no colour prior or matting")
-            options = replace(options, colour_prior=False, matting=False)
+        height, width = image.shape[:2]
+        work_h, work_w = self.working_size(image.shape, mask.shape)
+        at_full_size = (work_h, work_w) == (height, width)
+        resize_to_work = lambda array: np.clip(resize_float(array, work_w, work_h), 0.0, 1.0)  # noqa: E731
+        small_image = image if at_full_size else resize_to_work(image)
+        small_mask = mask if mask.shape == (work_h, work_w) else resize_to_work(mask)
+        alpha = small_mask
+
+        if assist is not None:
+            fused = fuse_masks(alpha, assist if assist.shape == alpha.shape else resize_to_work(assist))
+            added = float((fused > alpha + 0.01).mean())
+            if added > 0:
+                notes.append(f"{options.assist_model} added {added:.1%} of the picture where ISNet half-saw it")
+            alpha = fused
 
         if options.colour_prior:
             started = time.perf_counter()
-            alpha, reliability = refine_mask_with_colour(image, alpha)
+            alpha, reliability = refine_mask_with_colour(small_image, alpha)
             timings["colour_prior"] = time.perf_counter() - started
-            if reliability < 0.2:
-                notes.append(f"colour prior barely used: colours do not separate subject (reliability {reliability:.2f})")
 
-        if options.matting:
+        regions = split_soft_regions(alpha)
+        matted = np.zeros(alpha.shape, dtype=bool)
+        if options.matting and regions.matter_share >= MIN_SOFT_ZONE_SHARE:
             started = time.perf_counter()
-            try:
-                trimap = make_trimap(alpha)
-                if self.uses_torch:
-                    alpha = self._matte_torch(image, trimap, alpha)
-                else:
-                    alpha = estimate_alpha(image, trimap, prior=alpha, max_side=options.matting_max_side)
-            except (ValueError, MemoryError, ArithmeticError) as error:
-                # Not silent: the job records that this cutout is the model's mask, and why.
-                notes.append(f"matting skipped, model mask used: {error}")
-                log.warning("matting skipped: %s", error)
+            alpha, matted = self._matte_soft_zones(small_image, alpha, regions.matter, options, notes)
             timings["matte"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        crisp = ndimage.binary_dilation(regions.transition, iterations=1) & ~regions.matter & ~matted
+        full_alpha = self._to_full_size(image, small_image, alpha, crisp, options.full_resolution)
+        timings["outline"] = time.perf_counter() - started
 
         if options.foreground:
             started = time.perf_counter()
-            foreground = self._foreground_torch(image, alpha) if self.uses_torch else estimate_foreground(image, alpha)
+            foreground = self._foreground(image, small_image, alpha, full_alpha)
             timings["foreground"] = time.perf_counter() - started
         else:
             foreground = image
-        return CutoutResult(image, mask, alpha.astype(np.float32), foreground, timings, notes)
+        raw = small_mask if at_full_size else np.clip(resize_float(small_mask, width, height), 0.0, 1.0)
+        return CutoutResult(image, raw, full_alpha, foreground, timings, notes)
+
+    def _matte_soft_zones(self, image: np.ndarray, alpha: np.ndarray, soft_zone: np.ndarray,
+                          options: CutoutOptions, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Matting inside the soft zones, where the colours can settle them; -> (alpha, matted pixels)."""
+        untouched = np.zeros(alpha.shape, dtype=bool)
+        _, reliability = colour_probability(image, alpha)
+        if reliability < MATTING_MIN_RELIABILITY:
+            notes.append(f"soft zones kept as the model drew them: colours do not separate subject and "
+                         f"background (reliability {reliability:.2f})")
+            return alpha, untouched
+        trimap = make_soft_zone_trimap(alpha, soft_zone)
+        unknown = trimap == UNKNOWN
+        try:
+            if self.uses_torch:
+                matted = self._matte_torch(image, trimap, alpha)
+            else:
+                matted = estimate_alpha(image, trimap, prior=alpha, max_side=options.matting_max_side)
+        except (ValueError, MemoryError, ArithmeticError) as error:
+            # Not silent: the job records that this cutout is the model's mask, and why.
+            notes.append(f"matting skipped, model mask used: {error}")
+            log.warning("matting skipped: %s", error)
+            return alpha, untouched
+        notes.append(f"matted soft zones ({unknown.mean():.1%} of the picture)")
+        return np.where(unknown, matted, alpha).astype(np.float32), unknown
+
+    @staticmethod
+    def _to_full_size(image: np.ndarray, small_image: np.ndarray, alpha: np.ndarray, crisp: np.ndarray,
+                      full_resolution: bool) -> np.ndarray:
+        """The working alpha at the photo's size, outline guided by the photo, crisp edges steepened."""
+        height, width = image.shape[:2]
+        if alpha.shape == (height, width):
+            full = alpha.astype(np.float32, copy=True)
+            if full_resolution:
+                full[crisp] = sharpen(full[crisp])
+            return full
+        if not full_resolution:
+            return np.clip(resize_float(alpha, width, height), 0.0, 1.0)
+        full = guided_upsample(image, alpha, small_image=small_image)
+        crisp_weight = crisp.astype(np.float32)
+        for top, bottom in row_bands(height):
+            weight = np.clip(resize_rows(crisp_weight, width, height, top, bottom), 0.0, 1.0)
+            band = full[top:bottom]
+            band += weight * (sharpen(band) - band)
+        return full
+
+    def _foreground(self, image: np.ndarray, small_image: np.ndarray, alpha: np.ndarray,
+                    full_alpha: np.ndarray) -> np.ndarray:
+        """Foreground colours: solved at the working size, the correction applied at full size.
+
+        Only partly transparent pixels differ from the photo, and the old background's tint
+        varies slowly, so a working-size solve carries the information at a bounded cost.
+        """
+        if self.uses_torch:
+            small = self._foreground_torch(small_image, alpha)
+        else:
+            small = estimate_foreground(small_image, alpha)
+        if small.shape[:2] == image.shape[:2]:
+            return small
+        height, width = image.shape[:2]
+        correction = small - small_image
+        foreground = image.copy()
+        for top, bottom in row_bands(height):
+            partial = (full_alpha[top:bottom] > 0.0) & (full_alpha[top:bottom] < 1.0)
+            if not partial.any():
+                continue
+            band = foreground[top:bottom]
+            for channel in range(3):
+                shift = resize_rows(correction[..., channel], width, height, top, bottom)
+                band[..., channel] = np.where(partial, np.clip(band[..., channel] + shift, 0.0, 1.0), band[..., channel])
+        return foreground
 
     def _torch_device(self):
         import torch

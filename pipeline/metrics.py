@@ -86,3 +86,10 @@ def iou(mask: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> float:
     positive = truth > 0.5
     union = (predicted | positive).sum()
     return float((predicted & positive).sum() / union) if union else 1.0
+
+
+def boundary_mae(mask: np.ndarray, truth: np.ndarray, width: int = 10) -> float:
+    """MAE within `width` px of the true edge: how well the outline itself is placed and resolved."""
+    inside = truth > 0.5
+    band = ndimage.binary_dilation(inside, iterations=width) & ~ndimage.binary_erosion(inside, iterations=width, border_value=1)
+    return float(np.abs(mask - truth)[band].mean()) if band.any() else 0.0

@@ -116,6 +116,11 @@ class Segmenter:
     def predict(self, image: np.ndarray, flip_average: bool = False) -> np.ndarray:
         """(h, w, 3) RGB in [0, 1] -> (h, w) soft mask in [0, 1]."""
         height, width = image.shape[:2]
+        return np.clip(resize_float(self.predict_small(image, flip_average), width, height), 0.0, 1.0)
+
+    def predict_small(self, image: np.ndarray, flip_average: bool = False) -> np.ndarray:
+        """(h, w, 3) RGB in [0, 1] -> the soft mask at the network's resolution (the photo's aspect)."""
+        height, width = image.shape[:2]
         size = self.network_size(height, width)
         mask = self._predict_at(image, size, flip_average)
         if size != self.input_size and float((mask > 0.5).mean()) < self.EMPTY_MASK_SHARE:
@@ -123,7 +128,9 @@ class Segmenter:
             # that way too (SOD dev: 19 of 196 photos, most of them found at the square).
             log.info("%s found no subject at %s, asking at the square %s", self.spec.name, size, self.input_size)
             mask = self._predict_at(image, self.input_size, flip_average)
-        return np.clip(resize_float(mask, width, height), 0.0, 1.0)
+            # Back to the photo's proportion, so the working grid is the photo's.
+            mask = resize_float(mask, size[1], size[0])
+        return np.clip(mask, 0.0, 1.0)
 
     def _predict_at(self, image: np.ndarray, size: tuple[int, int], flip_average: bool) -> np.ndarray:
         """The mask at network resolution for the image resized to size."""

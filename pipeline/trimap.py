@@ -74,3 +74,26 @@ def split_trimap(trimap: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     is_fg = trimap > 0.9
     is_bg = trimap < 0.1
     return is_fg, is_bg, ~(is_fg | is_bg)
+
+
+# Matting reaches this far (fraction of the picture's diagonal) around a soft zone.
+SOFT_ZONE_REACH = 0.01
+
+
+def make_soft_zone_trimap(mask: np.ndarray, soft_zone: np.ndarray, reach: float = SOFT_ZONE_REACH) -> np.ndarray:
+    """A trimap whose unknown band covers only the mask's soft zones (hair, fur), not crisp outlines.
+
+    Parameters
+    ----------
+    mask: (h, w) soft mask in [0, 1].
+    soft_zone: (h, w) bool, the wide grey zones (pipeline.edges.split_soft_regions(...).matter).
+
+    Returns
+    -------
+    (h, w) float32 trimap: 0.5 where make_trimap is unknown and a soft zone is near; elsewhere
+    the mask cut at 0.5 (crisp outlines are settled at full resolution, not by matting).
+    """
+    diagonal = float(np.hypot(*mask.shape))
+    near = distance_to_outside(~soft_zone) <= reach * diagonal
+    unknown = (make_trimap(mask) == UNKNOWN) & near
+    return np.where(unknown, UNKNOWN, (mask > 0.5).astype(np.float32)).astype(np.float32)

@@ -250,8 +250,9 @@ def test_whole_cutout_on_a_hairy_portrait(real_pipeline, troll):
     assert metrics.sad(result.alpha, truth) < metrics.sad(result.mask, truth)
     partial = (result.alpha > 0.05) & (result.alpha < 0.95)
     assert partial.mean() > 0.01  # soft hair edges are kept
-    assert {"segment", "matte", "foreground"} <= set(result.timings)
-    plain = real_pipeline.cutout(image, CutoutOptions(matting=False, colour_prior=False, assist_model=None))
+    assert {"segment", "matte", "outline", "foreground"} <= set(result.timings)
+    assert any("matted soft zones" in note for note in result.notes)
+    plain = real_pipeline.cutout(image, CutoutOptions(matting=False, full_resolution=False))
     assert np.allclose(plain.alpha, plain.mask)
 
 

@@ -1,0 +1,106 @@
+"""Bring a working-resolution alpha to the photo's full resolution, guided by the photo itself.
+
+ISNet sees at most 1024 px; a 12 MP photo is four times larger on each side, and a bilinear
+upsample of its mask is soft and stair-stepped there. The fast guided filter (He & Sun, 2015)
+fits, in each small window of the working-size image, a linear map from colour to alpha, then
+applies the smoothly upsampled maps to the full-size photo: the outline follows the photo's own
+edges at full resolution for the cost of a few box filters at working size.
+
+Full-size arrays are produced in bands of rows, so the extra memory is a few bands, not a few
+full-size float copies (a 24 MP photo would otherwise need ~400 MB more per call).
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from pipeline.segment import resize_float
+
+ROWS_PER_BAND = 512
+# Window radius (working pixels) and regularisation of the colour-to-alpha fit. Small: the map
+# must follow edges a pixel wide; eps 1e-4 lets a colour difference of 0.01 carry an edge
+# (measured on DIS5K dev: radius 1 / eps 1e-4 lowers MAE 0.0284 -> 0.0276, eps 1e-2 raises it).
+GUIDE_RADIUS = 1
+GUIDE_EPS = 1e-4
+
+
+def row_bands(height: int, rows: int = ROWS_PER_BAND) -> Iterator[tuple[int, int]]:
+    for top in range(0, height, rows):
+        yield top, min(height, top + rows)
+
+
+def resize_rows(small: np.ndarray, width: int, height: int, top: int, bottom: int) -> np.ndarray:
+    """Rows top..bottom of `small` (h, w) bilinearly resized to (height, width), without the rest.
+
+    PIL's source box keeps the band exactly aligned with a whole-image resize.
+    """
+    small_h, small_w = small.shape
+    scale = small_h / height
+    box = (0.0, top * scale, float(small_w), bottom * scale)
+    band = Image.fromarray(np.ascontiguousarray(small, dtype=np.float32), "F").resize(
+        (width, bottom - top), Image.BILINEAR, box=box)
+    return np.asarray(band)
+
+
+def _box(array: np.ndarray, radius: int) -> np.ndarray:
+    return ndimage.uniform_filter(array, size=2 * radius + 1, mode="reflect")
+
+
+def guided_coefficients(guide: np.ndarray, source: np.ndarray, radius: int = GUIDE_RADIUS,
+                        eps: float = GUIDE_EPS) -> tuple[np.ndarray, np.ndarray]:
+    """He et al.'s colour guided filter, as its smoothed linear coefficients.
+
+    Parameters
+    ----------
+    guide: (h, w, 3) RGB in [0, 1].
+    source: (h, w) values to be filtered.
+
+    Returns
+    -------
+    (A (h, w, 3), b (h, w)) float32: the filtered source is (A * guide).sum(-1) + b.
+    """
+    guide = guide.astype(np.float32)
+    source = source.astype(np.float32)
+    mean_i = np.stack([_box(guide[..., c], radius) for c in range(3)], axis=-1)
+    mean_p = _box(source, radius)
+    cov_ip = np.stack([_box(guide[..., c] * source, radius) for c in range(3)], axis=-1) - mean_i * mean_p[..., None]
+    sigma = np.empty(guide.shape[:2] + (3, 3), dtype=np.float32)
+    for i in range(3):
+        for j in range(i, 3):
+            sigma[..., i, j] = sigma[..., j, i] = _box(guide[..., i] * guide[..., j], radius) - mean_i[..., i] * mean_i[..., j]
+    sigma += np.float32(eps) * np.eye(3, dtype=np.float32)
+    coeff_a = np.linalg.solve(sigma, cov_ip[..., None])[..., 0]
+    coeff_b = mean_p - (coeff_a * mean_i).sum(axis=-1)
+    return (np.stack([_box(coeff_a[..., c], radius) for c in range(3)], axis=-1).astype(np.float32),
+            _box(coeff_b, radius).astype(np.float32))
+
+
+def guided_upsample(image: np.ndarray, small_alpha: np.ndarray, radius: int = GUIDE_RADIUS,
+                    eps: float = GUIDE_EPS, small_image: np.ndarray | None = None) -> np.ndarray:
+    """Upsample a working-size alpha to `image`'s size along the full-size photo's edges.
+
+    Parameters
+    ----------
+    image: (H, W, 3) full-size RGB in [0, 1].
+    small_alpha: (h, w) alpha at working size (h <= H, w <= W).
+    small_image: `image` already resized to (h, w), if the caller has it.
+
+    Returns
+    -------
+    (H, W) float32 alpha in [0, 1].
+    """
+    height, width = image.shape[:2]
+    small_h, small_w = small_alpha.shape
+    if small_image is None:
+        small_image = np.clip(resize_float(image, small_w, small_h), 0.0, 1.0)
+    coeff_a, coeff_b = guided_coefficients(small_image, small_alpha, radius, eps)
+    alpha = np.empty((height, width), dtype=np.float32)
+    for top, bottom in row_bands(height):
+        band = resize_rows(coeff_b, width, height, top, bottom).copy()
+        for channel in range(3):
+            band += resize_rows(coeff_a[..., channel], width, height, top, bottom) * image[top:bottom, :, channel]
+        alpha[top:bottom] = np.clip(band, 0.0, 1.0)
+    return alpha
