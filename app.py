@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     register_result_routes(app, blobs, signer)
     register_health_routes(app)
     register_error_handlers(app)
+    app.after_request(finish_reading_body)
 
     worker.start()
     start_background(app, settings, pipeline, conversation, blobs)
@@ -95,6 +96,23 @@ def configure_request_limits(app: Flask, settings: Settings) -> None:
     encoded = (settings.max_image_bytes + 2) // 3 * 4 + 64 * 1024
     app.config["MAX_FORM_MEMORY_SIZE"] = encoded
     app.config["MAX_CONTENT_LENGTH"] = 2 * encoded + 1024 * 1024
+
+
+def finish_reading_body(response):
+    """Read whatever of the request body a view left unread (an early 403, 429 or 503).
+
+    Why: gunicorn's gthread worker drains at most 64 kB of an unread body itself and then closes
+    the connection on its event-loop thread, lingering up to 2 s for the client. Every such close
+    stalls all other connections of the process, webhooks included (measured: acks of 4 s while
+    API clients got 503s). Bodies over the request limit are left alone (Werkzeug refused them).
+    """
+    try:
+        stream = request.stream
+        while stream.read(256 * 1024):
+            pass
+    except (HTTPException, OSError, ValueError):
+        pass  # too large, or the client went away: nothing to keep the connection for
+    return response
 
 
 def register_error_handlers(app: Flask) -> None:

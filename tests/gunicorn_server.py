@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,19 +35,22 @@ class GunicornServer:
         self.port = free_port()
         self.env = {**os.environ, **env, "PORT": str(self.port)}
         self.process: subprocess.Popen | None = None
+        # The server's log goes to a file: a pipe nobody reads would block gunicorn once full.
+        self.log = tempfile.NamedTemporaryFile(prefix="gunicorn-", suffix=".log", delete=False)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, ready_timeout: float = 120.0, wait_ready: bool = True) -> "GunicornServer":
-        self.process = subprocess.Popen(procfile_command(), cwd=ROOT, env=self.env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Its own session: kill() can then end the master and its workers at once, like a crash.
+        self.process = subprocess.Popen(procfile_command(), cwd=ROOT, env=self.env, start_new_session=True,
+                                        stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.time() + ready_timeout
         path = "/readyz" if wait_ready else "/healthz"
         while time.time() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {self.process.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"gunicorn exited: {self.log_tail()}")
             try:
                 if requests.get(self.base_url + path, timeout=1).status_code == 200:
                     return self
@@ -54,6 +59,15 @@ class GunicornServer:
             time.sleep(0.3)
         self.stop()
         raise RuntimeError("gunicorn did not become ready")
+
+    def log_tail(self, characters: int = 2000) -> str:
+        return Path(self.log.name).read_text(errors="replace")[-characters:]
+
+    def kill(self) -> None:
+        """kill -9 the master and every worker: a crash, no graceful shutdown of anything."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

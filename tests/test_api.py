@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import io
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -263,3 +264,32 @@ def test_result_tokens_for_keys_outside_the_store_are_404(make_api):
         response = client.get(f"/r/{signer.sign(key)}/x.png")
         assert response.status_code in (404, 410) and response.is_json
     assert client.get(f"/r/{signer.sign('../secret.key')}/x").status_code == 404
+
+
+def test_early_answers_with_unread_bodies_never_stall_the_server(tmp_path):
+    # gunicorn closes a connection whose body was left unread on its event-loop thread, lingering
+    # up to 2 s for the client; a client pausing after a refusal (as Retry-After asks) then stalls
+    # every other connection. The app reads such bodies itself, so health checks never wait.
+    server = GunicornServer({"CUTOUT_DATA_DIR": str(tmp_path / "var"), "CUTOUT_API_KEYS": "right-key",
+                             "CUTOUT_WARM_UP": "0"}).start(wait_ready=False)
+    health: list[float] = []
+
+    def refused_client():
+        session = requests.Session()  # kept open while pausing, like a client honouring Retry-After
+        # 64-128 kB: gunicorn drains 64 kB itself, then waits for the rest and the client's close.
+        refused = session.post(server.base_url + "/api/v1/removebg", headers={"X-Api-Key": "wrong"},
+                               files={"image_file": ("p.jpg", b"\xff" * 100_000)}, timeout=10)
+        assert refused.status_code == 403 and refused.json()["errors"][0]["code"] == "auth_failed"
+        time.sleep(2.2)
+
+    try:
+        client = threading.Thread(target=refused_client)
+        client.start()
+        while client.is_alive():
+            started = time.monotonic()
+            assert requests.get(server.base_url + "/healthz", timeout=10).status_code == 200
+            health.append(time.monotonic() - started)
+            time.sleep(0.1)
+    finally:
+        server.stop()
+    assert max(health) < 0.5, max(health)  # was up to 2 s
