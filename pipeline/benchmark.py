@@ -23,6 +23,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,8 @@ def square_segmenter(pipeline: Pipeline, options: CutoutOptions) -> Segmenter | 
 
 
 def run_alphamatting(pipeline: Pipeline, root: Path, limit: int | None, baseline: bool,
-                     options: CutoutOptions = CutoutOptions(), square: Segmenter | None = None) -> dict[str, list[dict]]:
+                     options: CutoutOptions = CutoutOptions(), square: Segmenter | None = None,
+                     trimaps: bool = True) -> dict[str, list[dict]]:
     rows: dict[str, list[dict]] = defaultdict(list)
     names = sorted(p.stem for p in (root / "input").glob("*.png"))[:limit]
     for name in names:
@@ -115,7 +117,7 @@ def run_alphamatting(pipeline: Pipeline, root: Path, limit: int | None, baseline
                     {"image": name, **matting_scores(alpha, truth, None), "s": time.perf_counter() - started})
             except Exception as error:  # the baseline raising is a result worth reporting
                 rows["rembg-style baseline"].append({"image": name, "failed": f"{type(error).__name__}: {error}"})
-        for trimap_name in ("trimap1", "trimap2"):
+        for trimap_name in ("trimap1", "trimap2") if trimaps else ():
             trimap_path = root / trimap_name / f"{name}.png"
             if not trimap_path.exists():
                 continue
@@ -132,7 +134,8 @@ def run_alphamatting(pipeline: Pipeline, root: Path, limit: int | None, baseline
     return rows
 
 
-def run_mask_set(pipeline: Pipeline, root: Path, limit: int | None, label: str = "") -> dict[str, list[dict]]:
+def run_mask_set(pipeline: Pipeline, root: Path, limit: int | None, label: str = "",
+                 options: CutoutOptions = CutoutOptions()) -> dict[str, list[dict]]:
     """A set with binary ground truth and a manifest.csv (SOD dev, DIS5K dev)."""
     rows: dict[str, list[dict]] = defaultdict(list)
     with open(root / "manifest.csv") as handle:
@@ -141,7 +144,7 @@ def run_mask_set(pipeline: Pipeline, root: Path, limit: int | None, label: str =
         image = decode_image((root / entry["image"]).read_bytes(), max_bytes=1 << 30, max_pixels=1 << 30)
         truth = (load_grey(root / entry["gt_mask"]) > 0.5).astype(np.float32)
         started = time.perf_counter()
-        result = pipeline.cutout(image, CutoutOptions(foreground=False))
+        result = pipeline.cutout(image, replace(options, foreground=False))
         elapsed = time.perf_counter() - started
         for method, alpha, seconds in (("raw model mask", result.mask, result.timings.get("segment", 0.0)),
                                        ("ours (automatic)", result.alpha, elapsed)):
@@ -167,7 +170,7 @@ def summarise(title: str, rows: dict[str, list[dict]], keys: list[str]) -> str:
         failed = [e["image"] for e in entries if "failed" in e]
         cells = []
         for key in keys:
-            values = [e[key] for e in ok]
+            values = [e[key] for e in ok if key in e]
             cells += [f"{statistics.fmean(values):.4g}", f"{statistics.median(values):.4g}"] if values else ["-", "-"]
         seconds = statistics.fmean(e["s"] for e in ok) if ok else 0.0
         lines.append(f"| {method} | {len(ok)} | {','.join(failed) or 0} | " + " | ".join(cells) + f" | {seconds:.2f} |")
@@ -196,18 +199,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="images per set (default: all)")
     parser.add_argument("--baseline", action="store_true", help="also score the rembg-style baseline (slow)")
     parser.add_argument("--square", action="store_true", help="also score the raw mask at the model's square")
+    parser.add_argument("--assist", default=None, help="score with this assist model fused in (e.g. u2netp)")
+    parser.add_argument("--no-trimaps", action="store_true",
+                        help="skip the matting stage given the set's trimaps (~20 s an image, unchanged by the chain)")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"benchmark: evaluation data not found at {args.data} (expected ../shared/data)", file=sys.stderr)
         return 2
+    options = CutoutOptions(assist_model=args.assist)
     pipeline = Pipeline()
-    pipeline.warm_up()
+    pipeline.warm_up(options)
     sets = args.sets.split(",")
-    print(f"benchmark {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPU cores, options {CutoutOptions()}")
+    print(f"benchmark {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPU cores, options {options}")
     if "alphamatting" in sets:
         square = square_segmenter(pipeline, CutoutOptions()) if args.square else None
         rows = run_alphamatting(pipeline, args.data / "alphamatting_training_lowres", args.limit, args.baseline,
-                                square=square)
+                                options=options, square=square, trimaps=not args.no_trimaps)
         print(summarise("alphamatting.com training set (SAD, Grad, Conn /1000; alpha in [0,1]; "
                         "hair = mean alpha minus truth's in the partial region)", rows,
                         ["SAD", "MSE", "Grad", "Conn", "IoU", "hair"]))
@@ -219,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"GT04 hair: mean alpha {hair['GT04']:+.3f} from the truth's in its partial region")
     for name, folder, title in (("sod", "sod_dev", "SOD dev split"), ("dis5k", "dis5k_te_dev", "DIS5K dev (full resolution)")):
         if name in sets:
-            rows = run_mask_set(pipeline, args.data / folder, args.limit, name)
+            rows = run_mask_set(pipeline, args.data / folder, args.limit, name, options)
             print(summarise(title, rows, ["MAE", "maxF", "IoU", "bMAE"]))
             print(harm_report(rows, "raw model mask", "MAE"))
     return 0

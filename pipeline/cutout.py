@@ -192,7 +192,7 @@ class Pipeline:
         alpha = small_mask
 
         if assist is not None:
-            fused = fuse_masks(alpha, assist if assist.shape == alpha.shape else resize_to_work(assist))
+            fused = fuse_masks(alpha, assist if assist.shape == alpha.shape else resize_to_work(assist), small_image)
             added = float((fused > alpha + 0.01).mean())
             if added > 0:
                 notes.append(f"{options.assist_model} added {added:.1%} of the picture where ISNet half-saw it")

@@ -44,12 +44,17 @@ def split_soft_regions(mask: np.ndarray, width: int = TRANSITION_WIDTH) -> SoftR
     width: the widest grey step (confident bg to confident fg, in pixels) that counts as an outline.
     """
     soft = (mask > CONFIDENT_LOW) & (mask < CONFIDENT_HIGH)
+    if not (mask >= CONFIDENT_HIGH).any() or not (mask <= CONFIDENT_LOW).any():
+        # No confident side to step to: the grey is doubt, not an outline (and the distance
+        # transforms below would answer -1 everywhere).
+        return SoftRegions(transition=np.zeros(mask.shape, dtype=bool), matter=soft)
     to_fg = ndimage.distance_transform_cdt(mask < CONFIDENT_HIGH, metric="chessboard")
     to_bg = ndimage.distance_transform_cdt(mask > CONFIDENT_LOW, metric="chessboard")
     transition = soft & (to_fg + to_bg <= width)
     return SoftRegions(transition=transition, matter=soft & ~transition)
 
 
-def sharpen(alpha: np.ndarray, sharpness: float = SHARPNESS) -> np.ndarray:
+def sharpen(alpha: np.ndarray, sharpness: float | None = None) -> np.ndarray:
     """The monotone steepening used on crisp outlines: 0 -> 0, 0.5 -> 0.5, 1 -> 1."""
+    sharpness = SHARPNESS if sharpness is None else sharpness
     return (0.5 + 0.5 * np.tanh(sharpness * (alpha - 0.5)) / np.tanh(sharpness / 2)).astype(np.float32)

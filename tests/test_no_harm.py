@@ -107,3 +107,25 @@ def test_an_object_photo_is_not_made_worse_than_the_models_mask(real_pipeline: P
     assert metrics.iou(result.alpha, truth) >= metrics.iou(result.mask, truth) - 0.01
     assert metrics.mae(result.alpha, truth) <= metrics.mae(result.mask, truth)
     assert metrics.boundary_mae(result.alpha, truth) < metrics.boundary_mae(result.mask, truth)
+
+
+def test_a_mask_without_a_confident_subject_has_no_outline_to_steepen():
+    doubtful = np.zeros((100, 100), dtype=np.float32)
+    doubtful[30:70, 30:70] = 0.6  # the model is unsure of everything it sees
+    regions = split_soft_regions(doubtful)
+    assert not regions.transition.any() and regions.matter[50, 50]
+
+
+def test_fusion_refuses_a_half_seen_region_whose_colours_match_the_background_beside_it():
+    main = np.zeros((200, 200), dtype=np.float32)
+    main[60:140, 20:100] = 1.0
+    main[60:140, 100:140] = 0.05  # half-seen by the main model
+    assist = np.maximum(main, 0.0)
+    assist[60:140, 20:140] = 1.0
+    image = np.full((200, 200, 3), 0.8, dtype=np.float32)  # light floor
+    image[60:140, 20:100] = [0.6, 0.1, 0.1]  # a red subject
+    like_floor = fuse_masks(main, assist, image, min_area=0.01)
+    assert like_floor[100, 120] < 0.1  # the extra region is the floor's colour: left out
+    image[60:140, 100:140] = [0.6, 0.1, 0.1]  # now it is red like the subject
+    like_subject = fuse_masks(main, assist, image, min_area=0.01)
+    assert like_subject[100, 120] > 0.5
