@@ -47,6 +47,29 @@ class UserFacingError(Exception):
         self.values = values
 
 
+RETRY_KEY_NAMESPACE = uuid.UUID("4f1c3f64-8a51-4b7e-9a55-2f0c1de0b7a1")
+
+
+def retry_key(job_id: str, purpose: str) -> str:
+    """A stable UUID per job and message purpose (LINE wants a UUID): a resend after a crash
+    repeats the same key, so LINE answers 409 instead of delivering twice."""
+    return str(uuid.uuid5(RETRY_KEY_NAMESPACE, f"{job_id}:{purpose}"))
+
+
+class JobDeliveryLog:
+    """A channel's delivery notes, kept on the job (result[purpose]) and written before returning."""
+
+    def __init__(self, jobs: SqliteJobStore, job: Job, purpose: str) -> None:
+        self.jobs, self.job, self.purpose = jobs, job, purpose
+
+    def get(self, key: str, default=None):
+        return self.job.result.get(self.purpose, {}).get(key, default)
+
+    def record(self, **notes) -> None:
+        self.job.result.setdefault(self.purpose, {}).update(notes)
+        self.jobs.update_result(self.job.id, self.job.result)
+
+
 FETCH_FAILURE_KEYS = {"too_large": "too_large_limit", "timeout": "fetch_timeout"}
 
 
@@ -360,18 +383,15 @@ class Conversation:
             for choice in backgrounds.choice_ids(self.settings.brand_colors)
         )
 
-    def _send(self, job: Job, event: Event, replies: list[Reply]) -> None:
+    def _send(self, job: Job, event: Event, replies: list[Reply], purpose: str = "delivery") -> None:
+        """Send once per job and purpose: the retry key and the delivery notes survive restarts."""
         if not replies:
             return
         channel = self.channels[event.channel]
         if not channel.can_send(event):
             log.warning("%s: not allowed to answer job %s now; reply dropped", event.channel, job.id)
             return
-        retry_key = job.result.get("retry_key") or str(uuid.uuid4())
-        if "retry_key" not in job.result:
-            job.result["retry_key"] = retry_key
-            self.jobs.update_result(job.id, job.result)
-        channel.send(event, replies, retry_key)
+        channel.send(event, replies, retry_key(job.id, purpose), JobDeliveryLog(self.jobs, job, purpose))
 
     def _fail(self, job_id: str, error: str, message_key: str, **values: object) -> None:
         job = self.jobs.get(job_id)
@@ -382,7 +402,11 @@ class Conversation:
         if self.metrics:
             self.metrics.count(job.channel, message_key)
         event = event_from_dict(job.payload)
+        if job.result.get("delivery", {}).get("reply_attempted"):
+            # The result itself may have reached the user; "something went wrong" would then be false.
+            log.error("job %s: not telling the user about %s: its result may have been delivered", job_id, error)
+            return
         try:
-            self._send(job, event, [Text(say(self.language(event), message_key, **values))])
+            self._send(job, event, [Text(say(self.language(event), message_key, **values))], purpose="failure")
         except (SendError, KeyError) as send_error:
             log.error("job %s: could not tell the user about %s: %s", job_id, error, send_error)

@@ -229,6 +229,13 @@ def test_restart_resumes_a_pending_job(tmp_path, line_double, real_pipeline, por
         app.extensions["cutout"]["worker"].stop()
 
 
+class MemoryLog(dict):
+    """A DeliveryLog kept in a dict: what a job would hold across restarts."""
+
+    def record(self, **notes) -> None:
+        self.update(notes)
+
+
 def app_jobs(client):
     return client.application.extensions["cutout"]["jobs"]
 
@@ -260,13 +267,13 @@ def test_a_stalled_line_api_costs_the_timeout_not_minutes(tmp_path, line_double)
     from bot.replies import Text
 
     channel = LineChannel(make_settings(tmp_path, line_double, platform_timeout_s=0.5))
-    line_double.delay_s = {"/v2/bot/message/push": 100.0, "/v2/bot/chat/loading/start": 100.0}
+    line_double.stall_s = {"/v2/bot/message/push": 100.0, "/v2/bot/chat/loading/start": 100.0}
     event = TextReceived("line", "Ustalled", "evt-stalled", time.time() - 300, None, text="help")
     started = time.monotonic()
     channel.start_loading(event)  # best effort: gives up quietly
     assert time.monotonic() - started < 3
     with pytest.raises(SendError):
-        channel.send(event, [Text("hello")], "retry-key-stalled")
+        channel.send(event, [Text("hello")], "retry-key-stalled", MemoryLog())
     elapsed = time.monotonic() - started
     assert elapsed < 8, elapsed  # 3 push attempts of 0.5 s plus back-off, not 3 x 100 s
     assert len([r for r in line_double.received if r.path == "/v2/bot/message/push"]) == 3
@@ -283,3 +290,45 @@ def test_a_photo_download_past_the_deadline_gets_a_clear_answer(make_app, line_d
     [reply] = sent_to(line_double, event["source"]["userId"], 1, timeout=15)
     assert "下載照片花太久了" in reply.body["messages"][0]["text"]
     assert time.monotonic() - started < 6
+
+
+def test_a_reply_that_may_have_been_sent_is_never_sent_twice(tmp_path, line_double):
+    from bot.channels.line import LineChannel
+    from bot.events import TextReceived
+    from bot.replies import Text
+
+    channel = LineChannel(make_settings(tmp_path, line_double, platform_timeout_s=0.5))
+
+    def event(name: str, age_s: float = 0.0) -> TextReceived:
+        line_double.valid_reply_tokens.add(f"token-{name}")
+        return TextReceived("line", f"U{name}", f"evt-{name}", time.time() - age_s, f"token-{name}", text="hi")
+
+    def deliveries(user: str) -> list:
+        time.sleep(0.1)
+        return [r for r in line_double.delivered() if r.body.get("to") == user
+                or r.body.get("replyToken") == f"token-{user[1:]}"]
+
+    # LINE takes longer than our timeout but delivers: the retry with the same token finds it spent.
+    line_double.delay_s["/v2/bot/message/reply"] = 1.0
+    timed_out = MemoryLog()
+    channel.send(event("slow"), [Text("one")], "00000000-0000-4000-8000-000000000001", timed_out)
+    assert timed_out["reply_outcome"] == "sent_before" and len(deliveries("Uslow")) == 1
+    line_double.delay_s.clear()
+
+    # A restarted process finds "reply attempted" and a fresh token that LINE already used.
+    spent = event("spent")
+    channel.send(spent, [Text("two")], "00000000-0000-4000-8000-000000000002", MemoryLog())
+    again = MemoryLog(reply_attempted=True)
+    channel.send(spent, [Text("two")], "00000000-0000-4000-8000-000000000002", again)
+    assert again["reply_outcome"] == "sent_before" and len(deliveries("Uspent")) == 1
+
+    # ... or a token that never reached LINE: the same reply goes out now, once.
+    unsent = MemoryLog(reply_attempted=True)
+    channel.send(event("unsent"), [Text("three")], "00000000-0000-4000-8000-000000000003", unsent)
+    assert unsent["reply_outcome"] == "sent" and len(deliveries("Uunsent")) == 1
+
+    # Too old to ask LINE: a maybe-sent reply counts as sent; nothing is pushed.
+    stale = MemoryLog(reply_attempted=True)
+    channel.send(event("stale", age_s=120), [Text("four")], "00000000-0000-4000-8000-000000000004", stale)
+    assert stale["reply_outcome"] == "maybe_sent" and deliveries("Ustale") == []
+    assert not [r for r in line_double.received if r.path.endswith("/push")]

@@ -5,7 +5,7 @@ Channels translate; they never decide. `parse` turns a verified webhook into typ
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from flask import Blueprint
 
@@ -17,6 +17,20 @@ AcceptEvents = Callable[[list[Event]], int]
 
 class SendError(RuntimeError):
     """The platform refused or never answered, after the channel's own retries."""
+
+
+class DeliveryLog(Protocol):
+    """Notes on one delivery, stored on the job before `record` returns.
+
+    A channel records what it is about to do before a call whose outcome a crash could hide
+    (e.g. LINE's reply), so that after a restart it can tell "not sent" from "maybe sent".
+    """
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A note recorded by an earlier attempt (possibly by a process that has since died)."""
+
+    def record(self, **notes: Any) -> None:
+        """Store notes durably before returning."""
 
 
 class Channel(Protocol):
@@ -34,5 +48,7 @@ class Channel(Protocol):
     def can_send(self, event: Event) -> bool:
         """False when the platform's rules forbid answering this event now."""
 
-    def send(self, event: Event, replies: list[Reply], retry_key: str) -> None:
-        """Deliver replies to the user who caused `event` (raises SendError)."""
+    def send(self, event: Event, replies: list[Reply], retry_key: str, log: DeliveryLog) -> None:
+        """Deliver replies to the user who caused `event` exactly once, even when called again for
+        the same delivery after a crash: `retry_key` is stable per delivery, `log` holds the notes
+        of earlier attempts (raises SendError)."""

@@ -36,19 +36,20 @@ from linebot.v3.webhooks import (
     TextMessageContent,
 )
 
-from bot.channels.base import AcceptEvents, SendError
+from bot.channels.base import AcceptEvents, DeliveryLog, SendError
 from bot.events import ChoiceMade, Event, Followed, ImageSource, PhotoReceived, TextReceived, Unsupported
 from bot.fetch import fetch_url
 from bot.replies import Choice, Image, Reply, Text
 from settings import Settings
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 REPLY_TOKEN_FRESH_S = 50  # LINE reply tokens last about a minute; leave a margin
 MAX_MESSAGES_PER_CALL = 5
 MAX_QUICK_REPLIES = 13
 LABEL_LIMIT = 20
 PUSH_ATTEMPTS = 3
+REPLY_ATTEMPTS = 2  # a timed-out reply is asked once more with the same (single-use) token
 LINE_DATA_API = "https://api-data.line.me"  # content downloads live on their own host
 
 
@@ -81,7 +82,7 @@ class LineChannel:
             try:
                 platform_events = self.parser.parse(body, signature)
             except InvalidSignatureError:
-                log.warning("LINE webhook with a bad signature refused")
+                logger.warning("LINE webhook with a bad signature refused")
                 abort(400, "invalid signature")
             except (ValueError, KeyError, TypeError) as error:
                 abort(400, f"malformed body: {error}")
@@ -139,31 +140,63 @@ class LineChannel:
                     ShowLoadingAnimationRequest(chat_id=event.user_id, loading_seconds=20),
                     _request_timeout=self.timeout_s)
         except Exception as error:  # a missing spinner must never cost the user their cutout
-            log.info("LINE loading animation failed: %s", error)
+            logger.info("LINE loading animation failed: %s", error)
 
     def can_send(self, event: Event) -> bool:
         return True
 
-    def send(self, event: Event, replies: list[Reply], retry_key: str) -> None:
+    def send(self, event: Event, replies: list[Reply], retry_key: str, log: DeliveryLog) -> None:
         messages = [to_line_message(reply) for reply in replies][:MAX_MESSAGES_PER_CALL]
-        age = time.time() - event.timestamp
         with ApiClient(self.configuration) as client:
             api = MessagingApi(client)
-            if event.reply_token and age < REPLY_TOKEN_FRESH_S:
-                try:
-                    api.reply_message(ReplyMessageRequest(reply_token=event.reply_token, messages=messages),
-                                      _request_timeout=self.timeout_s)
-                    return
-                except urllib3.exceptions.HTTPError as error:  # timed out or connection lost
+            if not self._reply(api, event, messages, log):
+                self._push(api, event.user_id, messages, retry_key)
+
+    def _reply(self, api: MessagingApi, event: Event, messages: list, log: DeliveryLog) -> bool:
+        """Answer with the reply token when it can be used; True once the reply is (or was) delivered.
+
+        LINE's reply API has no retry key, but the token itself is single-use: resending with the
+        same token can never deliver twice. So a reply that may have gone out (a timeout here, or a
+        process killed while LINE was answering) is simply sent again while the token is fresh:
+        200 means the first never arrived, "invalid reply token" means it did. Once the token is
+        too old to ask, a maybe-sent reply counts as delivered (see docs/architecture.md).
+        """
+        if log.get("reply_outcome"):  # delivered by an earlier attempt that died before finishing the job
+            return True
+        if not event.reply_token or log.get("reply_refused", False):
+            return False
+        age = time.time() - event.timestamp
+        attempted = log.get("reply_attempted", False)
+        if age >= REPLY_TOKEN_FRESH_S:
+            if attempted:
+                log.record(reply_outcome="maybe_sent")
+                logger.warning("LINE reply to %s may have been sent before a restart and its token is %.0f s "
+                               "old; not pushing a second copy", event.user_id, age)
+                return True
+            logger.info("LINE reply token %.0f s old; pushing instead", age)
+            return False
+        log.record(reply_attempted=True)  # durable before the call: a restart must know it may be out
+        for attempt in range(1, REPLY_ATTEMPTS + 1):
+            try:
+                api.reply_message(ReplyMessageRequest(reply_token=event.reply_token, messages=messages),
+                                  _request_timeout=self.timeout_s)
+                log.record(reply_outcome="sent")
+                return True
+            except urllib3.exceptions.HTTPError as error:  # timed out or cut off: LINE may have it
+                if attempt == REPLY_ATTEMPTS:
                     raise SendError(f"LINE reply failed: {type(error).__name__}") from error
-                except ApiException as error:
-                    if error.status != 400:
-                        raise SendError(f"LINE reply failed: HTTP {error.status}") from error
-                    log.warning("LINE reply token refused (%s); falling back to push", error.status)
-            else:
-                log.info("LINE reply token %s; pushing instead",
-                         "absent" if not event.reply_token else f"{age:.0f} s old")
-            self._push(api, event.user_id, messages, retry_key)
+                attempted = True  # the same token again: it cannot deliver twice
+            except ApiException as error:
+                if error.status == 400 and attempted:  # the token was spent by our earlier attempt
+                    log.record(reply_outcome="sent_before")
+                    logger.info("LINE reply to %s had already been delivered", event.user_id)
+                    return True
+                if error.status != 400:
+                    raise SendError(f"LINE reply failed: HTTP {error.status}") from error
+                log.record(reply_refused=True)  # definitive: nothing went out, push from now on
+                logger.warning("LINE reply token refused (400); falling back to push")
+                return False
+        return False
 
     def _push(self, api: MessagingApi, user_id: str, messages: list, retry_key: str) -> None:
         for attempt in range(1, PUSH_ATTEMPTS + 1):
@@ -178,7 +211,7 @@ class LineChannel:
                 continue
             except ApiException as error:
                 if error.status == 409:  # this retry key was accepted before: already delivered
-                    log.info("LINE push %s already accepted (409)", retry_key)
+                    logger.info("LINE push %s already accepted (409)", retry_key)
                     return
                 if error.status not in (429, 500, 502, 503, 504) or attempt == PUSH_ATTEMPTS:
                     raise SendError(f"LINE push failed: HTTP {error.status}") from error

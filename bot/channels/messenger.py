@@ -15,7 +15,7 @@ import time
 import requests
 from flask import Blueprint, abort, request
 
-from bot.channels.base import AcceptEvents, SendError
+from bot.channels.base import AcceptEvents, DeliveryLog, SendError
 from bot.events import ChoiceMade, Event, Followed, ImageSource, PhotoReceived, TextReceived, Unsupported
 from bot.fetch import fetch_url
 from bot.replies import Choice, Image, Reply, Text
@@ -145,10 +145,14 @@ class MessengerChannel:
     def can_send(self, event: Event) -> bool:
         return time.time() - event.timestamp < STANDARD_WINDOW_S
 
-    def send(self, event: Event, replies: list[Reply], retry_key: str) -> None:
-        for reply in replies:
+    def send(self, event: Event, replies: list[Reply], retry_key: str, log: DeliveryLog) -> None:
+        # The Send API has no idempotency key: count the messages Meta accepted, so a resend after
+        # a restart continues after them instead of repeating them.
+        done = log.get("messages_sent", 0)
+        for index, reply in enumerate(replies[done:], start=done):
             message = to_messenger_message(reply)
             self._post({"recipient": {"id": event.user_id}, "messaging_type": "RESPONSE", "message": message})
+            log.record(messages_sent=index + 1)
 
     def _post(self, body: dict, attempts: int = SEND_ATTEMPTS) -> None:
         params = {"access_token": self.settings.messenger_page_access_token}

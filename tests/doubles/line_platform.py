@@ -32,8 +32,11 @@ class LinePlatformDouble:
         self.valid_reply_tokens: set[str] = set()
         self.seen_retry_keys: set[str] = set()
         self.fail_next: dict[str, int] = {}  # path -> HTTP status to answer once
-        # path -> seconds LINE takes to answer, after it has acted (a slow but successful reply).
+        # path -> seconds LINE takes to answer a request it accepted, after acting on it (a slow
+        # but successful reply); refusals still come at once.
         self.delay_s: dict[str, float] = {}
+        # path -> seconds LINE hangs before doing anything at all (a stalled API).
+        self.stall_s: dict[str, float] = {}
         self._condition = threading.Condition()
         double = self
 
@@ -42,7 +45,7 @@ class LinePlatformDouble:
                 pass
 
             def _answer(self, status: int, body: Any = None, content_type: str = "application/json") -> None:
-                delay = double.delay_s.get(self.path.split("?")[0], 0.0)
+                delay = double.delay_s.get(self.path.split("?")[0], 0.0) if status < 400 else 0.0
                 if delay and getattr(self, "_recorded", None) is not None:
                     self._recorded.status = status  # LINE has acted: the message is delivered...
                     with double._condition:
@@ -95,6 +98,7 @@ class LinePlatformDouble:
                 except json.JSONDecodeError:
                     return self._answer(400, {"message": "The request body has 1 error(s)"})
                 self._record(body)
+                time.sleep(double.stall_s.get(self.path, 0.0))
                 forced = double.fail_next.pop(self.path, None)
                 if forced:
                     return self._answer(forced, {"message": "forced failure"})
