@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.compose import parse_color
+from pipeline.decode import format_megabytes
 from pipeline.poster import PosterLayout, compose_poster
 from storage.files import LocalBlobStore
 from storage.jobs import SqliteJobStore
@@ -124,7 +125,7 @@ def validate_asset(data: bytes, name: str) -> bytes:
     if name not in ASSET_NAMES:
         raise CampaignError(f"unknown asset {name!r}; one of {', '.join(ASSET_NAMES)}")
     if len(data) > MAX_ASSET_BYTES:
-        raise CampaignError(f"{name}: file over {MAX_ASSET_BYTES // 1_000_000} MB")
+        raise CampaignError(f"{name}: file over {format_megabytes(MAX_ASSET_BYTES)}")
     try:
         image = Image.open(io.BytesIO(data))
         if image.format not in ("PNG", "JPEG", "WEBP"):

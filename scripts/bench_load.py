@@ -137,7 +137,7 @@ def main() -> int:
                              "LINE_CHANNEL_ACCESS_TOKEN": LINE_TOKEN, "LINE_API_BASE_URL": double.base_url,
                              "CUTOUT_RATE_LIMIT": "100000", "CUTOUT_API_RATE_LIMIT": "100000"})
     server.port = loopback_port()
-    server.env.update(PORT=str(server.port), PUBLIC_BASE_URL=server.base_url)
+    server.env.update(HOST="127.0.0.1", PORT=str(server.port), PUBLIC_BASE_URL=server.base_url)
     server.start()
     try:
         load = Load(server.base_url, photo, args.seconds)

@@ -33,7 +33,7 @@ def procfile_command() -> list[str]:
 class GunicornServer:
     def __init__(self, env: dict[str, str]) -> None:
         self.port = free_port()
-        self.env = {**os.environ, **env, "PORT": str(self.port)}
+        self.env = {**os.environ, "HOST": "127.0.0.1", **env, "PORT": str(self.port)}
         self.process: subprocess.Popen | None = None
         # The server's log goes to a file: a pipe nobody reads would block gunicorn once full.
         self.log = tempfile.NamedTemporaryFile(prefix="gunicorn-", suffix=".log", delete=False)

@@ -94,3 +94,25 @@ def test_signed_but_malformed_bodies_answer_400(setup, payload):
     response = post(client, body)
     assert response.status_code == 400 and response.get_json()["errors"][0]["code"] == "bad_request"
     assert client.application.extensions["cutout"]["jobs"].counts_by_status() == {}
+
+
+def test_a_resend_continues_after_the_messages_meta_accepted(tmp_path):
+    from bot.channels.messenger import MessengerChannel
+    from bot.events import TextReceived
+    from bot.replies import Text
+
+    driver = MessengerDriver()
+    try:
+        channel = MessengerChannel(Settings(data_dir=tmp_path, **driver.settings()))
+        event = TextReceived("messenger", "7203456789012345", "mid-1", time.time(), None, text="hi")
+
+        class Log(dict):
+            def record(self, **notes):
+                self.update(notes)
+
+        notes = Log(messages_sent=1)  # a process died after Meta accepted the first of two messages
+        channel.send(event, [Text("first"), Text("second")], "unused-retry-key", notes)
+        assert [m.body["message"]["text"] for m in driver.double.messages()] == ["second"]
+        assert notes["messages_sent"] == 2
+    finally:
+        driver.stop()
