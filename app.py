@@ -207,7 +207,7 @@ def register_health_routes(app: Flask) -> None:
         ready = state["ready"].is_set() and worker.alive and not worker.saturated
         body = {"ready": ready, "models_loaded": state["ready"].is_set(), "worker_alive": worker.alive,
                 "queue_depth": worker.depth, "queue_capacity": worker.capacity}
-        return jsonify(body), (200 if ready else 503)
+        return jsonify(body), (200 if ready else 503), ({} if ready else {"Retry-After": "5"})
 
     @app.get("/metrics")
     def metrics_page():
