@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bg", help="background: a colour (white, #ff8800, 255,136,0), an image file, or 'blur'")
     parser.add_argument("--mask", action="store_true", help="write the alpha mask only (greyscale PNG)")
     parser.add_argument("--no-matting", action="store_true", help="skip edge refinement (faster, coarser hair)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also print what each refinement step did")
     parser.add_argument("--crop", action="store_true", help="crop to the subject with a small margin")
     parser.add_argument("--shadow", action="store_true", help="add a soft drop shadow")
     parser.add_argument("--format", choices=("png", "jpg", "auto"), default="auto",
@@ -47,7 +48,7 @@ def build_models_parser() -> argparse.ArgumentParser:
 
 def models_main(argv: list[str]) -> int:
     from models import MODEL_SPECS, ModelUnavailableError, ensure_model, get_spec
-    from pipeline.cutout import CutoutOptions
+    from pipeline.cutout import ASSIST_MODEL, CutoutOptions
 
     args = build_models_parser().parse_args(argv)
     if args.action == "list":
@@ -57,7 +58,8 @@ def models_main(argv: list[str]) -> int:
     defaults = CutoutOptions()
     from models.specs import CAPTION_FONT
 
-    names = args.names or [defaults.model] + ([defaults.assist_model] if defaults.assist_model else []) + [CAPTION_FONT]
+    # The optional assist model too: turning fusion on should not wait for a download.
+    names = args.names or [defaults.model, ASSIST_MODEL, CAPTION_FONT]
     status = 0
     for name in names:
         try:
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             target = output_path(path, args.output, folder_mode, rendered.extension)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(rendered.data)
-            for note in result.notes:
+            for note in result.notes if args.verbose else ():
                 print(f"cutout: {path}: note: {note}", file=sys.stderr)
             if not result.subject_found:
                 print(f"cutout: {path}: no clear subject found", file=sys.stderr)

@@ -28,7 +28,7 @@ from models import ensure_model, get_spec
 from models.specs import DEFAULT_MODEL
 from pipeline.colour_prior import colour_probability, refine_mask_with_colour
 from pipeline.device import resolve_device
-from pipeline.edges import sharpen, split_soft_regions
+from pipeline.edges import sharpen, split_soft_regions, steepen_doubt
 from pipeline.foreground import estimate_foreground
 from pipeline.fuse import fuse_masks
 from pipeline.matte import DEFAULT_MAX_SIDE, estimate_alpha
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 # The refinement's grid for masks that come at full size: ISNet's native long side.
 WORKING_LONG_SIDE = 1024
+# The second model CutoutOptions.assist_model may name (fetched with the others by `cutout models fetch`).
+ASSIST_MODEL = "u2netp"
 # Soft zones smaller than this share of the picture are outline noise, not hair: no matting.
 MIN_SOFT_ZONE_SHARE = 0.001
 # Matting needs colours that tell subject from background (closed-form's colour-line model). Below
@@ -149,7 +151,7 @@ class Pipeline:
         for image in images:
             if image.ndim != 3 or image.shape[2] != 3:
                 raise ValueError(f"expected an (h, w, 3) RGB image, got shape {image.shape}")
-        images = [np.clip(image, 0.0, 1.0).astype(np.float32, copy=False) for image in images]
+        images = [self._as_unit_float(image) for image in images]
         started = time.perf_counter()
         masks = self._predict_small_all(options.model, images)
         assists: list[np.ndarray | None] = [None] * len(images)
@@ -158,6 +160,14 @@ class Pipeline:
         seconds = (time.perf_counter() - started) / len(images)
         return [self._refine(image, mask, assist, options, {"segment": seconds})
                 for image, mask, assist in zip(images, masks, assists)]
+
+    @staticmethod
+    def _as_unit_float(image: np.ndarray) -> np.ndarray:
+        """float32 in [0, 1], copying only when needed (a 40 MP photo is 480 MB per copy)."""
+        image = image.astype(np.float32, copy=False)
+        if float(image.min()) < 0.0 or float(image.max()) > 1.0:
+            image = np.clip(image, 0.0, 1.0)
+        return image
 
     def _predict_small_all(self, name: str, images: list[np.ndarray]) -> list[np.ndarray]:
         """Masks at the segmenter's working grid (full-size masks where it only gives those)."""
@@ -212,8 +222,14 @@ class Pipeline:
 
         started = time.perf_counter()
         crisp = ndimage.binary_dilation(regions.transition, iterations=1) & ~regions.matter & ~matted
-        full_alpha = self._to_full_size(image, small_image, alpha, crisp, options.full_resolution)
+        # Soft zones left unmatted are the model's doubt; steepened within the grey range only where
+        # the mask has confident sides to lean on (a wholly doubtful mask is left as drawn).
+        doubt = regions.matter & ~matted if regions.transition.any() else np.zeros_like(matted)
+        full_alpha = self._to_full_size(image, small_image, alpha, crisp, doubt, options.full_resolution)
         timings["outline"] = time.perf_counter() - started
+        if options.full_resolution:
+            notes.append(f"outline refined at {width}x{height} from the {work_w}x{work_h} working grid"
+                         if not at_full_size else "outline steepened where the mask steps crisply")
 
         if options.foreground:
             started = time.perf_counter()
@@ -250,22 +266,27 @@ class Pipeline:
 
     @staticmethod
     def _to_full_size(image: np.ndarray, small_image: np.ndarray, alpha: np.ndarray, crisp: np.ndarray,
-                      full_resolution: bool) -> np.ndarray:
-        """The working alpha at the photo's size, outline guided by the photo, crisp edges steepened."""
+                      doubt: np.ndarray, full_resolution: bool) -> np.ndarray:
+        """The working alpha at the photo's size: outline guided by the photo, crisp edges steepened,
+        doubt steepened within the grey range."""
         height, width = image.shape[:2]
         if alpha.shape == (height, width):
             full = alpha.astype(np.float32, copy=True)
             if full_resolution:
                 full[crisp] = sharpen(full[crisp])
+                full[doubt] = steepen_doubt(full[doubt])
             return full
         if not full_resolution:
             return np.clip(resize_float(alpha, width, height), 0.0, 1.0)
         full = guided_upsample(image, alpha, small_image=small_image)
-        crisp_weight = crisp.astype(np.float32)
+        crisp_weight, doubt_weight = crisp.astype(np.float32), doubt.astype(np.float32)
         for top, bottom in row_bands(height):
-            weight = np.clip(resize_rows(crisp_weight, width, height, top, bottom), 0.0, 1.0)
             band = full[top:bottom]
+            weight = np.clip(resize_rows(crisp_weight, width, height, top, bottom), 0.0, 1.0)
             band += weight * (sharpen(band) - band)
+            if doubt.any():
+                weight = np.clip(resize_rows(doubt_weight, width, height, top, bottom), 0.0, 1.0)
+                band += weight * (steepen_doubt(band) - band)
         return full
 
     def _foreground(self, image: np.ndarray, small_image: np.ndarray, alpha: np.ndarray,

@@ -18,7 +18,7 @@ GHOST_LEVEL = 0.01
 MIN_GHOST_SHARE = 0.3
 # Added regions rank below ISNet's own confident pixels (so max-F thresholds above this still
 # see ISNet alone) and stay above 0.5 (so a cut at 0.5 includes them).
-ADDED_CEILING = 0.75
+ADDED_CEILING = 0.6
 # The local colour test: a region joins the subject only if its colours look more like the
 # subject's next to it than like the background's next to it (within RING px). Measured: every
 # DIS5K region the ghost test let through (a key ring's table, a cage's floor, playground sand)

@@ -129,3 +129,15 @@ def test_fusion_refuses_a_half_seen_region_whose_colours_match_the_background_be
     image[60:140, 100:140] = [0.6, 0.1, 0.1]  # now it is red like the subject
     like_subject = fuse_masks(main, assist, image, min_area=0.01)
     assert like_subject[100, 120] > 0.5
+
+
+def test_doubt_is_steepened_without_overtaking_confident_values():
+    from pipeline.edges import CONFIDENT_HIGH, CONFIDENT_LOW, steepen_doubt
+
+    values = np.linspace(0, 1, 1001, dtype=np.float32)
+    steep = steepen_doubt(values)
+    assert np.all(np.diff(steep) >= 0)
+    inside = (values > CONFIDENT_LOW) & (values < CONFIDENT_HIGH)
+    assert np.all(steep[~inside] == values[~inside])  # confident values untouched
+    assert steep[inside].min() >= CONFIDENT_LOW and steep[inside].max() <= CONFIDENT_HIGH
+    assert steep[800] > values[800] and steep[200] < values[200]  # doubt leans to its side
