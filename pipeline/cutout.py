@@ -307,11 +307,14 @@ class Pipeline:
         foreground = image.copy()
         for top, bottom in row_bands(height):
             partial = (full_alpha[top:bottom] > 0.0) & (full_alpha[top:bottom] < 1.0)
-            if not partial.any():
+            columns = np.flatnonzero(partial.any(axis=0))
+            if columns.size == 0:
                 continue
-            band = foreground[top:bottom]
+            left, right = int(columns[0]), int(columns[-1]) + 1
+            partial = partial[:, left:right]
+            band = foreground[top:bottom, left:right]
             for channel in range(3):
-                shift = resize_rows(correction[..., channel], width, height, top, bottom)
+                shift = resize_rows(correction[..., channel], width, height, top, bottom, left, right)
                 band[..., channel] = np.where(partial, np.clip(band[..., channel] + shift, 0.0, 1.0), band[..., channel])
         return foreground
 

@@ -141,3 +141,10 @@ def test_doubt_is_steepened_without_overtaking_confident_values():
     assert np.all(steep[~inside] == values[~inside])  # confident values untouched
     assert steep[inside].min() >= CONFIDENT_LOW and steep[inside].max() <= CONFIDENT_HIGH
     assert steep[800] > values[800] and steep[200] < values[200]  # doubt leans to its side
+
+
+def test_a_window_of_rows_and_columns_matches_a_whole_image_resize():
+    small = np.random.default_rng(1).random((40, 60)).astype(np.float32)
+    whole = np.asarray(Image.fromarray(small, "F").resize((600, 1000), Image.BILINEAR))
+    piece = resize_rows(small, 600, 1000, 512, 1000, 130, 420)
+    assert np.abs(piece - whole[512:1000, 130:420]).max() < 1e-4
