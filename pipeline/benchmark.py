@@ -185,9 +185,11 @@ def harm_report(rows: dict[str, list[dict]], raw_label: str = "raw model mask", 
              if e[key] > 1.1 * raw[e["image"]][key] and e[key] - raw[e["image"]][key] > 1e-4]
     harmed = [f"{e['image']} (IoU {raw[e['image']]['IoU']:.2f} -> {e['IoU']:.2f})" for e in ours
               if "IoU" in e and e["IoU"] < raw[e["image"]]["IoU"] - 0.1]
+    dented = [e["image"] for e in ours if "IoU" in e and e["IoU"] < raw[e["image"]]["IoU"] - 0.05]
     seconds = statistics.median(e["s"] for e in ours) if ours else 0.0
     return (f"\nimages >10% worse than the {raw_label} ({key}): {len(worse)}" + (": " + ", ".join(worse) if worse else "")
             + f"\nimages badly harmed (IoU down > 0.1): {len(harmed)}" + (": " + ", ".join(harmed) if harmed else "")
+            + f"\nimages with IoU down > 0.05: {len(dented)}" + (": " + ", ".join(dented) if dented else "")
             + f"\nshipped alpha: median {seconds:.2f} s/image; peak RSS of this process so far {peak_rss_gb():.2f} GB")
 
 

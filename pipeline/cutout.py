@@ -28,7 +28,7 @@ from models import ensure_model, get_spec
 from models.specs import DEFAULT_MODEL
 from pipeline.colour_prior import colour_probability, refine_mask_with_colour
 from pipeline.device import resolve_device
-from pipeline.edges import sharpen, split_soft_regions, steepen_doubt
+from pipeline.edges import settle_confident_interiors, sharpen, split_soft_regions, steepen_doubt
 from pipeline.foreground import estimate_foreground
 from pipeline.fuse import fuse_masks
 from pipeline.matte import DEFAULT_MAX_SIDE, estimate_alpha
@@ -225,6 +225,7 @@ class Pipeline:
         # Soft zones left unmatted are the model's doubt; steepened within the grey range only where
         # the mask has confident sides to lean on (a wholly doubtful mask is left as drawn).
         doubt = regions.matter & ~matted if regions.transition.any() else np.zeros_like(matted)
+        alpha = settle_confident_interiors(alpha)
         full_alpha = self._to_full_size(image, small_image, alpha, crisp, doubt, options.full_resolution)
         timings["outline"] = time.perf_counter() - started
         if options.full_resolution:

@@ -72,3 +72,22 @@ def steepen_doubt(alpha: np.ndarray, sharpness: float | None = None) -> np.ndarr
     span = CONFIDENT_HIGH - CONFIDENT_LOW
     out[inside] = CONFIDENT_LOW + span * sharpen((out[inside] - CONFIDENT_LOW) / span, sharpness)
     return out
+
+
+# Confident pixels this many working-grid pixels away from any doubt are settled to exactly 0 or 1.
+SETTLED_DEPTH = 2
+
+
+def settle_confident_interiors(alpha: np.ndarray, depth: int = SETTLED_DEPTH) -> np.ndarray:
+    """Exactly 1 inside the subject and 0 in the background, away from the outline.
+
+    The model says 0.97 or 0.99 deep inside a bottle; shipped as is, the product would be 3 %
+    see-through (PNG alpha 247). Pixels next to the outline keep their values: that is where
+    the ranking of values carries information (max F).
+    """
+    settled = alpha.astype(np.float32, copy=True)
+    inside = ndimage.distance_transform_cdt(alpha >= CONFIDENT_HIGH, metric="chessboard") > depth
+    outside = ndimage.distance_transform_cdt(alpha <= CONFIDENT_LOW, metric="chessboard") > depth
+    settled[inside] = 1.0
+    settled[outside] = 0.0
+    return settled
