@@ -72,8 +72,8 @@ class CutoutOptions:
     colour_prior: settle mid-grey mask regions with the photo's own colours (off by default:
         it grew neighbouring objects on object photos).
     matting: closed-form matting in the mask's soft zones, where the colours allow it.
-    full_resolution: refine the outline at the photo's resolution (guided upsample + crisp edges);
-        False gives the plain bilinear upsample of the working alpha.
+    full_resolution: finish the alpha at the photo's resolution: confident interiors settled to
+        exactly 0 / 1, guided upsample, crisp edges; False gives the plain bilinear upsample.
     """
 
     model: str = DEFAULT_MODEL
@@ -225,7 +225,8 @@ class Pipeline:
         # Soft zones left unmatted are the model's doubt; steepened within the grey range only where
         # the mask has confident sides to lean on (a wholly doubtful mask is left as drawn).
         doubt = regions.matter & ~matted if regions.transition.any() else np.zeros_like(matted)
-        alpha = settle_confident_interiors(alpha)
+        if options.full_resolution:
+            alpha = settle_confident_interiors(alpha)
         full_alpha = self._to_full_size(image, small_image, alpha, crisp, doubt, options.full_resolution)
         timings["outline"] = time.perf_counter() - started
         if options.full_resolution:
