@@ -148,3 +148,15 @@ def test_a_window_of_rows_and_columns_matches_a_whole_image_resize():
     whole = np.asarray(Image.fromarray(small, "F").resize((600, 1000), Image.BILINEAR))
     piece = resize_rows(small, 600, 1000, 512, 1000, 130, 420)
     assert np.abs(piece - whole[512:1000, 130:420]).max() < 1e-4
+
+
+def test_cofactor_solve_matches_numpy():
+    from pipeline.upsample import solve_symmetric_3x3
+
+    rng = np.random.default_rng(2)
+    base = rng.random((5, 7, 3, 3)).astype(np.float32)
+    sigma = base @ base.transpose(0, 1, 3, 2) + 1e-2 * np.eye(3, dtype=np.float32)
+    rhs = rng.random((5, 7, 3)).astype(np.float32)
+    upper = {(i, j): sigma[..., i, j] for i in range(3) for j in range(i, 3)}
+    expected = np.linalg.solve(sigma, rhs[..., None])[..., 0]
+    assert np.allclose(solve_symmetric_3x3(upper, rhs), expected, rtol=1e-3, atol=1e-3)
