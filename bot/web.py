@@ -138,6 +138,10 @@ def cut_out_request(settings: Settings, pipeline: Pipeline, worker: PipelineWork
     except FutureTimeout:
         future.cancel()  # still queued: the pipeline skips it instead of working for nobody
         raise
+    if not result.subject_found:
+        # remove.bg's answer for a photo without a foreground: a 400, not an empty transparent PNG.
+        raise ApiError(400, "Could not identify foreground in image: send a photo with a clear subject "
+                            "(a product, a person, a pet)", "unknown_foreground")
     return render_result(result, params, background), result.timings
 
 

@@ -292,3 +292,17 @@ def test_early_answers_with_unread_bodies_never_stall_the_server(tmp_path):
     finally:
         server.stop()
     assert max(health) < 0.5, max(health)  # was up to 2 s
+
+
+def test_a_photo_without_a_subject_is_remove_bgs_unknown_foreground_error(make_api):
+    import io
+
+    from PIL import Image
+
+    blank = io.BytesIO()
+    Image.new("RGB", (320, 240), (128, 128, 128)).save(blank, "JPEG")
+    client = make_api()
+    response = post(client, files={"image_file": (blank.getvalue(), "blank.jpg")})
+    assert response.status_code == 400
+    error = response.get_json()["errors"][0]
+    assert error["code"] == "unknown_foreground" and "foreground" in error["title"]
