@@ -73,6 +73,16 @@ class JobDeliveryLog:
 FETCH_FAILURE_KEYS = {"too_large": "too_large_limit", "timeout": "fetch_timeout"}
 
 
+def decode_failure(error: ImageDecodeError, settings: Settings) -> UserFacingError:
+    """A decoder's failure as a message wholly in the user's language (the decoder's text is English)."""
+    if error.reason == "too_large":
+        return UserFacingError("too_large_limit", limit=format_megabytes(settings.max_image_bytes))
+    if error.reason == "too_many_pixels":
+        return UserFacingError("too_many_pixels", limit=f"{settings.max_image_pixels / 1e6:.0f} MP")
+    return UserFacingError({"empty": "bad_image_empty", "unsupported": "bad_image_unsupported"}.get(
+        error.reason, "bad_image_corrupt"))
+
+
 def fetch_failure(error: FetchError, settings: Settings) -> UserFacingError:
     """A failed photo download -> what the user is told, in their language (no English reasons)."""
     log.info("photo download failed (%s): %s", error.reason, error)
@@ -298,8 +308,7 @@ class Conversation:
             image = decode_image(self.blobs.get(job.result["input"]), self.settings.max_image_bytes,
                                  self.settings.max_image_pixels)
         except ImageDecodeError as error:
-            raise UserFacingError("too_large" if error.reason in ("too_large", "too_many_pixels") else "bad_image",
-                                  reason=str(error)) from None
+            raise decode_failure(error, self.settings) from None
         try:
             future = self.worker.submit_batchable(
                 "cutout", image, lambda images: self.pipeline.cutout_batch(images, self.options), label=f"cutout {job_id}")

@@ -1,6 +1,8 @@
 """LINE end to end: signed webhooks in, the real SDK calling a local LINE double, files served back."""
 from __future__ import annotations
 
+import re
+
 import io
 import time
 from urllib.parse import urlsplit
@@ -164,7 +166,10 @@ def test_corrupt_image_gets_a_clear_answer(make_app, line_double):
     client = make_app().test_client()
     event = send_photo(client, line_double, b"\xff\xd8\xff\xe0 this is not really a jpeg")
     [reply] = sent_to(line_double, event["source"]["userId"], 1)
-    assert "無法讀取" in reply.body["messages"][0]["text"]
+    text = reply.body["messages"][0]["text"]
+    assert "無法讀取" in text
+    # Wholly in the user's language: no English decoder message leaks into the zh-TW text.
+    assert not re.search(r"[a-z]{3,}", text)
     assert wait_until(lambda: app_jobs(client).counts_by_status().get("failed") == 1)
 
 
