@@ -12,6 +12,7 @@ from pathlib import Path
 
 from flask import Flask, abort, jsonify, make_response, request
 from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bot.admin import admin_blueprint
 from bot.campaigns import CampaignStore
@@ -40,6 +41,10 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask(__name__, static_folder=None)  # the page's files are served by bot.web
     configure_request_limits(app, settings)
+    if settings.trusted_proxies:
+        # Behind LINE's required HTTPS proxy every request would otherwise come from the proxy.
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
     blobs = LocalBlobStore(settings.data_dir / "blobs")
     jobs = SqliteJobStore(settings.data_dir / "jobs.sqlite3")

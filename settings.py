@@ -65,6 +65,9 @@ class Settings:
     admin_password: str = ""
     # Campaigns to load (upsert) at start-up, for people who keep config in git.
     campaigns_file: str = ""
+    # Reverse proxies in front of the app (LINE requires HTTPS, usually a proxy): that many
+    # X-Forwarded-For/-Proto/-Host hops are trusted, so rate limits see the real client. 0: none.
+    trusted_proxies: int = 0
     # HTTP API requests per minute per key (or per IP without keys).
     api_rate_limit: int = 60
     # At most this many request threads may wait on the pipeline at once (API, admin preview);
@@ -105,6 +108,7 @@ class Settings:
             messenger_graph_version=env("MESSENGER_GRAPH_VERSION", "v21.0"),
             api_keys=_list("CUTOUT_API_KEYS"),
             api_rate_limit=_int("CUTOUT_API_RATE_LIMIT", 60),
+            trusted_proxies=_int("CUTOUT_TRUSTED_PROXIES", 0),
             api_concurrency=_int("CUTOUT_API_CONCURRENCY", max(1, _int("GUNICORN_THREADS", 8) // 2)),
             admin_login_attempts=_int("CUTOUT_ADMIN_LOGIN_ATTEMPTS", 10),
             admin_lockout_s=_int("CUTOUT_ADMIN_LOCKOUT_S", 300),

@@ -306,3 +306,14 @@ def test_a_photo_without_a_subject_is_remove_bgs_unknown_foreground_error(make_a
     assert response.status_code == 400
     error = response.get_json()["errors"][0]
     assert error["code"] == "unknown_foreground" and "foreground" in error["title"]
+
+
+@pytest.mark.parametrize("trusted, separate_buckets", [(0, False), (1, True)])
+def test_rate_limit_sees_the_real_client_only_behind_trusted_proxies(make_api, trusted, separate_buckets):
+    client = make_api(api_rate_limit=1, trusted_proxies=trusted)
+    first = post(client, headers={"X-Forwarded-For": "203.0.113.7"})  # no image: 400 after the limit check
+    assert first.status_code == 400
+    other_visitor = post(client, headers={"X-Forwarded-For": "198.51.100.9"})
+    # Untrusted, the header is ignored (anyone could send it) and both share the proxy's bucket.
+    assert (other_visitor.status_code == 400) is separate_buckets
+    assert post(client, headers={"X-Forwarded-For": "203.0.113.7"}).status_code == 429
