@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         "pipeline": pipeline, "worker": worker, "conversation": conversation, "ready": threading.Event(),
         "metrics": metrics, "lane": lane,
     }
-    app.register_blueprint(web_blueprint(settings, pipeline, worker, metrics, conversation.options, lane))
+    app.register_blueprint(web_blueprint(settings, pipeline, worker, metrics, conversation.options, lane, signer))
     app.register_blueprint(admin_blueprint(settings, campaigns, pipeline, worker, conversation.options,
                                            conversation.caption_font, lane))
     app.extensions["cutout"]["campaigns"] = campaigns

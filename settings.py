@@ -70,6 +70,8 @@ class Settings:
     trusted_proxies: int = 0
     # HTTP API requests per minute per key (or per IP without keys).
     api_rate_limit: int = 60
+    # Cutouts per minute per visitor of the web page (which needs no API key).
+    page_rate_limit: int = 20
     # At most this many request threads may wait on the pipeline at once (API, admin preview);
     # kept below gunicorn's threads so webhooks and health checks always find a free thread.
     api_concurrency: int = 4
@@ -108,6 +110,7 @@ class Settings:
             messenger_graph_version=env("MESSENGER_GRAPH_VERSION", "v21.0"),
             api_keys=_list("CUTOUT_API_KEYS"),
             api_rate_limit=_int("CUTOUT_API_RATE_LIMIT", 60),
+            page_rate_limit=_int("CUTOUT_PAGE_RATE_LIMIT", 20),
             trusted_proxies=_int("CUTOUT_TRUSTED_PROXIES", 0),
             api_concurrency=_int("CUTOUT_API_CONCURRENCY", max(1, _int("GUNICORN_THREADS", 8) // 2)),
             admin_login_attempts=_int("CUTOUT_ADMIN_LOGIN_ATTEMPTS", 10),

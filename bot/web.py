@@ -27,6 +27,7 @@ from pipeline.render import Background, encode_jpeg, render
 from pipeline.stats import Metrics
 from pipeline.worker import PipelineWorker, QueueFull
 from settings import Settings
+from storage.urls import InvalidToken, UrlSigner
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PREVIEW_PIXELS = 625 * 400  # remove.bg's "preview" size: up to 0.25 megapixels
@@ -58,14 +59,27 @@ def boolean(values: dict, name: str) -> bool:
     return BOOLEAN_WORDS[word]
 
 
+# The page's pass: what it signs and how long a loaded page may keep using it.
+PAGE_TOKEN_KEY = "page-pass"
+PAGE_TOKEN_TTL_S = 6 * 3600
+
+
 def web_blueprint(settings: Settings, pipeline: Pipeline, worker: PipelineWorker, metrics: Metrics,
-                  options: CutoutOptions, lane: WaitLane) -> Blueprint:
+                  options: CutoutOptions, lane: WaitLane, signer: UrlSigner) -> Blueprint:
     blueprint = Blueprint("web", __name__)
     limiter = SlidingWindowLimiter(settings.api_rate_limit)
+    page_limiter = SlidingWindowLimiter(settings.page_rate_limit)
+    page_html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
 
     @blueprint.get("/")
     def page():
-        return send_from_directory(STATIC_DIR, "index.html")
+        # A signed, expiring pass in the page itself: with CUTOUT_API_KEYS set the API still serves
+        # the page's visitors (each with its own quota) without handing them a key.
+        token = signer.sign(PAGE_TOKEN_KEY, ttl_s=PAGE_TOKEN_TTL_S)
+        html = page_html.replace('name="cutout-page-token" content=""', f'name="cutout-page-token" content="{token}"', 1)
+        response = Response(html, mimetype="text/html")
+        response.headers["Cache-Control"] = "no-store"  # the pass expires
+        return response
 
     @blueprint.get("/static/<path:name>")
     def static_file(name: str):
@@ -86,9 +100,10 @@ def web_blueprint(settings: Settings, pipeline: Pipeline, worker: PipelineWorker
     @blueprint.post("/api/v1/removebg")
     def removebg():
         try:
-            client = authorise(settings)
-            if not limiter.allow(client):
-                raise ApiError(429, "Rate limit exceeded", "rate_limit_exceeded", limiter.retry_after(client))
+            client = authorise(settings, signer)
+            quota = page_limiter if client.startswith("page:") else limiter
+            if not quota.allow(client):
+                raise ApiError(429, "Rate limit exceeded", "rate_limit_exceeded", quota.retry_after(client))
             # The lane is entered before the body is read: slow uploads, decoding and the wait for
             # the pipeline all count against it, so API requests can never hold every server thread.
             with lane.enter():
@@ -145,14 +160,31 @@ def cut_out_request(settings: Settings, pipeline: Pipeline, worker: PipelineWork
     return render_result(result, params, background), result.timings
 
 
-def authorise(settings: Settings) -> str:
-    """-> a client id for rate limiting; raises 403 when keys are configured and none matches."""
+def authorise(settings: Settings, signer: UrlSigner) -> str:
+    """-> a client id for rate limiting; raises 403 when keys are configured and none matches.
+
+    The page's visitors carry the page's signed pass instead of a key (client id "page:<address>").
+    """
     given = request.headers.get("X-Api-Key", "")
     if settings.api_keys:
-        if not any(hmac.compare_digest(given.encode(), key.encode()) for key in settings.api_keys):
-            raise ApiError(403, "Missing or invalid API key (X-Api-Key)", "auth_failed")
-        return f"key:{given}"
+        if any(hmac.compare_digest(given.encode(), key.encode()) for key in settings.api_keys):
+            return f"key:{given}"
+        if has_page_pass(signer):
+            return f"page:{request.remote_addr}"
+        raise ApiError(403, "Missing or invalid API key (X-Api-Key)", "auth_failed")
+    if has_page_pass(signer):
+        return f"page:{request.remote_addr}"
     return f"ip:{request.remote_addr}"
+
+
+def has_page_pass(signer: UrlSigner) -> bool:
+    token = request.headers.get("X-Page-Token", "")
+    if not token:
+        return False
+    try:
+        return signer.verify(token) == PAGE_TOKEN_KEY
+    except InvalidToken:
+        return False
 
 
 def form_values() -> dict:

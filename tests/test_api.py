@@ -317,3 +317,18 @@ def test_rate_limit_sees_the_real_client_only_behind_trusted_proxies(make_api, t
     # Untrusted, the header is ignored (anyone could send it) and both share the proxy's bucket.
     assert (other_visitor.status_code == 400) is separate_buckets
     assert post(client, headers={"X-Forwarded-For": "203.0.113.7"}).status_code == 429
+
+
+def test_the_page_needs_no_api_key_and_gets_its_own_quota(make_api):
+    import re
+
+    client = make_api(api_keys=("secret-key",), page_rate_limit=1)
+    html = client.get("/").get_data(as_text=True)
+    token = re.search(r'name="cutout-page-token" content="([^"]+)"', html).group(1)
+    # The page's pass gets past the key check (no image sent: 400, not 403) ...
+    assert post(client, headers={"X-Page-Token": token}).status_code == 400
+    # ... within the page's own per-visitor quota ...
+    assert post(client, headers={"X-Page-Token": token}).status_code == 429
+    # ... and a forged or tampered pass is no key at all.
+    assert post(client, headers={"X-Page-Token": token[:-2] + "xx"}).status_code == 403
+    assert post(client, headers={"X-Page-Token": "made-up"}).status_code == 403
