@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bot.admin import admin_blueprint
+from bot.api_titles import localised_title
 from bot.campaigns import CampaignStore
 from bot.channels.line import LineChannel
 from bot.channels.messenger import MessengerChannel
@@ -130,7 +131,7 @@ def register_error_handlers(app: Flask) -> None:
         if error.code == 413:  # the body is over MAX_CONTENT_LENGTH: name the limit people know
             code = "file_too_large"
             title = f"File too large (limit {format_megabytes(app.extensions['cutout']['settings'].max_image_bytes)})"
-        response = jsonify(errors=[{"title": title, "code": code}])
+        response = jsonify(errors=[{"title": localised_title(code, title), "code": code}])
         response.status_code = error.code or 500
         for name, value in error.get_headers():  # keep Allow, WWW-Authenticate, Retry-After
             if name.lower() != "content-type":
@@ -142,7 +143,8 @@ def register_error_handlers(app: Flask) -> None:
         original = getattr(error, "original_exception", None)
         if original is not None:
             log.error("unhandled error on %s", request.path, exc_info=original)
-        return jsonify(errors=[{"title": "Internal server error", "code": "internal_error"}]), 500
+        return jsonify(errors=[{"title": localised_title("internal_error", "Internal server error"),
+                                "code": "internal_error"}]), 500
 
 
 def start_background(app: Flask, settings: Settings, pipeline: Pipeline, conversation: Conversation,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, request, send_from_directory
 
+from bot.api_titles import localised_title
 from bot.backgrounds import BACKDROPS, backdrop
 from bot.fetch import FetchError, fetch_url
 from bot.lane import LaneFull, WaitLane
@@ -42,7 +43,7 @@ class ApiError(Exception):
 
 
 def error_response(error: ApiError) -> tuple[Response, int]:
-    response = jsonify(errors=[{"title": error.title, "code": error.code}])
+    response = jsonify(errors=[{"title": localised_title(error.code, error.title), "code": error.code}])
     if error.retry_after is not None:
         response.headers["Retry-After"] = str(error.retry_after)
     return response, error.status

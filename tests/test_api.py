@@ -332,3 +332,17 @@ def test_the_page_needs_no_api_key_and_gets_its_own_quota(make_api):
     # ... and a forged or tampered pass is no key at all.
     assert post(client, headers={"X-Page-Token": token[:-2] + "xx"}).status_code == 403
     assert post(client, headers={"X-Page-Token": "made-up"}).status_code == 403
+
+
+def test_error_titles_follow_accept_language_and_keep_their_codes(make_api):
+    client = make_api()
+    english = post(client, headers={"Accept-Language": "en-US,en;q=0.9"}).get_json()["errors"][0]
+    chinese = post(client, headers={"Accept-Language": "zh-TW,zh;q=0.9,en;q=0.5"}).get_json()["errors"][0]
+    assert english["code"] == chinese["code"] == "missing_source"
+    assert english["title"].startswith("No image given") and "沒有收到照片" in chinese["title"]
+    upload = post(client, files={"image_file": (b"\xff" * (25 << 20), "big.jpg")}, headers={"Accept-Language": "zh-TW"})
+    assert upload.status_code == 413 and "檔案太大了（上限 20 MB）" in upload.get_json()["errors"][0]["title"]
+    body_limit = client.application.config["MAX_CONTENT_LENGTH"]
+    whole_body = client.post("/api/v1/removebg", data=b"x" * (body_limit + 1), content_type="application/json",
+                             headers={"Accept-Language": "zh-TW"})
+    assert whole_body.status_code == 413 and "檔案太大了" in whole_body.get_json()["errors"][0]["title"]

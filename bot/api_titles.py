@@ -1,0 +1,43 @@
+"""API error titles in the caller's language (Accept-Language): zh-TW for Chinese, else English.
+
+remove.bg-shaped errors keep their `code` for programs; the `title` is for people, and the web page
+shows it as it is, so it follows the language the page (or any client) asks for.
+"""
+from __future__ import annotations
+
+import re
+
+from flask import request
+
+ZH_TW_TITLES = {
+    "file_too_large": "檔案太大了（上限 {limit}），請傳小一點的照片。",
+    "too_large": "檔案太大了（上限 {limit}），請傳小一點的照片。",
+    "too_many_pixels": "照片的像素太多了，請縮小後再傳。",
+    "corrupt": "這個檔案壞掉了或沒有傳完整，無法讀取。請重新上傳照片。",
+    "unsupported": "這不是看得懂的照片格式。請上傳 JPEG、PNG、WebP 或 HEIC 照片。",
+    "empty": "收到的檔案是空的，請重新上傳。",
+    "missing_source": "沒有收到照片：請上傳 image_file、image_file_b64 或 image_url。",
+    "invalid_b64": "image_file_b64 不是有效的 base64。",
+    "unknown_foreground": "這張照片找不到明顯的主體。請換一張主體清楚的照片（商品、人物或寵物）。",
+    "auth_failed": "缺少或錯誤的 API 金鑰（X-Api-Key）。",
+    "rate_limit_exceeded": "請求太頻繁了，請稍等一下再試。",
+    "busy": "目前處理中的請求太多，請稍後再試。",
+    "queue_full": "排隊的照片太多了，請稍後再試。",
+    "timeout": "處理時間太長了，請稍後再試。",
+    "internal_error": "伺服器出了點問題，請稍後再試。",
+}
+LIMIT = re.compile(r"limit ([^)]+)\)")
+
+
+def wants_chinese() -> bool:
+    best = request.accept_languages.best_match(["en", "zh-TW", "zh-Hant", "zh"])
+    return bool(best and best.startswith("zh"))
+
+
+def localised_title(code: str, title: str) -> str:
+    """The title in the request's language where we have one for this code; else the English title."""
+    template = ZH_TW_TITLES.get(code)
+    if template is None or not wants_chinese():
+        return title
+    limit = LIMIT.search(title)
+    return template.format(limit=limit.group(1) if limit else "20 MB")
