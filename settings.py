@@ -68,6 +68,10 @@ class Settings:
     # Reverse proxies in front of the app (LINE requires HTTPS, usually a proxy): that many
     # X-Forwarded-For/-Proto/-Host hops are trusted, so rate limits see the real client. 0: none.
     trusted_proxies: int = 0
+    # The chat's "working" animation is renewed this often (s) while a job waits, for at most
+    # loading_max_s; LINE shows each call for 20 s. 0 turns renewal off.
+    loading_renew_s: float = 15.0
+    loading_max_s: float = 180.0
     # HTTP API requests per minute per key (or per IP without keys).
     api_rate_limit: int = 60
     # Cutouts per minute per visitor of the web page (which needs no API key).
@@ -111,6 +115,7 @@ class Settings:
             api_keys=_list("CUTOUT_API_KEYS"),
             api_rate_limit=_int("CUTOUT_API_RATE_LIMIT", 60),
             page_rate_limit=_int("CUTOUT_PAGE_RATE_LIMIT", 20),
+            loading_renew_s=float(env("CUTOUT_LOADING_RENEW_S", "15")),
             trusted_proxies=_int("CUTOUT_TRUSTED_PROXIES", 0),
             api_concurrency=_int("CUTOUT_API_CONCURRENCY", max(1, _int("GUNICORN_THREADS", 8) // 2)),
             admin_login_attempts=_int("CUTOUT_ADMIN_LOGIN_ATTEMPTS", 10),

@@ -262,7 +262,7 @@ class Conversation:
             if campaign is not None:
                 job.result["campaign"] = campaign.slug
             self.jobs.update_result(job.id, job.result)
-        self._submit_cutout(job.id)
+        self._submit_cutout(job.id, event)
 
     def _process_choice(self, job: Job, event: ChoiceMade) -> None:
         fields = {k: v[0] for k, v in parse_qs(event.data).items()}
@@ -279,14 +279,40 @@ class Conversation:
         job.result.update(source_job=source.id, choice=choice)
         self.jobs.update_result(job.id, job.result)
         self.channels[event.channel].start_loading(event)
-        self._submit(job.id, self.compute_composite)
+        self._submit(job.id, self.compute_composite, event)
 
-    def _submit(self, job_id: str, compute) -> None:
+    def _submit(self, job_id: str, compute, event: Event | None = None) -> None:
         try:
             future = self.worker.submit(lambda: compute(job_id), label=f"{compute.__name__} {job_id}")
         except QueueFull:
             raise UserFacingError("busy") from None
+        self._keep_loading(event, future)
         future.add_done_callback(lambda done: self._after_compute(job_id, done))
+
+    def _keep_loading(self, event: Event | None, future: Future) -> None:
+        """Renew the channel's "working" animation until the job's work is done.
+
+        LINE shows it for at most the seconds asked (we ask 20) and hides it when a message
+        arrives; a photo queued behind others would otherwise sit there with no sign of life.
+        """
+        interval = self.settings.loading_renew_s
+        if event is None or interval <= 0:
+            return
+        channel = self.channels[event.channel]
+        deadline = time.monotonic() + self.settings.loading_max_s
+
+        def renew() -> None:
+            if future.done() or time.monotonic() > deadline:
+                return
+            channel.start_loading(event)
+            schedule()
+
+        def schedule() -> None:
+            timer = threading.Timer(interval, renew)
+            timer.daemon = True
+            timer.start()
+
+        schedule()
 
     def _after_compute(self, job_id: str, done: Future) -> None:
         error = done.exception()
@@ -301,7 +327,7 @@ class Conversation:
         self.io.submit(self._guarded, self.deliver, job_id)
 
     # --- pipeline thread ----------------------------------------------------------------------------
-    def _submit_cutout(self, job_id: str) -> None:
+    def _submit_cutout(self, job_id: str, event: Event | None = None) -> None:
         """Decode here (IO lane), cut out on the pipeline thread (batched with other photos)."""
         job = self.jobs.get(job_id)
         try:
@@ -314,6 +340,7 @@ class Conversation:
                 "cutout", image, lambda images: self.pipeline.cutout_batch(images, self.options), label=f"cutout {job_id}")
         except QueueFull:
             raise UserFacingError("busy") from None
+        self._keep_loading(event, future)
         future.add_done_callback(lambda done: self._after_cutout(job_id, done))
 
     def _after_cutout(self, job_id: str, done: Future) -> None:

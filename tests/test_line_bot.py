@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 import io
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -337,3 +338,21 @@ def test_a_reply_that_may_have_been_sent_is_never_sent_twice(tmp_path, line_doub
     channel.send(event("stale", age_s=120), [Text("four")], "00000000-0000-4000-8000-000000000004", stale)
     assert stale["reply_outcome"] == "maybe_sent" and deliveries("Ustale") == []
     assert not [r for r in line_double.received if r.path.endswith("/push")]
+
+
+def test_the_loading_animation_is_renewed_until_the_answer(make_app, line_double, portrait_jpeg):
+    app = make_app(loading_renew_s=0.2)  # LINE shows each call for 20 s; renewed fast here to see it
+    client = app.test_client()
+    worker = app.extensions["cutout"]["worker"]
+    gate = threading.Event()
+    worker.submit(gate.wait, label="a slow job ahead in the queue")  # our photo waits behind it
+    event = send_photo(client, line_double, portrait_jpeg)
+    user = event["source"]["userId"]
+    loading_calls = lambda: [r for r in line_double.received  # noqa: E731
+                             if r.path == "/v2/bot/chat/loading/start" and r.body["chatId"] == user]
+    assert wait_until(lambda: len(loading_calls()) >= 3)  # renewed while the photo waits
+    gate.set()
+    sent_to(line_double, user, 1)
+    settled = len(loading_calls())
+    time.sleep(0.6)
+    assert len(loading_calls()) <= settled + 1  # and stops once the answer is on its way
