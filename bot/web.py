@@ -167,14 +167,12 @@ def authorise(settings: Settings, signer: UrlSigner) -> str:
     The page's visitors carry the page's signed pass instead of a key (client id "page:<address>").
     """
     given = request.headers.get("X-Api-Key", "")
-    if settings.api_keys:
-        if any(hmac.compare_digest(given.encode(), key.encode()) for key in settings.api_keys):
-            return f"key:{given}"
-        if has_page_pass(signer):
-            return f"page:{request.remote_addr}"
-        raise ApiError(403, "Missing or invalid API key (X-Api-Key)", "auth_failed")
+    if settings.api_keys and any(hmac.compare_digest(given.encode(), key.encode()) for key in settings.api_keys):
+        return f"key:{given}"
     if has_page_pass(signer):
         return f"page:{request.remote_addr}"
+    if settings.api_keys:
+        raise ApiError(403, "Missing or invalid API key (X-Api-Key)", "auth_failed")
     return f"ip:{request.remote_addr}"
 
 

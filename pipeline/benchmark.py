@@ -158,10 +158,6 @@ def run_mask_set(pipeline: Pipeline, root: Path, limit: int | None, label: str =
     return rows
 
 
-def run_sod(pipeline: Pipeline, root: Path, limit: int | None) -> dict[str, list[dict]]:
-    return run_mask_set(pipeline, root, limit)
-
-
 def summarise(title: str, rows: dict[str, list[dict]], keys: list[str]) -> str:
     lines = [f"\n## {title}", "", "| method | n | failed | " + " | ".join(f"{k} mean | {k} median" for k in keys) + " | s/image |",
              "|---" * (3 + 2 * len(keys) + 1) + "|"]

@@ -15,6 +15,11 @@ from pipeline.segment import resize_float
 DIRECT_SIGMA = 3.0
 
 
+def box_mean(array: np.ndarray, radius: int) -> np.ndarray:
+    """Mean over the (2 radius + 1)^2 window around each pixel (edges reflected)."""
+    return ndimage.uniform_filter(array, size=2 * radius + 1, mode="reflect")
+
+
 def gaussian_blur(array: np.ndarray, sigma: float) -> np.ndarray:
     """Blur a (h, w) or (h, w, c) float array by `sigma` pixels (channels blurred independently)."""
     if sigma <= DIRECT_SIGMA:

@@ -14,6 +14,7 @@ from scipy import ndimage
 
 from pipeline.blur import gaussian_blur
 from pipeline.segment import resize_float
+from pipeline.upsample import row_bands
 
 
 def parse_color(value: str) -> tuple[float, float, float]:
@@ -137,9 +138,9 @@ def to_rgba_uint8(foreground: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Straight-alpha RGBA bytes; fully transparent pixels get black colour (smaller PNGs)."""
     rgba = np.empty((*alpha.shape, 4), dtype=np.uint8)
     # In bands of rows: whole-image float temporaries cost 480 MB each on a 40 MP photo.
-    for top in range(0, alpha.shape[0], 512):
-        band = rgba[top:top + 512]
-        band[:, :, :3] = (np.clip(foreground[top:top + 512], 0, 1) * 255 + 0.5).astype(np.uint8)
-        band[:, :, 3] = (np.clip(alpha[top:top + 512], 0, 1) * 255 + 0.5).astype(np.uint8)
+    for top, bottom in row_bands(alpha.shape[0]):
+        band = rgba[top:bottom]
+        band[:, :, :3] = (np.clip(foreground[top:bottom], 0, 1) * 255 + 0.5).astype(np.uint8)
+        band[:, :, 3] = (np.clip(alpha[top:bottom], 0, 1) * 255 + 0.5).astype(np.uint8)
         band[band[:, :, 3] == 0, :3] = 0
     return rgba

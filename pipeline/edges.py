@@ -54,13 +54,12 @@ def split_soft_regions(mask: np.ndarray, width: int = TRANSITION_WIDTH) -> SoftR
     return SoftRegions(transition=transition, matter=soft & ~transition)
 
 
-def sharpen(alpha: np.ndarray, sharpness: float | None = None) -> np.ndarray:
+def sharpen(alpha: np.ndarray, sharpness: float = SHARPNESS) -> np.ndarray:
     """The monotone steepening used on crisp outlines: 0 -> 0, 0.5 -> 0.5, 1 -> 1."""
-    sharpness = SHARPNESS if sharpness is None else sharpness
     return (0.5 + 0.5 * np.tanh(sharpness * (alpha - 0.5)) / np.tanh(sharpness / 2)).astype(np.float32)
 
 
-def steepen_doubt(alpha: np.ndarray, sharpness: float | None = None) -> np.ndarray:
+def steepen_doubt(alpha: np.ndarray, sharpness: float = SHARPNESS) -> np.ndarray:
     """Steepen values inside (CONFIDENT_LOW, CONFIDENT_HIGH) towards those bounds, never past them.
 
     For soft zones the colours could not settle: the model's doubt becomes more decided, yet no

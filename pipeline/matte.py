@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse
 from PIL import Image
-from scipy import ndimage
 
+from pipeline.blur import box_mean
 from pipeline.compose import subject_box
 from pipeline.matte_knn import knn_alpha
 from pipeline.segment import resize_float
@@ -167,10 +167,6 @@ def _solve(
     solution = cg(system, rhs, x0=prior_u, M=preconditioner, rtol=tolerance, maxiter=2000)
     alpha.ravel()[unknown_index] = np.clip(solution, 0.0, 1.0)
     return alpha.astype(np.float32)
-
-
-def box_mean(array: np.ndarray, radius: int) -> np.ndarray:
-    return ndimage.uniform_filter(array, size=2 * radius + 1, mode="reflect")
 
 
 def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:

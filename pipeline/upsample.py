@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from pipeline.blur import box_mean
 from pipeline.segment import resize_float
 
 ROWS_PER_BAND = 512
@@ -60,10 +61,6 @@ def active_columns(small_active: np.ndarray, width: int, height: int, top: int, 
     return left, right
 
 
-def _box(array: np.ndarray, radius: int) -> np.ndarray:
-    return ndimage.uniform_filter(array, size=2 * radius + 1, mode="reflect")
-
-
 def guided_coefficients(guide: np.ndarray, source: np.ndarray, radius: int = GUIDE_RADIUS,
                         eps: float = GUIDE_EPS) -> tuple[np.ndarray, np.ndarray]:
     """He et al.'s colour guided filter, as its smoothed linear coefficients.
@@ -79,15 +76,15 @@ def guided_coefficients(guide: np.ndarray, source: np.ndarray, radius: int = GUI
     """
     guide = guide.astype(np.float32)
     source = source.astype(np.float32)
-    mean_i = np.stack([_box(guide[..., c], radius) for c in range(3)], axis=-1)
-    mean_p = _box(source, radius)
-    cov_ip = np.stack([_box(guide[..., c] * source, radius) for c in range(3)], axis=-1) - mean_i * mean_p[..., None]
-    var = {(i, j): _box(guide[..., i] * guide[..., j], radius) - mean_i[..., i] * mean_i[..., j] + (eps if i == j else 0.0)
+    mean_i = np.stack([box_mean(guide[..., c], radius) for c in range(3)], axis=-1)
+    mean_p = box_mean(source, radius)
+    cov_ip = np.stack([box_mean(guide[..., c] * source, radius) for c in range(3)], axis=-1) - mean_i * mean_p[..., None]
+    var = {(i, j): box_mean(guide[..., i] * guide[..., j], radius) - mean_i[..., i] * mean_i[..., j] + (eps if i == j else 0.0)
            for i in range(3) for j in range(i, 3)}
     coeff_a = solve_symmetric_3x3(var, cov_ip)
     coeff_b = mean_p - (coeff_a * mean_i).sum(axis=-1)
-    return (np.stack([_box(coeff_a[..., c], radius) for c in range(3)], axis=-1).astype(np.float32),
-            _box(coeff_b, radius).astype(np.float32))
+    return (np.stack([box_mean(coeff_a[..., c], radius) for c in range(3)], axis=-1).astype(np.float32),
+            box_mean(coeff_b, radius).astype(np.float32))
 
 
 def solve_symmetric_3x3(var: dict[tuple[int, int], np.ndarray], rhs: np.ndarray) -> np.ndarray:

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -38,6 +40,22 @@ def make_api(tmp_path, real_pipeline):
     yield factory
     for app in apps:
         app.extensions["cutout"]["worker"].stop()
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def local_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A loopback HTTP server for the duration of the block; yields its host:port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
 
 
 def post(client, data=None, files=None, headers=None):
@@ -129,7 +147,7 @@ def test_queue_full_answers_503(make_api, small_photo):
 
 
 def test_image_url_from_an_allowlisted_host(make_api, small_photo):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self):
             self.send_response(200)
             self.send_header("Content-Type", "image/jpeg")
@@ -137,18 +155,10 @@ def test_image_url_from_an_allowlisted_host(make_api, small_photo):
             self.end_headers()
             self.wfile.write(small_photo)
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        host = f"127.0.0.1:{server.server_address[1]}"
+    with local_server(Handler) as host:
         client = make_api(fetch_allowlist=(host,))
         response = post(client, {"image_url": f"http://{host}/photo.jpg", "format": "png"})
         assert response.status_code == 200 and Image.open(io.BytesIO(response.data)).mode == "RGBA"
-    finally:
-        server.shutdown()
 
 
 def test_health_metrics_openapi_and_page(make_api):
@@ -192,24 +202,16 @@ def test_damaged_files_answer_cant_read(make_api, small_photo, kind):
 def test_bad_crop_margin_is_refused_before_any_download_or_decode(make_api, margin):
     hits = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self):
             hits.append(self.path)
             self.send_response(404)
             self.end_headers()
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        host = f"127.0.0.1:{server.server_address[1]}"
+    with local_server(Handler) as host:
         client = make_api(fetch_allowlist=(host,))
         by_url = post(client, {"image_url": f"http://{host}/p.jpg", "crop": "true", "crop_margin": margin})
         by_file = post(client, {"crop": "true", "crop_margin": margin}, files={"image_file": (b"not decoded", "x.jpg")})
-    finally:
-        server.shutdown()
     for response in (by_url, by_file):
         assert response.status_code == 400 and response.get_json()["errors"][0]["code"] == "invalid_crop_margin"
     assert hits == [] and client.application.extensions["cutout"]["worker"].stats.succeeded == 0
