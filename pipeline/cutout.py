@@ -129,7 +129,7 @@ class Pipeline:
                 spec = get_spec(name)
                 path = ensure_model(spec, self.model_dir, self.cache_dir)
                 if self.uses_torch:
-                    from pipeline.segment_torch import TorchSegmenter
+                    from pipeline.torch_path.segment import TorchSegmenter
 
                     self._segmenters[name] = TorchSegmenter(spec, path, "cuda" if self.device == "cuda" else "cpu")
                 else:
@@ -328,7 +328,7 @@ class Pipeline:
     def _matte_torch(self, image: np.ndarray, trimap: np.ndarray, prior: np.ndarray) -> np.ndarray:
         import torch
 
-        from pipeline.matte_torch import estimate_alpha_torch
+        from pipeline.torch_path.matte import estimate_alpha_torch
 
         device = self._torch_device()
         as_tensor = lambda array: torch.from_numpy(np.ascontiguousarray(array)).to(device)
@@ -338,7 +338,7 @@ class Pipeline:
     def _foreground_torch(self, image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         import torch
 
-        from pipeline.matte_torch import estimate_foreground_torch
+        from pipeline.torch_path.matte import estimate_foreground_torch
 
         device = self._torch_device()
         foreground = estimate_foreground_torch(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(device),

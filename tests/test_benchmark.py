@@ -1,7 +1,7 @@
 """The benchmark script runs on the shared evaluation data and prints tables that hold real scores."""
 from __future__ import annotations
 
-from pipeline import benchmark
+from evaluation import benchmark
 from tests.conftest import shared_image
 
 

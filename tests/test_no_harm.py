@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import metrics
+from evaluation import metrics
 from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.decode import decode_image
 from pipeline.edges import sharpen, split_soft_regions

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import metrics
+from evaluation import metrics
 from pipeline.colour_prior import refine_mask_with_colour
 from pipeline.cutout import CutoutOptions
 from pipeline.decode import decode_image

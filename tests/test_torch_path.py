@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import metrics
+from evaluation import metrics
 from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.matte import estimate_alpha
 from pipeline.trimap import make_trimap
@@ -38,7 +38,7 @@ def test_torch_segmentation_matches_onnxruntime(square_pipeline, torch_pipeline)
 
 def test_torch_matting_matches_the_cpu_solver(troll_small):
     image, truth, _ = troll_small
-    from pipeline.matte_torch import estimate_alpha_torch
+    from pipeline.torch_path.matte import estimate_alpha_torch
 
     mask = (truth > 0.5).astype(np.float32) * 0.9 + 0.05  # a plausible soft mask
     trimap = make_trimap(mask)
@@ -67,7 +67,7 @@ def test_whole_torch_pipeline_on_cpu(torch_pipeline, square_pipeline, troll_smal
 
 
 def test_compose_rgba_on_device():
-    from pipeline.matte_torch import compose_rgba_torch
+    from pipeline.torch_path.matte import compose_rgba_torch
 
     foreground = torch.ones(3, 4, 5) * 0.5
     alpha = torch.zeros(4, 5)

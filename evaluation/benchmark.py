@@ -1,6 +1,6 @@
 """Quality and speed of the pipeline on the evaluation sets in ../shared/data.
 
-    python -m pipeline.benchmark [--data ../shared/data] [--sets alphamatting,sod,dis5k] [--limit N]
+    python -m evaluation.benchmark [--data ../shared/data] [--sets alphamatting,sod,dis5k] [--limit N]
 
 One quality gate over every development set: the raw model mask (what ISNet drew, bilinearly
 resized to the photo) beside the shipped alpha, per set, with the count of images the shipped
@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from pipeline import metrics
+from evaluation import metrics
 from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.decode import decode_image
 from pipeline.matte import estimate_alpha
@@ -190,7 +190,7 @@ def harm_report(rows: dict[str, list[dict]], raw_label: str = "raw model mask", 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.benchmark", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m evaluation.benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--sets", default="alphamatting,sod,dis5k")

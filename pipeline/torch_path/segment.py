@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from models.specs import ModelSpec
-from pipeline.onnx_torch import OnnxGraphModule
+from pipeline.torch_path.onnx_graph import OnnxGraphModule
 
 
 class TorchSegmenter:
