@@ -3,6 +3,12 @@
 States read like rq's: queued -> started -> finished | failed. Jobs found `queued` or `started`
 at boot were accepted but never finished; `resumable()` hands them back to the worker so nothing
 a user sent is silently lost. Each thread opens its own connection (SQLite objects are per-thread).
+
+`JobStore` is the interface every backend implements: `SqliteJobStore` here (the embedded
+default), `storage.jobs_postgres.PostgresJobStore` for a fleet; `storage.open.open_job_store`
+picks one from the configuration. Leases (`claim` / `renew` / `release` / `abandoned`) matter
+only when separate worker processes take jobs from a broker (dispatch/): they make a redelivered
+job run once, and let the sweep find jobs whose worker vanished.
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 
 class JobStatus(str, Enum):
@@ -70,11 +76,41 @@ CREATE TABLE IF NOT EXISTS seen_events (
     dedupe_key TEXT PRIMARY KEY,
     seen_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS job_leases (
+    job_id TEXT PRIMARY KEY,
+    owner TEXT,
+    lease_until REAL NOT NULL DEFAULT 0,
+    enqueued_at REAL NOT NULL DEFAULT 0
+);
 """
 
 
 class DuplicateJob(Exception):
     """A job with this dedupe key exists already (a platform redelivery)."""
+
+
+class JobStore(Protocol):
+    """What the conversation, the campaigns and the dispatchers need from a job table."""
+
+    def create(self, kind: str, channel: str, user_id: str, payload: dict[str, Any],
+               dedupe_key: str | None = None, now: float | None = None) -> Job: ...
+    def get(self, job_id: str) -> Job | None: ...
+    def mark_started(self, job_id: str) -> None: ...
+    def mark_finished(self, job_id: str, result: dict[str, Any]) -> None: ...
+    def mark_failed(self, job_id: str, error: str, result: dict[str, Any] | None = None) -> None: ...
+    def update_result(self, job_id: str, result: dict[str, Any]) -> None: ...
+    def resumable(self) -> list[Job]: ...
+    def count_recent(self, channel: str, user_id: str, since: float, kind: str = "photo") -> int: ...
+    def counts_by_status(self) -> dict[str, int]: ...
+    def first_sighting(self, dedupe_key: str) -> bool: ...
+    def user_state(self, channel: str, user_id: str) -> dict[str, Any]: ...
+    def update_user_state(self, channel: str, user_id: str, **changes: Any) -> dict[str, Any]: ...
+    # leases, for separate worker processes
+    def mark_enqueued(self, job_id: str, now: float | None = None) -> None: ...
+    def claim(self, job_id: str, owner: str, lease_s: float, now: float | None = None) -> bool: ...
+    def renew(self, job_id: str, owner: str, lease_s: float, now: float | None = None) -> bool: ...
+    def release(self, job_id: str, owner: str) -> None: ...
+    def abandoned(self, requeue_after_s: float, now: float | None = None) -> list[str]: ...
 
 
 class SqliteJobStore:
@@ -185,6 +221,53 @@ class SqliteJobStore:
             return True
         except sqlite3.IntegrityError:
             return False
+
+    # --- leases (separate worker processes; unused by the in-process pipeline) -------------
+    def mark_enqueued(self, job_id: str, now: float | None = None) -> None:
+        """Note that a job was handed to the broker now (the sweep re-sends it only much later)."""
+        self._connect().execute(
+            "INSERT INTO job_leases (job_id, enqueued_at) VALUES (?, ?)"
+            " ON CONFLICT (job_id) DO UPDATE SET enqueued_at = excluded.enqueued_at",
+            (job_id, now or time.time()),
+        )
+
+    def claim(self, job_id: str, owner: str, lease_s: float, now: float | None = None) -> bool:
+        """Take the job for `lease_s` seconds unless another owner holds a live lease."""
+        now = now or time.time()
+        cursor = self._connect().execute(
+            "INSERT INTO job_leases (job_id, owner, lease_until) VALUES (?, ?, ?)"
+            " ON CONFLICT (job_id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until"
+            " WHERE job_leases.owner IS NULL OR job_leases.owner = excluded.owner"
+            " OR job_leases.lease_until < ?",
+            (job_id, owner, now + lease_s, now),
+        )
+        return cursor.rowcount == 1
+
+    def renew(self, job_id: str, owner: str, lease_s: float, now: float | None = None) -> bool:
+        cursor = self._connect().execute(
+            "UPDATE job_leases SET lease_until = ? WHERE job_id = ? AND owner = ?",
+            ((now or time.time()) + lease_s, job_id, owner),
+        )
+        return cursor.rowcount == 1
+
+    def release(self, job_id: str, owner: str) -> None:
+        self._connect().execute(
+            "UPDATE job_leases SET owner = NULL, lease_until = 0 WHERE job_id = ? AND owner = ?", (job_id, owner)
+        )
+
+    def abandoned(self, requeue_after_s: float, now: float | None = None) -> list[str]:
+        """Unfinished jobs nobody is working on: a lease that ran out (its worker vanished), or
+        no live lease and not handed to the broker for `requeue_after_s` (the message was lost)."""
+        now = now or time.time()
+        rows = self._connect().execute(
+            "SELECT jobs.id FROM jobs LEFT JOIN job_leases ON job_leases.job_id = jobs.id"
+            " WHERE jobs.status IN (?, ?) AND ("
+            " (job_leases.owner IS NOT NULL AND job_leases.lease_until < ?)"
+            " OR (job_leases.owner IS NULL AND COALESCE(job_leases.enqueued_at, jobs.created_at) < ?))"
+            " ORDER BY jobs.created_at",
+            (JobStatus.QUEUED.value, JobStatus.STARTED.value, now, now - requeue_after_s),
+        ).fetchall()
+        return [row[0] for row in rows]
 
     # --- per-user conversation state ------------------------------------------------------
     def user_state(self, channel: str, user_id: str) -> dict[str, Any]:

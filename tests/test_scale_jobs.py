@@ -1,0 +1,148 @@
+"""The job store seam: every job-store behaviour, on SQLite (embedded) and on a real PostgreSQL."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from bot.campaigns import Campaign, CampaignStore
+from storage.files import LocalBlobStore
+from storage.jobs import DuplicateJob, JobStatus, SqliteJobStore
+from storage.open import open_job_store
+from tests.servers.fixtures import postgres_server, postgres_url  # noqa: F401  (fixtures)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_store(request, tmp_path):
+    """A function that opens the store afresh (a restart), on one database per test."""
+    if request.param == "sqlite":
+        return lambda: open_job_store("", tmp_path)
+    url = request.getfixturevalue("postgres_url")
+    return lambda: open_job_store(url, tmp_path)
+
+
+def test_jobs_dedupe_resume_and_survive_reopening(open_store):
+    jobs = open_store()
+    first = jobs.create("photo", "line", "U1", {"a": 1}, dedupe_key="line:e1")
+    with pytest.raises(DuplicateJob):
+        jobs.create("photo", "line", "U1", {"a": 1}, dedupe_key="line:e1")
+    jobs.create("photo", "messenger", "U1", {"a": 1}, dedupe_key="messenger:e1")  # another channel's e1
+    second = jobs.create("text", "line", "U1", {}, dedupe_key="line:e2")
+    jobs.mark_started(second.id)
+    jobs.mark_finished(second.id, {"ok": True})
+
+    reopened = open_store()  # a restart
+    assert [job.id for job in reopened.resumable()][0] == first.id
+    assert reopened.get(second.id).status is JobStatus.FINISHED and reopened.get(second.id).result == {"ok": True}
+    assert reopened.get(second.id).attempts == 1 and reopened.get("nope") is None
+    assert reopened.count_recent("line", "U1", time.time() - 60) == 1  # photos only
+    assert reopened.counts_by_status() == {"queued": 2, "finished": 1}
+    assert reopened.first_sighting("x") and not reopened.first_sighting("x")
+    reopened.update_user_state("line", "U1", language="en")
+    reopened.update_user_state("line", "U1", campaign="spring")
+    assert open_store().user_state("line", "U1") == {"language": "en", "campaign": "spring"}
+    reopened.mark_failed(first.id, "boom", {"input": "inputs/x"})
+    failed = reopened.get(first.id)
+    assert (failed.status, failed.error, failed.result) == (JobStatus.FAILED, "boom", {"input": "inputs/x"})
+
+
+def test_a_redelivery_racing_on_many_threads_creates_one_job(open_store):
+    jobs = open_store()
+    created: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def deliver() -> None:
+        store = open_store()  # like another process
+        barrier.wait()
+        try:
+            created.append(store.create("photo", "line", "U9", {}, dedupe_key="line:race").id)
+        except DuplicateJob:
+            pass
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(created) == 1 and jobs.counts_by_status() == {"queued": 1}
+
+
+def test_concurrent_user_state_updates_merge(open_store):
+    jobs = open_store()
+
+    def set_many(field: str) -> None:
+        store = open_store()
+        for index in range(20):
+            store.update_user_state("line", "U2", **{field: index})
+
+    threads = [threading.Thread(target=set_many, args=(name,)) for name in ("a", "b", "c")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert jobs.user_state("line", "U2") == {"a": 19, "b": 19, "c": 19}
+
+
+def test_leases_let_one_worker_hold_a_job_and_expose_abandoned_ones(open_store):
+    jobs = open_store()
+    now = time.time()
+    job = jobs.create("photo", "line", "U3", {}, dedupe_key="line:lease", now=now - 5)
+    jobs.mark_enqueued(job.id, now=now)
+    assert jobs.abandoned(requeue_after_s=60, now=now) == []  # handed to the broker just now
+    assert jobs.claim(job.id, "worker-a", lease_s=30, now=now)
+    assert not jobs.claim(job.id, "worker-b", lease_s=30, now=now + 1)  # a redelivery while a is alive
+    assert jobs.claim(job.id, "worker-a", lease_s=30, now=now + 1)  # its own redelivery
+    assert jobs.renew(job.id, "worker-a", lease_s=30, now=now + 20)
+    assert not jobs.renew(job.id, "worker-b", lease_s=30, now=now + 20)
+    assert jobs.abandoned(requeue_after_s=600, now=now + 40) == []  # renewed until now + 50
+    assert jobs.abandoned(requeue_after_s=600, now=now + 51) == [job.id]  # worker-a vanished
+    assert jobs.claim(job.id, "worker-b", lease_s=30, now=now + 51)
+    jobs.release(job.id, "worker-b")
+    assert jobs.abandoned(requeue_after_s=600, now=now + 52) == []  # released, enqueued recently
+    assert jobs.abandoned(requeue_after_s=600, now=now + 700) == [job.id]  # its message was lost
+    jobs.mark_finished(job.id, {})
+    assert jobs.abandoned(requeue_after_s=600, now=now + 700) == []
+    never_enqueued = jobs.create("photo", "line", "U3", {}, dedupe_key="line:lost", now=now - 700)
+    assert jobs.abandoned(requeue_after_s=600, now=now) == [never_enqueued.id]
+
+
+def test_campaigns_share_the_job_database(open_store, tmp_path):
+    """bot/campaigns.py keeps its tables beside the jobs; its SQL runs on both databases."""
+    campaigns = CampaignStore(open_store(), LocalBlobStore(tmp_path / "blobs"))
+    campaigns.save(Campaign(slug="spring", title="Spring", keywords=["spring"]))
+    campaigns.join(campaigns.get("spring"), "line", "U4")
+    campaigns.join(campaigns.get("spring"), "line", "U4")  # joining twice counts once
+    campaigns.count("spring", "photos")
+    campaigns.count("spring", "photos")
+    again = CampaignStore(open_store(), LocalBlobStore(tmp_path / "blobs"))  # a restart
+    assert again.match_keyword("Spring sale!").slug == "spring"
+    assert again.counters("spring") == {"participants": 1, "photos": 2, "composites": 0}
+
+
+def test_postgres_migrations_apply_once_and_record_versions(postgres_url, tmp_path):
+    import psycopg
+
+    from storage.migrate import migrate, migration_files
+
+    stores = [None] * 4
+    threads = [threading.Thread(target=lambda i=i: stores.__setitem__(i, open_job_store(postgres_url, tmp_path)))
+               for i in range(4)]  # processes starting together
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert all(store is not None for store in stores)
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        versions = [row[0] for row in connection.execute("SELECT version FROM schema_migrations ORDER BY version")]
+        assert versions == [version for version, _ in migration_files()] and versions[:2] == [1, 2]
+        assert migrate(connection) == []
+        unique = connection.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'jobs' AND indexdef LIKE '%UNIQUE%dedupe_key%'").fetchall()
+        assert len(unique) == 1
+
+
+def test_sqlite_stays_the_default(tmp_path):
+    assert isinstance(open_job_store("", tmp_path), SqliteJobStore)
+    with pytest.raises(ValueError):
+        open_job_store("mysql://x", tmp_path)
