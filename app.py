@@ -23,14 +23,15 @@ from bot.conversation import Conversation
 from bot.lane import WaitLane
 from bot.results import UrlBuilder
 from bot.web import web_blueprint
+from dispatch import conversation_class
 from pipeline.cutout import Pipeline
 from pipeline.decode import format_megabytes
 from pipeline.stats import Metrics
 from pipeline.worker import PipelineWorker
 from settings import Settings
-from storage.files import BlobNotFound, LocalBlobStore
-from storage.jobs import SqliteJobStore
-from storage.urls import ExpiredToken, InvalidToken, UrlSigner, load_or_create_secret
+from storage.files import BlobNotFound, BlobStore
+from storage.open import open_blob_store, open_job_store
+from storage.urls import ExpiredToken, InvalidToken, UrlSigner, signing_secret
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,10 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
-    blobs = LocalBlobStore(settings.data_dir / "blobs")
-    jobs = SqliteJobStore(settings.data_dir / "jobs.sqlite3")
-    signer = UrlSigner(load_or_create_secret(settings.data_dir / "secret.key"), settings.result_ttl_s)
+    # Embedded default: files and SQLite under the data folder; a fleet: S3 and PostgreSQL.
+    blobs = open_blob_store(settings.blob_url, settings.data_dir)
+    jobs = open_job_store(settings.database_url, settings.data_dir)
+    signer = UrlSigner(signing_secret(settings.signing_secret, settings.data_dir), settings.result_ttl_s)
     urls = UrlBuilder(settings.public_base_url, signer)
     pipeline = pipeline or Pipeline()
     # On a GPU, batches pay off; on a CPU onnxruntime already uses every core for one image.
@@ -62,8 +64,9 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     if settings.campaigns_file:
         loaded = campaigns.load_yaml(Path(settings.campaigns_file))
         log.info("loaded %d campaigns from %s", len(loaded), settings.campaigns_file)
-    conversation = Conversation(settings, jobs, blobs, urls, worker, pipeline, io, metrics=metrics,
-                                campaigns=campaigns)
+    # In-process by default; with CUTOUT_QUEUE_URL jobs are enqueued for Celery workers (dispatch/).
+    conversation = conversation_class(settings)(settings, jobs, blobs, urls, worker, pipeline, io,
+                                                metrics=metrics, campaigns=campaigns)
 
     for secret, channel_class, variable in ((settings.line_channel_secret, LineChannel, "LINE_CHANNEL_SECRET"),
                                             (settings.messenger_app_secret, MessengerChannel, "MESSENGER_APP_SECRET")):
@@ -148,11 +151,12 @@ def register_error_handlers(app: Flask) -> None:
 
 
 def start_background(app: Flask, settings: Settings, pipeline: Pipeline, conversation: Conversation,
-                     blobs: LocalBlobStore) -> None:
+                     blobs: BlobStore) -> None:
     ready: threading.Event = app.extensions["cutout"]["ready"]
 
     def boot() -> None:
-        if settings.warm_up:
+        # With Celery workers the models live there; this process loads them on its first API call.
+        if settings.warm_up and not settings.queue_url:
             try:
                 pipeline.warm_up(conversation.options)
             except Exception:
@@ -172,14 +176,14 @@ def start_background(app: Flask, settings: Settings, pipeline: Pipeline, convers
     threading.Thread(target=sweep_forever, name="sweeper", daemon=True).start()
 
 
-def sweep(blobs: LocalBlobStore, settings: Settings) -> int:
+def sweep(blobs: BlobStore, settings: Settings) -> int:
     removed = blobs.sweep("results", settings.result_ttl_s) + blobs.sweep("inputs", settings.result_ttl_s)
     if removed:
         log.info("sweeper removed %d expired files", removed)
     return removed
 
 
-def register_result_routes(app: Flask, blobs: LocalBlobStore, signer: UrlSigner) -> None:
+def register_result_routes(app: Flask, blobs: BlobStore, signer: UrlSigner) -> None:
     @app.get("/r/<token>")
     @app.get("/r/<token>/<name>")
     def result(token: str, name: str | None = None):
@@ -214,6 +218,8 @@ def register_health_routes(app: Flask) -> None:
         ready = state["ready"].is_set() and worker.alive and not worker.saturated
         body = {"ready": ready, "models_loaded": state["ready"].is_set(), "worker_alive": worker.alive,
                 "queue_depth": worker.depth, "queue_capacity": worker.capacity}
+        if hasattr(state["conversation"], "broker_depth"):  # jobs waiting for Celery workers
+            body["broker_queue_depth"] = state["conversation"].broker_depth()
         return jsonify(body), (200 if ready else 503), ({} if ready else {"Retry-After": "5"})
 
     @app.get("/metrics")
@@ -221,4 +227,17 @@ def register_health_routes(app: Flask) -> None:
         state = app.extensions["cutout"]
         worker: PipelineWorker = state["worker"]
         text = state["metrics"].render(worker.depth, worker.capacity)
+        if hasattr(state["conversation"], "broker_depth"):
+            text += fleet_metrics(state["conversation"])
         return text, 200, {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+
+
+def fleet_metrics(conversation) -> str:
+    """With Celery workers: the broker's queue depth and the shared job table's jobs by state."""
+    lines = ["# TYPE cutout_broker_queue_depth gauge"]
+    depth = conversation.broker_depth()
+    lines.append(f"cutout_broker_queue_depth {depth if depth is not None else 'NaN'}")
+    lines.append("# TYPE cutout_jobs gauge")
+    for status, count in sorted(conversation.jobs.counts_by_status().items()):
+        lines.append(f'cutout_jobs{{state="{status}"}} {count}')
+    return "\n".join(lines) + "\n"

@@ -82,6 +82,17 @@ class Settings:
     # Wrong admin passwords allowed per client per `admin_lockout_s` before it is refused (429).
     admin_login_attempts: int = 10
     admin_lockout_s: int = 300
+    # Scaling out (docs/scaling.md); unset, the embedded default: SQLite, files, the pipeline thread.
+    database_url: str = ""  # postgresql://user:pass@host/db -> the job store on PostgreSQL
+    blob_url: str = ""  # s3://bucket/prefix -> inputs and results on S3 (AWS_* variables for access)
+    queue_url: str = ""  # redis://host:6379/0 or amqp://... -> jobs go to Celery workers
+    # Shared URL-signing secret for several machines (else var/secret.key, made on first start).
+    signing_secret: str = ""
+    # Celery workers hold a job's lease this long and renew it while working; the sweep
+    # re-enqueues jobs whose lease ran out (worker gone) or that sat unsent this long.
+    lease_s: float = 60.0
+    sweep_every_s: float = 30.0
+    requeue_after_s: float = 900.0
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -122,6 +133,13 @@ class Settings:
             admin_lockout_s=_int("CUTOUT_ADMIN_LOCKOUT_S", 300),
             admin_password=env("CUTOUT_ADMIN_PASSWORD", ""),
             campaigns_file=env("CUTOUT_CAMPAIGNS_FILE", ""),
+            database_url=env("CUTOUT_DATABASE_URL", ""),
+            blob_url=env("CUTOUT_BLOB_URL", ""),
+            queue_url=env("CUTOUT_QUEUE_URL", ""),
+            signing_secret=env("CUTOUT_SIGNING_SECRET", ""),
+            lease_s=float(env("CUTOUT_LEASE_S", "60")),
+            sweep_every_s=float(env("CUTOUT_SWEEP_EVERY_S", "30")),
+            requeue_after_s=float(env("CUTOUT_REQUEUE_AFTER_S", "900")),
         )
         values.update(overrides)
         return cls(**values)

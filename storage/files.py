@@ -1,6 +1,7 @@
 """A BlobStore on the local filesystem: keys like 'results/<job>/cutout.png' map to files.
 
-The interface (put/get/path/delete/sweep) is what an S3-backed store would implement later.
+`BlobStore` is the interface every backend implements (put/get/exists/delete/sweep): this
+one on disk (the embedded default) and storage.blobs_s3.S3BlobStore; `path()` is the disk's own.
 """
 from __future__ import annotations
 
@@ -8,10 +9,19 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Protocol
 
 
 class BlobNotFound(KeyError):
     pass
+
+
+class BlobStore(Protocol):
+    def put(self, key: str, data: bytes) -> str: ...
+    def get(self, key: str) -> bytes: ...
+    def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
+    def sweep(self, prefix: str, older_than_s: float, now: float | None = None) -> int: ...
 
 
 class LocalBlobStore:

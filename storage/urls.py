@@ -68,3 +68,9 @@ class UrlSigner:
         if int(expires) < (now or time.time()):
             raise ExpiredToken("token expired")
         return key
+
+
+def signing_secret(configured: str, data_dir: Path) -> bytes:
+    """CUTOUT_SIGNING_SECRET when set (every machine of a fleet signs and verifies alike), else a
+    secret file in the data folder, made on first start (one machine)."""
+    return configured.encode() if configured else load_or_create_secret(data_dir / "secret.key")

@@ -1,0 +1,95 @@
+"""The Celery application: `celery -A dispatch.celery_app worker` (and `beat` for the sweep).
+
+Configured from the same environment as the web processes (settings.py). Delivery guarantees:
+acks_late + reject_on_worker_lost put a job's message back when its worker process dies; a
+prefetch of 1 keeps queued jobs on the broker, where any free worker can take them; the job
+table's lease (dispatch/leases.py) makes a redelivered job run once; the beat-scheduled sweep
+re-enqueues jobs whose worker vanished without the broker noticing. CPU workers: prefork, one
+process per core pair (onnxruntime already uses 2 threads per image). GPU workers: one process
+per GPU (`--pool solo`).
+"""
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+QUEUE = "cutout"
+settings = Settings.from_env()
+app = Celery("cutout", broker=settings.queue_url or "memory://")
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_default_queue=QUEUE,
+    task_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    broker_connection_retry_on_startup=True,
+    # Redis redelivers a message unacknowledged this long; jobs take seconds, and the lease
+    # keeps a redelivered one from running twice while its first worker still works.
+    broker_transport_options={"visibility_timeout": 3600},
+    beat_schedule={
+        "requeue-abandoned-jobs": {"task": "cutout.sweep", "schedule": settings.sweep_every_s},
+        "delete-expired-results": {"task": "cutout.expire_results", "schedule": 3600.0},
+    },
+)
+
+_runtime = None
+
+
+def runtime():
+    """This process's WorkerRuntime (models loaded), built on first use."""
+    global _runtime
+    if _runtime is None:
+        from dispatch.worker_runtime import WorkerRuntime
+
+        _runtime = WorkerRuntime(Settings.from_env())
+        if _runtime.settings.warm_up:
+            _runtime.warm_up()
+    return _runtime
+
+
+@worker_process_init.connect
+def load_models(**_) -> None:
+    """Each pool process loads the models before its first task, not during it."""
+    runtime()
+
+
+@app.task(name="cutout.process_job")
+def process_job(job_id: str) -> str:
+    outcome = runtime().run(job_id)
+    log.info("job %s: %s", job_id, outcome)
+    return outcome
+
+
+@app.task(name="cutout.sweep")
+def sweep() -> int:
+    from dispatch.sweep import requeue_abandoned
+
+    return len(requeue_abandoned(runtime().jobs, enqueue, settings.requeue_after_s))
+
+
+@app.task(name="cutout.expire_results")
+def expire_results() -> int:
+    blobs = runtime().blobs
+    return blobs.sweep("results", settings.result_ttl_s) + blobs.sweep("inputs", settings.result_ttl_s)
+
+
+def enqueue(job_id: str) -> None:
+    process_job.apply_async((job_id,), queue=QUEUE)
+
+
+def queue_depth() -> int | None:
+    """Messages waiting on the broker (not counting the ones workers hold), or None if unreachable."""
+    try:
+        with app.connection_for_read() as connection:
+            return connection.default_channel.queue_declare(QUEUE, passive=True).message_count
+    except Exception as error:
+        log.warning("broker queue depth unavailable: %s", error)
+        return None

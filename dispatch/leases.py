@@ -1,0 +1,52 @@
+"""Keep a worker's job leases alive while it works: one thread per process renews them all."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+from storage.jobs import JobStore
+
+log = logging.getLogger(__name__)
+
+
+def process_owner() -> str:
+    """Names this worker process in the job table (host:pid), so a vanished one can be told apart."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class LeaseKeeper:
+    def __init__(self, jobs: JobStore, lease_s: float) -> None:
+        self.jobs = jobs
+        self.lease_s = lease_s
+        self.owner = process_owner()
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def claim(self, job_id: str) -> bool:
+        if not self.jobs.claim(job_id, self.owner, self.lease_s):
+            return False
+        with self._lock:
+            self._held.add(job_id)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._renew_forever, name="leases", daemon=True)
+                self._thread.start()
+        return True
+
+    def release(self, job_id: str) -> None:
+        with self._lock:
+            self._held.discard(job_id)
+        self.jobs.release(job_id, self.owner)
+
+    def _renew_forever(self) -> None:
+        stop = threading.Event()
+        while not stop.wait(self.lease_s / 3):  # two renewals may fail before the lease runs out
+            with self._lock:
+                held = list(self._held)
+            for job_id in held:
+                try:
+                    self.jobs.renew(job_id, self.owner, self.lease_s)
+                except Exception:
+                    log.exception("could not renew the lease on job %s", job_id)

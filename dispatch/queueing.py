@@ -1,0 +1,33 @@
+"""The web side of Celery dispatch: record the job, hand its id to the broker, answer at once."""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future
+
+from bot.conversation import Conversation
+
+log = logging.getLogger(__name__)
+
+
+class QueueingConversation(Conversation):
+    """A Conversation whose jobs run in worker processes; everything else (accept, dedupe) is shared."""
+
+    def dispatch(self, job_id: str) -> Future | None:
+        from dispatch.celery_app import enqueue
+
+        self.jobs.mark_enqueued(job_id)
+        try:
+            enqueue(job_id)
+        except Exception:
+            # The job is recorded: the sweep sends it once CUTOUT_REQUEUE_AFTER_S has passed.
+            log.exception("could not enqueue job %s; the sweep will send it", job_id)
+        return None
+
+    def resume(self) -> int:
+        """Nothing to resume per process: the sweep (dispatch.sweep) finds jobs left behind."""
+        return 0
+
+    def broker_depth(self) -> int | None:
+        from dispatch.celery_app import queue_depth
+
+        return queue_depth()
