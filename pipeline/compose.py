@@ -106,8 +106,18 @@ def drop_shadow(
 
 
 def with_shadow(background: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    shadow = drop_shadow(alpha)[:, :, None]
-    return background * (1.0 - shadow)
+    return darken(background, drop_shadow(alpha))
+
+
+def darken(background: np.ndarray, shadow: np.ndarray) -> np.ndarray:
+    """A shadow mask (h, w) in [0, 1] laid on an opaque background."""
+    return background * (1.0 - shadow[:, :, None])
+
+
+def shadow_in_alpha(foreground: np.ndarray, alpha: np.ndarray, shadow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A shadow under a transparent cutout lives in the alpha channel as soft black: -> (colour, alpha)."""
+    combined = alpha + shadow * (1 - alpha)
+    return foreground * (alpha / np.maximum(combined, 1e-6))[:, :, None], combined
 
 
 @dataclass(frozen=True)

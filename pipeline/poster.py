@@ -12,9 +12,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline import compose
+from pipeline.outputs.placement import place_in_box
 from pipeline.segment import resize_float
 
 ANCHORS = ("bottom-center", "center", "top-center")
+# Each anchor as (x, y) fractions of the free space in the subject box.
+ANCHOR_POSITIONS = {"bottom-center": (0.5, 1.0), "center": (0.5, 0.5), "top-center": (0.5, 0.0)}
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 
 
@@ -56,34 +59,9 @@ class PosterLayout:
 def place_subject(foreground: np.ndarray, alpha: np.ndarray, layout: PosterLayout
                   ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
     """-> (canvas-sized foreground, canvas-sized alpha, the subject's (left, top, width, height))."""
-    width, height = layout.canvas
-    box = compose.subject_box(alpha, margin=0)
-    subject_fg, subject_alpha = box.apply(foreground), box.apply(alpha)
-    box_x, box_y, box_w, box_h = layout.box_pixels()
-    sub_h, sub_w = subject_alpha.shape
-    scale = min(box_w / sub_w, box_h / sub_h)
-    scale = float(np.clip(scale, layout.min_scale, layout.max_scale))
-    new_w, new_h = max(1, round(sub_w * scale)), max(1, round(sub_h * scale))
-    scaled_fg = np.clip(resize_float(subject_fg, new_w, new_h, Image.BICUBIC), 0, 1)
-    scaled_alpha = np.clip(resize_float(subject_alpha, new_w, new_h, Image.BICUBIC), 0, 1)
-    left = box_x + (box_w - new_w) // 2
-    if layout.anchor == "bottom-center":
-        top = box_y + box_h - new_h
-    elif layout.anchor == "top-center":
-        top = box_y
-    else:
-        top = box_y + (box_h - new_h) // 2
-    canvas_fg = np.zeros((height, width, 3), np.float32)
-    canvas_alpha = np.zeros((height, width), np.float32)
-    # Paste with clipping: a max_scale subject may overhang the canvas.
-    src_top, src_left = max(0, -top), max(0, -left)
-    dst_top, dst_left = max(0, top), max(0, left)
-    rows = min(new_h - src_top, height - dst_top)
-    cols = min(new_w - src_left, width - dst_left)
-    if rows > 0 and cols > 0:
-        canvas_fg[dst_top:dst_top + rows, dst_left:dst_left + cols] = scaled_fg[src_top:src_top + rows, src_left:src_left + cols]
-        canvas_alpha[dst_top:dst_top + rows, dst_left:dst_left + cols] = scaled_alpha[src_top:src_top + rows, src_left:src_left + cols]
-    return canvas_fg, canvas_alpha, (left, top, new_w, new_h)
+    placed = place_in_box(foreground, alpha, layout.canvas, layout.box_pixels(), ANCHOR_POSITIONS[layout.anchor],
+                          scale_limits=(layout.min_scale, layout.max_scale))
+    return placed.foreground, placed.alpha, (placed.left, placed.top, placed.width, placed.height)
 
 
 def compose_poster(

@@ -59,11 +59,7 @@ def render_array(
         return alpha, None
     if background.kind == "transparent":
         if shadow:
-            # A shadow under a transparent cutout lives in the alpha channel as soft black.
-            shadow_alpha = compose.drop_shadow(alpha)
-            combined = alpha + shadow_alpha * (1 - alpha)
-            colour = foreground * (alpha / np.maximum(combined, 1e-6))[:, :, None]
-            return colour, combined
+            return compose.shadow_in_alpha(foreground, alpha, compose.drop_shadow(alpha))
         return foreground, alpha
     shape = alpha.shape
     if background.kind == "color":
@@ -79,7 +75,7 @@ def render_array(
     return compose.over(foreground, alpha, canvas), None
 
 
-def encode_png(colour: np.ndarray, alpha: np.ndarray | None) -> bytes:
+def encode_png(colour: np.ndarray, alpha: np.ndarray | None, dpi: int | None = None) -> bytes:
     if colour.ndim == 2:
         image = Image.fromarray(image_to_uint8(colour), "L")
     elif alpha is not None:
@@ -88,7 +84,7 @@ def encode_png(colour: np.ndarray, alpha: np.ndarray | None) -> bytes:
         image = Image.fromarray(image_to_uint8(colour), "RGB")
     buffer = io.BytesIO()
     # Level 1: a 1 MP RGBA cutout encodes in 0.10 s instead of 0.28 s (level 6) for ~14 % more bytes.
-    image.save(buffer, "PNG", optimize=False, compress_level=1)
+    image.save(buffer, "PNG", optimize=False, compress_level=1, **({"dpi": (dpi, dpi)} if dpi else {}))
     return buffer.getvalue()
 
 
@@ -113,10 +109,16 @@ def render(
 ) -> Rendered:
     """Render and encode. fmt 'auto' gives PNG where transparency is needed, JPEG otherwise."""
     colour, alpha = render_array(result, background, crop, crop_margin, shadow)
+    return encode_rendered(colour, alpha, fmt)
+
+
+def encode_rendered(colour: np.ndarray, alpha: np.ndarray | None, fmt: str = "auto", dpi: int | None = None
+                    ) -> Rendered:
+    """Encode render_array-shaped arrays (a grey array is a mask). fmt 'auto': PNG where transparency is needed."""
     if fmt == "auto":
-        fmt = "png" if alpha is not None or background.kind == "mask" else "jpg"
+        fmt = "png" if alpha is not None or colour.ndim == 2 else "jpg"
     if fmt == "png":
-        data, content_type = encode_png(colour, alpha), "image/png"
+        data, content_type = encode_png(colour, alpha, dpi), "image/png"
     elif fmt in ("jpg", "jpeg"):
         if alpha is not None:  # JPEG has no alpha: show the cutout on white
             colour = compose.over(colour, alpha, compose.solid_background(alpha.shape, (1.0, 1.0, 1.0)))
