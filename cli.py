@@ -2,6 +2,7 @@
 
     cutout photo.jpg -o out.png
     cutout photos/ -o cutouts/ --bg white --crop
+    cutout products/ -o shop/ --preset product --size 2000 --margin 8% --shadow
     cutout models fetch [NAME]
 """
 from __future__ import annotations
@@ -27,7 +28,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-matting", action="store_true", help="skip edge refinement (faster, coarser hair)")
     parser.add_argument("-v", "--verbose", action="store_true", help="also print what each refinement step did")
     parser.add_argument("--crop", action="store_true", help="crop to the subject with a small margin")
-    parser.add_argument("--shadow", action="store_true", help="add a soft drop shadow")
+    parser.add_argument("--shadow", action="store_true",
+                        help="add a soft drop shadow (with --preset: a contact shadow below the subject)")
+    presets = parser.add_argument_group(
+        "presets", "shop- and social-ready canvases, the same rule for every photo of a folder")
+    presets.add_argument("--preset", choices=("product", "sticker", "post", "story", "custom"),
+                         help="product: square on white (2000 px, 8%% margin); sticker: LINE sticker (<= 370x320, "
+                              "even size, 10 px margin, white outline) plus main.png and tab.png for a folder; "
+                              "post: 1080x1080 or 1080x1350; story: 1080x1920; custom: --size WxH")
+    presets.add_argument("--size", help="canvas: 2000 (square) or WIDTHxHEIGHT, e.g. 1080x1350")
+    presets.add_argument("--margin", help="space around the subject: 8%% (of the shorter side) or 40px")
+    presets.add_argument("--position", help="center, bottom, top, or 'x%% y%%' (0%% left/top .. 100%% right/bottom)")
+    presets.add_argument("--fit", choices=("fit", "fill"), help="custom: whole subject inside (fit) or canvas "
+                                                                 "filled, subject cut at the edges (fill)")
+    presets.add_argument("--no-outline", action="store_true", help="sticker: no white die-cut outline")
     parser.add_argument("--format", choices=("png", "jpg", "auto"), default="auto",
                         help="output format (auto: the output file's extension, else PNG for transparency "
                              "and JPEG otherwise); a clash with -o's extension is an error")
@@ -107,14 +121,16 @@ def collect_inputs(inputs: list[Path], recursive: bool = False,
     return files, folder_mode
 
 
-def unique_targets(files: list[tuple[Path, Path]], folder: Path, extension: str) -> list[Path]:
+def unique_targets(files: list[tuple[Path, Path]], folder: Path, extension: str,
+                   reserved: tuple[str, ...] = ()) -> list[Path]:
     """One output path per input, never two the same (a.jpg and a.heic -> a.png and a-2.png).
 
     The first input (in the order given) keeps its natural name; later ones get -2, -3 … skipping
     any name another input has naturally. Compared case-insensitively, for macOS and Windows disks.
     """
     natural = [folder / relative / f"{source.stem}.{extension}" for source, relative in files]
-    taken: set[str] = set()
+    # Names the run writes itself (a sticker set's main.png, tab.png) are never given to an input.
+    taken: set[str] = {str(folder / f"{name}.{extension}").casefold() for name in reserved}
     targets: list[Path | None] = []
     for path in natural:
         key = str(path).casefold()
@@ -134,6 +150,7 @@ def unique_targets(files: list[tuple[Path, Path]], folder: Path, extension: str)
     return targets  # type: ignore[return-value]
 
 
+STICKER_SET_FILES = ("main", "tab")
 FORMAT_OF_SUFFIX = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg"}
 
 
@@ -168,6 +185,30 @@ def parse_background(value: str | None, mask: bool):
     return Background("color", color=parse_color(value))
 
 
+PRESET_ONLY_FLAGS = ("size", "margin", "position", "fit", "no_outline")
+
+
+def preset_options(args: argparse.Namespace, background):
+    """The --preset flags as resolved PresetOptions (None without --preset); ValueError when they do not fit."""
+    from pipeline.outputs.presets import PresetOptions, parse_margin, parse_position, parse_size
+
+    if args.preset is None:
+        given = [f"--{name.replace('_', '-')}" for name in PRESET_ONLY_FLAGS if getattr(args, name)]
+        if given:
+            raise ValueError(f"{', '.join(given)} need --preset")
+        return None
+    if args.crop:
+        raise ValueError("--crop does not combine with --preset (the preset sets the canvas)")
+    options = PresetOptions(
+        args.preset,
+        size=parse_size(args.size) if args.size else None,
+        margin=parse_margin(args.margin) if args.margin else None,
+        position=parse_position(args.position) if args.position else None,
+        fit=args.fit or "fit", shadow=args.shadow, outline=not args.no_outline, background=background,
+    ).resolved()
+    return options
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -178,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     from models import ModelUnavailableError
     from pipeline.cutout import CutoutOptions, Pipeline
     from pipeline.decode import ImageDecodeError, decode_image
+    from pipeline.outputs.presets import render_preset, render_sticker_set
     from pipeline.render import render
 
     if args.jobs < 1:
@@ -188,6 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, ImageDecodeError) as error:
         print(f"cutout: bad --bg: {error}", file=sys.stderr)
         return 2
+    try:
+        # A preset brings its own background (white for products) unless --bg or --mask says otherwise.
+        preset = preset_options(args, background if args.bg or args.mask else None)
+    except ValueError as error:
+        print(f"cutout: {error}", file=sys.stderr)
+        return 2
+    if preset is not None:
+        background = preset.background
     files, folder_mode = collect_inputs(args.inputs, args.recursive, skip=args.output)
     if not files:
         print("cutout: no images found in the inputs", file=sys.stderr)
@@ -197,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         fmt = output_format(args.format, args.output, folder_mode)
+        if preset is not None and preset.name == "sticker" and fmt == "jpg":
+            raise ValueError("LINE stickers are PNG files with transparency: name the output .png")
     except ValueError as error:
         print(f"cutout: {error}", file=sys.stderr)
         return 2
@@ -205,11 +257,13 @@ def main(argv: list[str] | None = None) -> int:
         # Every name fixed before any work starts: collisions get -2, -3 …, and parallel jobs never race.
         folder = args.output or Path("cutouts")
         extension = fmt if fmt != "auto" else ("png" if background.kind in ("transparent", "mask") else "jpg")
-        targets: list[Path | None] = list(unique_targets(files, folder, extension))
+        # A sticker folder also gets the set's main.png and tab.png, made from the first photo.
+        set_names = STICKER_SET_FILES if preset is not None and preset.name == "sticker" else ()
+        targets: list[Path | None] = list(unique_targets(files, folder, extension, reserved=set_names))
         count = f"{len(files)} image{'s' if len(files) != 1 else ''}"
         print(f"cutout: writing {count} to {folder.resolve()}", file=sys.stderr)
     else:
-        targets = [None] * len(files)
+        targets, set_names = [None] * len(files), ()
 
     options = CutoutOptions(matting=not args.no_matting, **({"model": args.model} if args.model else {}))
     pipeline = Pipeline(model_dir=args.model_dir)
@@ -230,10 +284,17 @@ def main(argv: list[str] | None = None) -> int:
                 lines.append(f"cutout: {path}: no subject found (nothing stands out from the background); "
                              "nothing written")
                 return False, lines
-            rendered = render(result, background, fmt=fmt, crop=args.crop, shadow=args.shadow)
+            if preset is None:
+                rendered = render(result, background, fmt=fmt, crop=args.crop, shadow=args.shadow)
+            else:
+                rendered = render_preset(result, preset, fmt)
             target = target or output_path(path, args.output, rendered.extension)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(rendered.data)
+            if folder_mode and set_names and path == files[0][0]:
+                for name, item in render_sticker_set(result, preset.outline).items():
+                    if name in set_names:
+                        (folder / f"{name}.png").write_bytes(item.data)
             return True, lines
         except (OSError, ImageDecodeError) as error:
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
