@@ -12,10 +12,12 @@ import binascii
 import hmac
 import math
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import replace
 from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, request, send_from_directory
 
+from bot.api_outputs import ParameterError, read_output_params
 from bot.api_titles import localised_title
 from bot.backgrounds import BACKDROPS, backdrop
 from bot.fetch import FetchError, fetch_url
@@ -24,6 +26,8 @@ from bot.ratelimit import SlidingWindowLimiter
 from pipeline import compose
 from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.decode import ImageDecodeError, decode_image, format_megabytes
+from pipeline.outputs.presets import render_preset
+from pipeline.outputs.region import back_on_photo, moved_subject, roi_box
 from pipeline.render import Background, encode_jpeg, render
 from pipeline.stats import Metrics
 from pipeline.worker import PipelineWorker, QueueFull
@@ -37,13 +41,16 @@ API_TIMEOUT_S = 180
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, title: str, code: str, retry_after: int | None = None) -> None:
+    def __init__(self, status: int, title: str, code: str, retry_after: int | None = None,
+                 detail: str | None = None) -> None:
         super().__init__(title)
         self.status, self.title, self.code, self.retry_after = status, title, code, retry_after
+        self.detail = detail  # remove.bg's optional third field: which parameter, and what it takes
 
 
 def error_response(error: ApiError) -> tuple[Response, int]:
-    response = jsonify(errors=[{"title": localised_title(error.code, error.title), "code": error.code}])
+    entry = {"title": localised_title(error.code, error.title), "code": error.code}
+    response = jsonify(errors=[{**entry, "detail": error.detail} if error.detail else entry])
     if error.retry_after is not None:
         response.headers["Retry-After"] = str(error.retry_after)
     return response, error.status
@@ -147,7 +154,10 @@ def cut_out_request(settings: Settings, pipeline: Pipeline, worker: PipelineWork
     data = read_input_image(settings, source)
     background = read_background(settings, values)
     image = decode_image(data, settings.max_image_bytes, settings.max_image_pixels)
+    decoded_shape = image.shape[:2]
     image = downscale_for_size(image, params["size"])
+    photo, roi = image, photo_roi(params["outputs"].roi, decoded_shape, image.shape[:2])
+    image = roi.apply(image) if roi else image  # the model sees the region of interest alone
     future = worker.submit_batchable("cutout", image, lambda images: pipeline.cutout_batch(images, options), "api")
     try:
         result = future.result(timeout=API_TIMEOUT_S)
@@ -158,6 +168,8 @@ def cut_out_request(settings: Settings, pipeline: Pipeline, worker: PipelineWork
         # remove.bg's answer for a photo without a foreground: a 400, not an empty transparent PNG.
         raise ApiError(400, "Could not identify foreground in image: send a photo with a clear subject "
                             "(a product, a person, a pet)", "unknown_foreground")
+    if roi:
+        result = back_on_photo(result, photo, roi)
     return render_result(result, params, background), result.timings
 
 
@@ -257,8 +269,27 @@ def read_params(values: dict) -> dict:
             compose.parse_color(color)
         except ValueError:
             raise ApiError(400, f"Invalid bg_color {color[:40]!r}", "invalid_bg_color") from None
-    return {"size": size, "format": fmt, "channels": channels, "crop": boolean(values, "crop"),
+    crop = boolean(values, "crop")
+    has_background = bool(color or values.get("bg_image_url") or request.files.get("bg_image_file"))
+    try:
+        outputs = read_output_params(values, set(request.files), crop, fmt, has_background, channels == "alpha")
+    except ParameterError as error:
+        raise ApiError(400, error.title, error.code, detail=error.detail) from None
+    return {"size": size, "format": fmt, "channels": channels, "crop": crop, "outputs": outputs,
             "crop_margin": read_margin(values.get("crop_margin", "0")), "shadow": boolean(values, "add_shadow")}
+
+
+def photo_roi(roi, decoded: tuple[int, int], shape: tuple[int, int]) -> compose.Box | None:
+    """The region of interest (pixels of the photo as sent) on the photo as cut out (size=preview shrinks it)."""
+    if roi is None:
+        return None
+    try:
+        box = roi_box(roi, decoded[1], decoded[0])
+    except ValueError as error:
+        raise ApiError(400, f"Invalid roi: {error}", "invalid_roi", detail=f"roi: {error}") from None
+    fy, fx = shape[0] / decoded[0], shape[1] / decoded[1]
+    return compose.Box(round(box.top * fy), round(box.left * fx), max(round(box.bottom * fy), round(box.top * fy) + 1),
+                       max(round(box.right * fx), round(box.left * fx) + 1))
 
 
 def read_margin(text: str) -> float:
@@ -308,6 +339,12 @@ def downscale_for_size(image, size: str):
 def render_result(result, params: dict, background: Background | None):
     if params["channels"] == "alpha":
         background = Background("mask")
+    outputs = params["outputs"]
+    if outputs.preset is not None:  # the preset's own background unless bg_* or channels say otherwise
+        preset = replace(outputs.preset, background=background) if background else outputs.preset
+        return render_preset(result, preset, params["format"])
+    if outputs.moves_subject:
+        result = moved_subject(result, outputs.scale, outputs.position)
     return render(result, background or Background("transparent"), fmt=params["format"],
                   crop=params["crop"], crop_margin=params["crop_margin"] or 0.0, shadow=params["shadow"])
 
@@ -326,7 +363,28 @@ def openapi_document(settings: Settings) -> dict:
         "bg_image_url": string,
         "crop": {"type": "boolean", "default": False},
         "crop_margin": {**string, "description": "px (30, 30px) or percent (10%)", "default": "0"},
-        "add_shadow": {"type": "boolean", "default": False},
+        "add_shadow": {"type": "boolean", "default": False,
+                       "description": "a soft drop shadow; with a preset, a contact shadow below the subject"},
+        "scale": {**string, "default": "original",
+                  "description": "the subject's size relative to the image, 10%..100%, or original; implies "
+                                 "position=center unless given"},
+        "position": {**string, "default": "original",
+                     "description": "original, center, or 'x%' / 'x% y%' (0% left/top .. 100% right/bottom); "
+                                    "with a preset also bottom or top (no original)"},
+        "roi": {**string, "default": "0% 0% 100% 100%",
+                "description": "region of interest 'x1 y1 x2 y2' in px or %: only what lies inside can be the subject"},
+        "type": {"type": "string", "enum": ["auto"], "default": "auto"},
+        "type_level": {"type": "string", "enum": ["none"]},
+        "semitransparency": {"type": "boolean", "enum": [True], "default": True},
+        "preset": {"type": "string", "enum": ["product", "sticker", "post", "story", "custom"],
+                   "description": "product: square on white, subject centred with an even margin; sticker: LINE "
+                                  "sticker PNG (<= 370x320, even size, 10 px margin); post: 1080x1080 or 1080x1350; "
+                                  "story: 1080x1920 (both on the blurred original unless bg_*); custom: canvas_size"},
+        "canvas_size": {**string, "description": "with preset: 2000 (square) or WIDTHxHEIGHT (e.g. 1080x1350)"},
+        "margin": {**string, "description": "with preset: 8% (of the canvas's shorter side) or 40px"},
+        "fit": {"type": "string", "enum": ["fit", "fill"], "default": "fit",
+                "description": "with preset=custom: the whole subject inside, or the canvas filled"},
+        "outline": {"type": "boolean", "default": True, "description": "with preset=sticker: white die-cut outline"},
     }
     error = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}}}
     return {
@@ -350,5 +408,5 @@ def openapi_document(settings: Settings) -> dict:
                                 "result_b64": string, "content_type": string}}}}}}},
                 "400": error, "403": error, "413": error, "415": error, "429": error, "503": error}}}},
         "components": {"schemas": {"Errors": {"type": "object", "properties": {"errors": {"type": "array", "items": {
-            "type": "object", "properties": {"title": string, "code": string}}}}}}},
+            "type": "object", "properties": {"title": string, "code": string, "detail": string}}}}}}},
     }
