@@ -25,6 +25,11 @@ ZH_TW_TITLES = {
     "queue_full": "排隊的照片太多了，請稍後再試。",
     "timeout": "處理時間太長了，請稍後再試。",
     "internal_error": "伺服器出了點問題，請稍後再試。",
+    "unknown_parameter": "有不認得的參數，請對照 /api/v1/openapi.json（detail 有寫是哪一個）。",
+    "invalid_preset": "這個預設尺寸的設定不正確（detail 有寫原因）。",
+    "invalid_scale": "scale 要是 10% 到 100%，或 original。",
+    "invalid_position": "position 要是 original、center，或「x% y%」。",
+    "invalid_roi": "roi 要是「x1 y1 x2 y2」（px 或 %），而且要落在照片裡。",
 }
 LIMIT = re.compile(r"limit ([^)]+)\)")
 

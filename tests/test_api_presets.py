@@ -125,3 +125,11 @@ def test_roi_outside_the_photo_and_openapi(make_api, key_photo):
         "content"]["multipart/form-data"]["schema"]["properties"]
     for name in ("scale", "position", "roi", "preset", "canvas_size", "margin", "fit", "outline"):
         assert name in properties
+
+
+def test_parameter_errors_in_the_callers_language(make_api):
+    client = make_api()
+    response = post(client, {"scale": "5%"}, headers={"Accept-Language": "zh-TW"})
+    error = response.get_json()["errors"][0]
+    assert response.status_code == 400 and error["code"] == "invalid_scale" and "10% 到 100%" in error["title"]
+    assert error["detail"].startswith("scale=5%")  # the detail names the parameter for programs and logs
