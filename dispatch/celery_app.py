@@ -14,26 +14,35 @@ import logging
 
 from celery import Celery
 from celery.signals import worker_process_init
+from kombu.exceptions import ChannelError
 
 from settings import Settings
 
 log = logging.getLogger(__name__)
 
 QUEUE = "cutout"
+CONTROL_QUEUE = "cutout-control"
 settings = Settings.from_env()
+settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule file there
 app = Celery("cutout", broker=settings.queue_url or "memory://")
 app.conf.update(
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     task_default_queue=QUEUE,
+    # The sweep has its own queue: behind a backlog of photos it would come too late.
+    task_routes={"cutout.sweep": {"queue": CONTROL_QUEUE}, "cutout.expire_results": {"queue": CONTROL_QUEUE}},
     task_serializer="json",
     accept_content=["json"],
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
+    # A pool process loads the models before it reports up (seconds, more on a busy machine);
+    # Celery's default 4 s would kill it again and again.
+    worker_proc_alive_timeout=300,
     # Redis redelivers a message unacknowledged this long; jobs take seconds, and the lease
     # keeps a redelivered one from running twice while its first worker still works.
     broker_transport_options={"visibility_timeout": 3600},
+    beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
     beat_schedule={
         "requeue-abandoned-jobs": {"task": "cutout.sweep", "schedule": settings.sweep_every_s},
         "delete-expired-results": {"task": "cutout.expire_results", "schedule": 3600.0},
@@ -90,6 +99,11 @@ def queue_depth() -> int | None:
     try:
         with app.connection_for_read() as connection:
             return connection.default_channel.queue_declare(QUEUE, passive=True).message_count
+    except ChannelError as error:
+        if "NOT_FOUND" in str(error):  # Redis drops an empty list: no queue is an empty queue
+            return 0
+        log.warning("broker queue depth unavailable: %s", error)
+        return None
     except Exception as error:
         log.warning("broker queue depth unavailable: %s", error)
         return None

@@ -224,10 +224,12 @@ class SqliteJobStore:
 
     # --- leases (separate worker processes; unused by the in-process pipeline) -------------
     def mark_enqueued(self, job_id: str, now: float | None = None) -> None:
-        """Note that a job was handed to the broker now (the sweep re-sends it only much later)."""
+        """Note that a job was handed to the broker now (the sweep re-sends it only much later);
+        a lease that ran out (its worker vanished) is dropped, so the job counts as waiting again."""
         self._connect().execute(
             "INSERT INTO job_leases (job_id, enqueued_at) VALUES (?, ?)"
-            " ON CONFLICT (job_id) DO UPDATE SET enqueued_at = excluded.enqueued_at",
+            " ON CONFLICT (job_id) DO UPDATE SET enqueued_at = excluded.enqueued_at,"
+            " owner = CASE WHEN job_leases.lease_until < excluded.enqueued_at THEN NULL ELSE job_leases.owner END",
             (job_id, now or time.time()),
         )
 

@@ -136,8 +136,10 @@ class PostgresJobStore:
 
     # --- leases (separate worker processes) -------------------------------------------------
     def mark_enqueued(self, job_id: str, now: float | None = None) -> None:
+        """Note that a job was handed to the broker now; a lease that ran out is dropped."""
         self._execute("INSERT INTO job_leases (job_id, enqueued_at) VALUES (%s, %s)"
-                      " ON CONFLICT (job_id) DO UPDATE SET enqueued_at = excluded.enqueued_at",
+                      " ON CONFLICT (job_id) DO UPDATE SET enqueued_at = excluded.enqueued_at, owner = CASE"
+                      " WHEN job_leases.lease_until < excluded.enqueued_at THEN NULL ELSE job_leases.owner END",
                       (job_id, now or time.time()))
 
     def claim(self, job_id: str, owner: str, lease_s: float, now: float | None = None) -> bool:

@@ -97,6 +97,8 @@ def test_leases_let_one_worker_hold_a_job_and_expose_abandoned_ones(open_store):
     assert not jobs.renew(job.id, "worker-b", lease_s=30, now=now + 20)
     assert jobs.abandoned(requeue_after_s=600, now=now + 40) == []  # renewed until now + 50
     assert jobs.abandoned(requeue_after_s=600, now=now + 51) == [job.id]  # worker-a vanished
+    jobs.mark_enqueued(job.id, now=now + 51)  # the sweep sends it again: waiting, not abandoned
+    assert jobs.abandoned(requeue_after_s=600, now=now + 52) == []
     assert jobs.claim(job.id, "worker-b", lease_s=30, now=now + 51)
     jobs.release(job.id, "worker-b")
     assert jobs.abandoned(requeue_after_s=600, now=now + 52) == []  # released, enqueued recently

@@ -1,6 +1,7 @@
 """moto's standalone server: the S3 HTTP API on loopback, in this test process (no Java, no Docker)."""
 from __future__ import annotations
 
+import logging
 import uuid
 
 from tests.servers.ports import free_port_in_range
@@ -17,6 +18,7 @@ class S3Server:
     def start(self) -> "S3Server":
         from moto.server import ThreadedMotoServer
 
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per S3 request otherwise
         self.port = free_port_in_range()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
