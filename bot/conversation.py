@@ -15,15 +15,15 @@ import time
 import uuid
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlencode
 
 from bot import backgrounds
 from bot.channels.base import Channel, SendError
+from bot.channels.cards import ResultCards, choice_fields
 from bot.events import ChoiceMade, Event, Followed, PhotoReceived, TextReceived, Unsupported, event_from_dict
 from bot.fetch import FetchError
 from bot.campaigns import Campaign, CampaignStore
 from bot.i18n import EXIT_WORDS, HELP_WORDS, LANGUAGE_WORDS, LANGUAGES, say
-from bot.replies import Choice, Image, Reply, Text
+from bot.replies import Reply, Text
 from bot.results import UrlBuilder, load_stored_cutout, store_composite, store_cutout, store_poster
 from models import ModelUnavailableError, ensure_model, get_spec
 from models.specs import CAPTION_FONT
@@ -77,8 +77,9 @@ def decode_failure(error: ImageDecodeError, settings: Settings) -> UserFacingErr
     """A decoder's failure as a message wholly in the user's language (the decoder's text is English)."""
     if error.reason == "too_large":
         return UserFacingError("too_large_limit", limit=format_megabytes(settings.max_image_bytes))
-    if error.reason == "too_many_pixels":
-        return UserFacingError("too_many_pixels", limit=f"{settings.max_image_pixels / 1e6:.0f} MP")
+    if error.reason == "too_many_pixels":  # "4000 萬像素" / "40 megapixels"
+        return UserFacingError("too_many_pixels", wan=f"{settings.max_image_pixels / 1e4:.0f}",
+                               mp=f"{settings.max_image_pixels / 1e6:.0f}")
     return UserFacingError({"empty": "bad_image_empty", "unsupported": "bad_image_unsupported"}.get(
         error.reason, "bad_image_corrupt"))
 
@@ -110,6 +111,7 @@ class Conversation:
         # Jobs this process is already working on: resume() must not start them a second time.
         self._active: set[str] = set()
         self._active_lock = threading.Lock()
+        self.cards = ResultCards(self.settings, self.blobs, self.urls)
 
     def register(self, channel: Channel) -> None:
         self.channels[channel.name] = channel
@@ -170,7 +172,7 @@ class Conversation:
             self.deliver(job_id)
         elif isinstance(event, PhotoReceived):
             self._process_photo(job, event)
-        elif isinstance(event, ChoiceMade) and "job=" in event.data:
+        elif isinstance(event, ChoiceMade) and "bg" in choice_fields(event.data):
             self._process_choice(job, event)
         else:
             self._send(job, event, self.answer(event))
@@ -186,7 +188,7 @@ class Conversation:
         if isinstance(event, Followed):
             return [Text(say(language, "greeting"))]
         if isinstance(event, ChoiceMade):
-            return [Text(say(language, "unknown_choice"))]
+            return self.menu(event, language)
         if isinstance(event, TextReceived) and event.text.strip().lower() in EXIT_WORDS:
             self.jobs.update_user_state(event.channel, event.user_id, campaign=None, campaign_until=0)
             return [Text(say(language, "campaign_left"))]
@@ -202,6 +204,21 @@ class Conversation:
                 return [Text(say(language, "help"))]
             return [Text(say(language, "fallback_text"))]
         return []
+
+    def menu(self, event: ChoiceMade, language: str) -> list[Reply]:
+        """A result card's New background / More / help buttons (see bot/channels/cards.py)."""
+        fields = choice_fields(event.data)
+        source = self.jobs.get(fields.get("job", "")) if fields.get("job") else None
+        if fields.get("menu") not in ("backgrounds", "more", "help") or source is None \
+                or source.user_id != event.user_id or "cutout" not in source.result:
+            return [Text(say(language, "unknown_choice"))]
+        if fields["menu"] == "help":
+            return [Text(say(language, "help"))]
+        if not self.blobs.exists(source.result["cutout"]):
+            return [Text(say(language, "expired"))]
+        if fields["menu"] == "backgrounds":
+            return self.cards.backgrounds_menu(source.id, language)
+        return self.cards.more_menu(source, language)
 
     # --- campaigns ----------------------------------------------------------------------------------
     def _campaign_trigger(self, event: Event) -> Campaign | None:
@@ -265,7 +282,7 @@ class Conversation:
         self._submit_cutout(job.id, event)
 
     def _process_choice(self, job: Job, event: ChoiceMade) -> None:
-        fields = {k: v[0] for k, v in parse_qs(event.data).items()}
+        fields = choice_fields(event.data)
         source = self.jobs.get(fields.get("job", ""))
         choice = fields.get("bg", "")
         if source is None or source.user_id != event.user_id or "cutout" not in source.result:
@@ -393,31 +410,11 @@ class Conversation:
             self.metrics.count(event.channel, "finished")
 
     def result_replies(self, job: Job, event: Event) -> list[Reply]:
-        language = self.language(event)
-        days = max(1, self.settings.result_ttl_s // 86400)
-        if "composite" in job.result:
-            source_id = job.result["source_job"]
-            key = "mask_done" if job.result["choice"] == "mask" else "composite_done"
-            link = self.urls.url(job.result["composite"])
-            return [Image(link, self.urls.url(job.result["composite_preview"])),
-                    Text(say(language, key, days=days, url=link), self.background_choices(source_id, language))]
+        campaign_title = None
         if "poster" in job.result:
             campaign = self.campaigns.get(job.result["campaign"]) if self.campaigns else None
-            title = campaign.title if campaign else job.result["campaign"]
-            link = self.urls.url(job.result["poster"])
-            plain = Choice(say(language, "bg_cutout"), urlencode({"bg": "cutout", "job": job.id}))
-            return [Image(link, self.urls.url(job.result["poster_preview"])),
-                    Text(say(language, "campaign_done", title=title, days=days, url=link),
-                         (plain, *self.background_choices(job.id, language)[:12]))]
-        link = self.urls.url(job.result["cutout"])
-        return [Image(self.urls.url(job.result["chat"]), self.urls.url(job.result["preview"])),
-                Text(say(language, "done", days=days, url=link), self.background_choices(job.id, language))]
-
-    def background_choices(self, source_job_id: str, language: str) -> tuple[Choice, ...]:
-        return tuple(
-            Choice(backgrounds.choice_label(choice, language), urlencode({"bg": choice, "job": source_job_id}))
-            for choice in backgrounds.choice_ids(self.settings.brand_colors)
-        )
+            campaign_title = campaign.title if campaign else None
+        return self.cards.result(job, self.language(event), campaign_title)
 
     def _send(self, job: Job, event: Event, replies: list[Reply], purpose: str = "delivery") -> None:
         """Send once per job and purpose: the retry key and the delivery notes survive restarts."""
@@ -427,7 +424,9 @@ class Conversation:
         if not channel.can_send(event):
             log.warning("%s: not allowed to answer job %s now; reply dropped", event.channel, job.id)
             return
-        channel.send(event, replies, retry_key(job.id, purpose), JobDeliveryLog(self.jobs, job, purpose))
+        delivery = channel.send(event, replies, retry_key(job.id, purpose), JobDeliveryLog(self.jobs, job, purpose))
+        if self.metrics is not None and delivery is not None:
+            self.metrics.count_delivery(event.channel, delivery.via, delivery.reason)
 
     def _fail(self, job_id: str, error: str, message_key: str, **values: object) -> None:
         job = self.jobs.get(job_id)

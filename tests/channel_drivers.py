@@ -5,6 +5,7 @@ import copy
 import hashlib
 import hmac
 import json
+import re
 import time
 import uuid
 from urllib.parse import urlsplit
@@ -59,21 +60,17 @@ class LineDriver:
         assert client.post("/callback/line", data=body, headers={"X-Line-Signature": line_signature(body)}).status_code == 200
 
     def conversation(self, count: int) -> list[dict]:
-        """Messages the user saw, flattened: {'image': url} / {'text': ..., 'choices': [(label, data)]}."""
+        """Messages the user saw, flattened (see flat_line_message)."""
         self.double.wait_for(lambda rs: len(self._flat()) >= count)
         return self._flat()
 
     def _flat(self) -> list[dict]:
-        out = []
-        for record in self.double.delivered():
-            for message in record.body["messages"]:
-                items = (message.get("quickReply") or {}).get("items", [])
-                choices = [(i["action"]["label"], i["action"]["data"]) for i in items]
-                if message["type"] == "image":
-                    out.append({"image": message["originalContentUrl"], "choices": choices})
-                else:
-                    out.append({"text": message["text"], "choices": choices})
-        return out
+        return [flat_line_message(message) for record in self.double.delivered() for message in record.body["messages"]]
+
+    def raw_messages(self) -> list[dict]:
+        return [message for record in self.double.delivered() for message in record.body["messages"]]
+
+    check = staticmethod(lambda message: check_line_message(message))
 
     def stop(self) -> None:
         self.double.stop()
@@ -106,15 +103,12 @@ class MessengerDriver:
 
     def conversation(self, count: int) -> list[dict]:
         self.double.wait_for(lambda d: len(d.messages()) >= count)
-        out = []
-        for record in self.double.messages():
-            message = record.body["message"]
-            choices = [(q["title"], q["payload"]) for q in message.get("quick_replies", [])]
-            if "attachment" in message:
-                out.append({"image": message["attachment"]["payload"]["url"], "choices": choices})
-            else:
-                out.append({"text": message["text"], "choices": choices})
-        return out
+        return [flat_messenger_message(record.body["message"]) for record in self.double.messages()]
+
+    def raw_messages(self) -> list[dict]:
+        return [record.body["message"] for record in self.double.messages()]
+
+    check = staticmethod(lambda message: check_messenger_message(message))
 
     def stop(self) -> None:
         self.double.stop()
@@ -122,3 +116,166 @@ class MessengerDriver:
 
 def local_path(url: str) -> str:
     return urlsplit(url).path
+
+
+# Flattened messages, the same on both platforms:
+#   text:  {"text", "choices": [(label, data)], "icons": [url], "raw"}
+#   image: {"image": file url, "choices", "icons", "raw"}
+#   card:  {"card": True, "title", "subtitle", "text": title + subtitle, "image": the file a tap opens
+#           (None for a menu card), "preview": the picture's URL, "buttons": [(label, "url" | "data", value)],
+#           "choices", "icons", "raw"}
+def flat_line_message(message: dict) -> dict:
+    items = (message.get("quickReply") or {}).get("items", [])
+    out = {"choices": [(i["action"]["label"], i["action"]["data"]) for i in items],
+           "icons": [i.get("imageUrl") for i in items], "raw": message}
+    if message["type"] == "image":
+        return {**out, "image": message["originalContentUrl"]}
+    if message["type"] == "flex":
+        bubble = message["contents"]
+        texts = [c["text"] for c in bubble["body"]["contents"] if c["type"] == "text"]
+        hero = bubble.get("hero")
+        buttons = [(a["label"], "url", a["uri"]) if a["type"] == "uri" else (a["label"], "data", a["data"])
+                   for a in (c["action"] for c in _flex_components(bubble.get("footer")) if c["type"] == "button")]
+        return {**out, "card": True, "title": texts[0], "subtitle": texts[1], "text": "\n".join(texts),
+                "image": hero["action"]["uri"] if hero else None, "preview": hero["url"] if hero else None,
+                "buttons": buttons, "alt_text": message["altText"]}
+    return {**out, "text": message["text"]}
+
+
+def _flex_components(box: dict | None):
+    for component in (box or {}).get("contents", []):
+        yield component
+        if component["type"] == "box":
+            yield from _flex_components(component)
+
+
+def flat_messenger_message(message: dict) -> dict:
+    quick = message.get("quick_replies", [])
+    out = {"choices": [(q["title"], q["payload"]) for q in quick], "icons": [q.get("image_url") for q in quick],
+           "raw": message}
+    attachment = message.get("attachment")
+    if attachment is None:
+        return {**out, "text": message["text"]}
+    payload = attachment["payload"]
+    if attachment["type"] == "image":
+        return {**out, "image": payload["url"]}
+    buttons_of = lambda holder: [(b["title"], "url", b["url"]) if b["type"] == "web_url" else  # noqa: E731
+                                 (b["title"], "data", b["payload"]) for b in holder.get("buttons", [])]
+    if payload["template_type"] == "button":
+        title, _, subtitle = payload["text"].partition("\n")
+        return {**out, "card": True, "title": title, "subtitle": subtitle, "text": payload["text"], "image": None,
+                "preview": None, "buttons": buttons_of(payload)}
+    [element] = payload["elements"]
+    return {**out, "card": True, "title": element["title"], "subtitle": element.get("subtitle", ""),
+            "text": element["title"] + "\n" + element.get("subtitle", ""),
+            "image": element.get("default_action", {}).get("url"), "preview": element.get("image_url"),
+            "buttons": buttons_of(element)}
+
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+# zh-TW texts: Chinese only, but for names people know in that form (brands, formats, the unit MB).
+ALLOWED_LATIN = {"PNG", "JPEG", "WebP", "HEIC", "LINE", "Messenger", "MB", "Cutout", "Bot", "English"}
+
+
+def only_chinese(text: str) -> bool:
+    return set(re.findall(r"[A-Za-z]+", text)) <= ALLOWED_LATIN
+
+
+# --- platform shape checks: what each platform documents, so a bad message fails here, not in the app --
+URL_IN_TEXT = re.compile(r"https?://|www\.|/r/[A-Za-z0-9_-]{8,}")
+
+
+def _subset(sent, parsed) -> bool:
+    """Every field we sent survives the SDK's parse with the same value (unknown fields are dropped)."""
+    if isinstance(sent, dict):
+        return isinstance(parsed, dict) and all(k in parsed and _subset(v, parsed[k]) for k, v in sent.items())
+    if isinstance(sent, list):
+        return isinstance(parsed, list) and len(sent) == len(parsed) and all(map(_subset, sent, parsed))
+    return sent == parsed
+
+
+def _line_actions(node):
+    if isinstance(node, dict):
+        if "action" in node:
+            yield node["action"]
+        for value in node.values():
+            yield from _line_actions(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _line_actions(value)
+
+
+def check_line_message(message: dict) -> None:
+    """A message as LINE's Messaging API reference documents it, parsed by line-bot-sdk v3's models."""
+    from linebot.v3.messaging import FlexMessage, ImageMessage, TextMessage
+
+    model = {"flex": FlexMessage, "text": TextMessage, "image": ImageMessage}[message["type"]]
+    parsed = model.from_dict(message).to_dict()
+    assert _subset(message, parsed), (message, parsed)
+    items = (message.get("quickReply") or {}).get("items", [])
+    assert len(items) <= 13
+    for item in items:
+        assert item["type"] == "action" and len(item["action"]["label"]) <= 20
+        if "imageUrl" in item:
+            assert item["imageUrl"].startswith("https://") and len(item["imageUrl"]) <= 1000
+    for action in _line_actions(message.get("contents", {})):
+        assert 1 <= len(action.get("label", "x")) <= 20, action
+        if action["type"] == "uri":
+            assert action["uri"].startswith("https://") and len(action["uri"]) <= 1000
+        elif action["type"] == "postback":
+            assert len(action["data"]) <= 300 and len(action.get("displayText", "")) <= 300
+    if message["type"] == "text":
+        assert not URL_IN_TEXT.search(message["text"]), message["text"]
+    if message["type"] == "flex":
+        assert 1 <= len(message["altText"]) <= 1500 and not URL_IN_TEXT.search(message["altText"])
+        bubble = message["contents"]
+        assert bubble["type"] == "bubble"
+        for component in _flex_components(bubble.get("body")):
+            if component["type"] == "text":
+                assert component["text"] and not URL_IN_TEXT.search(component["text"])
+        hero = bubble.get("hero")
+        if hero is not None:
+            assert hero["type"] == "image" and hero["url"].startswith("https://") and len(hero["url"]) <= 2000
+            width, height = map(int, hero["aspectRatio"].split(":"))
+            assert 1 <= width <= 100000 and 1 <= height <= 100000 and height <= 3 * width
+        footer_buttons = [c for c in _flex_components(bubble.get("footer")) if c["type"] == "button"]
+        assert 1 <= len(footer_buttons) <= 3
+
+
+def check_messenger_message(message: dict) -> None:
+    """A message as Meta's Send API reference documents it (quick replies, generic and button templates)."""
+    quick = message.get("quick_replies", [])
+    assert len(quick) <= 13
+    for item in quick:
+        assert item["content_type"] == "text" and 1 <= len(item["title"]) <= 20 and len(item["payload"]) <= 1000
+    if "text" in message:
+        assert len(message["text"]) <= 2000 and not URL_IN_TEXT.search(message["text"]), message["text"]
+        return
+    attachment = message["attachment"]
+    if attachment["type"] != "template":
+        return
+    payload = attachment["payload"]
+    holders = [payload] if payload["template_type"] == "button" else payload["elements"]
+    if payload["template_type"] == "button":
+        assert len(payload["text"]) <= 640 and not URL_IN_TEXT.search(payload["text"])
+    else:
+        assert payload["template_type"] == "generic" and len(payload["elements"]) == 1
+        assert payload.get("image_aspect_ratio", "horizontal") in ("horizontal", "square")
+        for element in payload["elements"]:
+            assert 1 <= len(element["title"]) <= 80 and len(element.get("subtitle", "")) <= 80
+            assert not URL_IN_TEXT.search(element["title"] + element.get("subtitle", ""))
+            assert element["image_url"].startswith("https://")
+    for holder in holders:
+        assert 1 <= len(holder["buttons"]) <= 3
+        for button in holder["buttons"]:
+            assert button["type"] in ("web_url", "postback") and 1 <= len(button["title"]) <= 20
+            if button["type"] == "postback":
+                assert len(button["payload"]) <= 1000

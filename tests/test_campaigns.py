@@ -141,7 +141,7 @@ def test_manager_creates_campaign_and_user_gets_framed_selfie(driver, tmp_path, 
         joined = driver.conversation(1)[0]
         assert "夏日自拍" in joined["text"]
         driver.send_photo(client, portrait_jpeg, user="Ucampaign")
-        poster_message, text = driver.conversation(3)[1:3]
+        poster_message = text = driver.conversation(2)[1]  # one card: the poster, its buttons, quick replies
         poster = np.asarray(Image.open(io.BytesIO(client.get(local_path(poster_message["image"])).data)).convert("RGB"))
         assert poster.shape == (540, 540, 3)
         assert np.abs(poster[5, 270].astype(int) - (0, 0, 255)).max() < 30  # the frame is on top
@@ -150,7 +150,7 @@ def test_manager_creates_campaign_and_user_gets_framed_selfie(driver, tmp_path, 
         counters = client.get("/admin/api/campaigns/summer/counters", headers=auth).get_json()
         assert counters == {"participants": 1, "photos": 1, "composites": 1} or _eventually(client, auth)
         driver_send_text(driver, client, "離開", user="Ucampaign")
-        assert "離開活動" in driver.conversation(4)[3]["text"]
+        assert "離開活動" in driver.conversation(3)[2]["text"]
         assert conversation.current_campaign(TextReceived(driver.name, "Ucampaign", "x", 0.0)) is None
     finally:
         app.extensions["cutout"]["worker"].stop()

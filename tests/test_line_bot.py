@@ -14,6 +14,7 @@ from PIL import Image
 
 from app import create_app
 from settings import Settings
+from tests.channel_drivers import URL_IN_TEXT, check_line_message, flat_line_message, only_chinese, wait_until
 from tests.conftest import LINE_SECRET, LINE_TOKEN, line_body, line_signature
 from tests.doubles.line_platform import LinePlatformDouble
 
@@ -84,27 +85,38 @@ def test_photo_to_cutout_to_background_choice(make_app, line_double, portrait_jp
     [reply] = sent_to(line_double, event["source"]["userId"], 1)
     assert reply.path == "/v2/bot/message/reply"
     assert reply.body["replyToken"] == event["replyToken"]
-    image_message, text_message = reply.body["messages"]
-    assert image_message["type"] == "image"
+    [message] = reply.body["messages"]  # one Flex bubble: no image + raw-link text pair any more
+    check_line_message(message)  # line-bot-sdk's models parse it and LINE's documented limits hold
+    assert message["type"] == "flex" and message["altText"] == "去背完成！打開聊天室下載透明背景 PNG"
+    bubble = message["contents"]
+    card = flat_line_message(message)
     assert any(r.path == "/v2/bot/chat/loading/start" for r in line_double.received)
     assert any(r.path.endswith(f"/message/{event['message']['id']}/content") for r in line_double.received)
 
-    original = fetch_result(client, image_message["originalContentUrl"])
+    original = fetch_result(client, card["image"])  # the hero's tap and the Download button: the real PNG
     assert original.status_code == 200 and original.headers["Content-Type"] == "image/png"
+    assert [button[2] for button in card["buttons"] if button[1] == "url"] == [card["image"]]
     cutout = Image.open(io.BytesIO(original.data))
     assert cutout.mode == "RGBA"
     alpha = np.asarray(cutout)[:, :, 3]
     assert (alpha == 0).mean() > 0.2 and (alpha == 255).mean() > 0.2  # real background removed
     assert ((alpha > 10) & (alpha < 245)).mean() > 0.005  # soft hair edges, not a hard mask
 
-    preview = fetch_result(client, image_message["previewImageUrl"])
+    hero = bubble["hero"]
+    preview = fetch_result(client, hero["url"])
     assert preview.headers["Content-Type"] == "image/jpeg" and len(preview.data) <= 1_000_000
-    assert Image.open(io.BytesIO(preview.data)).mode == "RGB"
+    shown = Image.open(io.BytesIO(preview.data))
+    assert shown.mode == "RGB" and max(shown.size) <= 1024
+    width, height = map(int, hero["aspectRatio"].split(":"))
+    assert abs(width / height - shown.width / shown.height) < 0.01  # the picture at its own shape
 
-    assert "https://cutout.test/r/" in text_message["text"]
-    items = text_message["quickReply"]["items"]
+    assert not any(URL_IN_TEXT.search(text) for text in (card["text"], message["altText"]))
+    items = message["quickReply"]["items"]
     assert 5 <= len(items) <= 13
     assert all(len(item["action"]["label"]) <= 20 for item in items)
+    assert all(item["imageUrl"].startswith("https://cutout.test/icons/bg/") for item in items)
+    icon = client.get(urlsplit(items[0]["imageUrl"]).path)
+    assert icon.status_code == 200 and icon.headers["Content-Type"] == "image/png" and len(icon.data) < 20_000
     white = next(item for item in items if item["action"]["data"].startswith("bg=white"))
 
     body, postback = line_body("postback.json", **{"postback.data": white["action"]["data"]})
@@ -112,7 +124,9 @@ def test_photo_to_cutout_to_background_choice(make_app, line_double, portrait_jp
     assert post_webhook(client, body).status_code == 200
     second = sent_to(line_double, postback["source"]["userId"], 2)[1]
     composite_message = second.body["messages"][0]
-    composite = fetch_result(client, composite_message["originalContentUrl"])
+    check_line_message(composite_message)
+    assert flat_line_message(composite_message)["title"] == "換好背景了：白底"
+    composite = fetch_result(client, flat_line_message(composite_message)["image"])
     assert composite.headers["Content-Type"] == "image/jpeg"
     pixels = np.asarray(Image.open(io.BytesIO(composite.data)).convert("RGB"), dtype=np.float32)
     background = alpha < 5
@@ -141,26 +155,48 @@ def test_redelivered_event_is_processed_once(make_app, line_double):
     assert "用法" in line_double.messages_sent()[0].body["messages"][0]["text"]
 
 
-def test_expired_reply_token_falls_back_to_push_with_retry_key(make_app, line_double):
+def metric(client, line: str) -> int:
+    text = client.get("/metrics").get_data(as_text=True)
+    found = re.search(re.escape(line) + r" (\d+)", text)
+    return int(found.group(1)) if found else 0
+
+
+def test_a_used_reply_token_falls_back_to_push_with_retry_key(make_app, line_double, caplog):
     client = make_app().test_client()
-    # The token is not registered with the double: LINE answers 400 Invalid reply token.
+    # The token is not registered with the double: LINE answers 400 Invalid reply token, within
+    # the minute LINE guarantees a token: it was used already.
     body, event = line_body("follow.json")
-    assert post_webhook(client, body).status_code == 200
-    sent = sent_to(line_double, event["source"]["userId"], 2)
+    with caplog.at_level("INFO", logger="bot.channels.line"):
+        assert post_webhook(client, body).status_code == 200
+        sent = sent_to(line_double, event["source"]["userId"], 2)
     assert [r.path for r in sent] == ["/v2/bot/message/reply", "/v2/bot/message/push"]
     push = sent[1]
     assert push.body["to"] == event["source"]["userId"]
     assert push.headers.get("X-Line-Retry-Key")
     assert "歡迎" in push.body["messages"][0]["text"]
+    assert "reply token already used" in caplog.text
+    assert wait_until(lambda: metric(client, 'cutout_chat_deliveries_total{channel="line",via="push",'
+                                              'reason="token_used"}') == 1)
 
 
-def test_old_event_is_pushed_without_trying_the_reply_token(make_app, line_double):
+def test_an_old_reply_token_is_still_used_while_line_takes_it(make_app, line_double, caplog):
     client = make_app().test_client()
+    # Two minutes old: past LINE's guaranteed minute, but LINE still takes it: a free reply, no push.
     body, event = line_body("text_message.json", timestamp=int((time.time() - 120) * 1000))
     line_double.valid_reply_tokens.add(event["replyToken"])
     assert post_webhook(client, body).status_code == 200
-    sent = sent_to(line_double, event["source"]["userId"], 1)
-    assert [r.path for r in sent] == ["/v2/bot/message/push"]
+    assert wait_until(lambda: routes(line_double) == [("reply", 200)])
+    assert wait_until(lambda: metric(client, 'cutout_chat_deliveries_total{channel="line",via="reply",reason=""}') == 1)
+
+    # Expired at LINE: the reply is refused, the push follows, and the log says why.
+    body, event = line_body("text_message.json", timestamp=int((time.time() - 120) * 1000),
+                            **{"source.userId": "Uexpired"})
+    with caplog.at_level("INFO", logger="bot.channels.line"):
+        assert post_webhook(client, body).status_code == 200
+        assert wait_until(lambda: routes(line_double)[1:] == [("reply", 400), ("push", 200)])
+    assert re.search(r"reply token expired after 1[12]\d s; pushing instead", caplog.text)
+    assert wait_until(lambda: metric(client, 'cutout_chat_deliveries_total{channel="line",via="push",'
+                                              'reason="token_expired"}') == 1)
 
 
 def test_corrupt_image_gets_a_clear_answer(make_app, line_double):
@@ -170,7 +206,7 @@ def test_corrupt_image_gets_a_clear_answer(make_app, line_double):
     text = reply.body["messages"][0]["text"]
     assert "無法讀取" in text
     # Wholly in the user's language: no English decoder message leaks into the zh-TW text.
-    assert not re.search(r"[a-z]{3,}", text)
+    assert only_chinese(text), text
     assert wait_until(lambda: app_jobs(client).counts_by_status().get("failed") == 1)
 
 
@@ -227,12 +263,41 @@ def test_restart_resumes_a_pending_job(tmp_path, line_double, real_pipeline, por
     app = create_app(settings, pipeline=real_pipeline)
     try:
         sent = sent_to(line_double, "Urestart", 1)
-        assert sent[0].path == "/v2/bot/message/push"  # the reply token is long gone
-        assert sent[0].body["messages"][0]["type"] == "image"
+        # The reply token is long gone: LINE refuses it, the card is pushed.
+        assert wait_until(lambda: routes(line_double) == [("reply", 400), ("push", 200)])
+        assert line_double.delivered()[0].body["messages"][0]["type"] == "flex"
         jobs_after = app.extensions["cutout"]["jobs"]
         assert wait_until(lambda: jobs_after.get(job.id).status.value == "finished")
     finally:
         app.extensions["cutout"]["worker"].stop()
+
+
+def routes(double) -> list[tuple[str, int]]:
+    """("reply" | "push", LINE's status) for every message call so far, answered ones only."""
+    return [(r.path.rsplit("/", 1)[-1], r.status) for r in double.messages_sent() if r.status]
+
+
+def test_every_error_text_is_wholly_in_the_users_language():
+    from bot.conversation import UserFacingError, decode_failure
+    from bot.i18n import ERROR_KEYS, MESSAGES, say
+    from pipeline.decode import ImageDecodeError
+
+    settings = Settings()
+    values = {}
+    for reason in ("too_large", "too_many_pixels"):
+        failure = decode_failure(ImageDecodeError(reason, "English detail"), settings)
+        assert isinstance(failure, UserFacingError)
+        values.update(failure.values)
+    assert set(ERROR_KEYS) <= set(MESSAGES["zh-TW"]) and set(ERROR_KEYS) <= set(MESSAGES["en"])
+    for key in ERROR_KEYS:
+        chinese, english = say("zh-TW", key, **values), say("en", key, **values)
+        assert only_chinese(chinese), (key, chinese)
+        assert not re.search(r"[\u3000-\u30ff\u4e00-\u9fff\uff00-\uffef]", english), (key, english)
+        assert not URL_IN_TEXT.search(chinese + english)
+        # ... and says what to do next: send again, send another, wait, shrink, or type help.
+        assert re.search(r"請|輸入", chinese), (key, chinese)
+        assert re.search(r"[Pp]lease|[Tt]ry|[Tt]ype|[Ss]end", english), (key, english)
+    assert "4000 萬像素" in say("zh-TW", "too_many_pixels", **values)
 
 
 class MemoryLog(dict):
@@ -244,15 +309,6 @@ class MemoryLog(dict):
 
 def app_jobs(client):
     return client.application.extensions["cutout"]["jobs"]
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_damaged_files_get_the_cant_read_answer(make_app, line_double):
@@ -333,10 +389,16 @@ def test_a_reply_that_may_have_been_sent_is_never_sent_twice(tmp_path, line_doub
     channel.send(event("unsent"), [Text("three")], "00000000-0000-4000-8000-000000000003", unsent)
     assert unsent["reply_outcome"] == "sent" and len(deliveries("Uunsent")) == 1
 
-    # Too old to ask LINE: a maybe-sent reply counts as sent; nothing is pushed.
+    # Past LINE's guaranteed minute and refused: maybe it was sent; it counts as sent, nothing is pushed.
     stale = MemoryLog(reply_attempted=True)
-    channel.send(event("stale", age_s=120), [Text("four")], "00000000-0000-4000-8000-000000000004", stale)
+    stale_event = event("stale", age_s=120)
+    line_double.valid_reply_tokens.discard("token-stale")  # expired (or spent: LINE cannot tell us which)
+    channel.send(stale_event, [Text("four")], "00000000-0000-4000-8000-000000000004", stale)
     assert stale["reply_outcome"] == "maybe_sent" and deliveries("Ustale") == []
+    # ... but while LINE still takes the old token, the first attempt never arrived: it goes out now, once.
+    late = MemoryLog(reply_attempted=True)
+    channel.send(event("late", age_s=120), [Text("five")], "00000000-0000-4000-8000-000000000005", late)
+    assert late["reply_outcome"] == "sent" and len(deliveries("Ulate")) == 1
     assert not [r for r in line_double.received if r.path.endswith("/push")]
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import requests
 from PIL import Image
 
+from tests.channel_drivers import flat_line_message
 from tests.conftest import LINE_SECRET, LINE_TOKEN, jpeg_bytes, line_body, line_signature, shared_image
 from storage.jobs import SqliteJobStore
 from tests.doubles.line_platform import LinePlatformDouble
@@ -37,19 +38,19 @@ def test_photo_and_background_tap_through_gunicorn(tmp_path, portrait_jpeg, real
 
         received = double.wait_for(lambda rs: any(r.path == "/v2/bot/message/reply" for r in rs), 120)
         reply = next(r for r in received if r.path == "/v2/bot/message/reply")
-        image_message, text_message = reply.body["messages"]
-        png = requests.get(image_message["originalContentUrl"], timeout=10)
+        [card_message] = reply.body["messages"]  # the result card (a Flex bubble)
+        png = requests.get(flat_line_message(card_message)["image"], timeout=10)
         assert png.headers["Content-Type"] == "image/png"
         alpha = np.asarray(Image.open(io.BytesIO(png.content)))[:, :, 3]
         assert 0.2 < (alpha > 128).mean() < 0.8
 
-        choice = next(i for i in text_message["quickReply"]["items"] if i["action"]["data"].startswith("bg=blur"))
+        choice = next(i for i in card_message["quickReply"]["items"] if i["action"]["data"].startswith("bg=blur"))
         body, postback = line_body("postback.json", **{"postback.data": choice["action"]["data"]})
         double.valid_reply_tokens.add(postback["replyToken"])
         assert post(server, body).status_code == 200
         received = double.wait_for(lambda rs: len([r for r in rs if r.path == "/v2/bot/message/reply"]) >= 2, 60)
         composite_message = [r for r in received if r.path == "/v2/bot/message/reply"][1].body["messages"][0]
-        composite = requests.get(composite_message["originalContentUrl"], timeout=10)
+        composite = requests.get(flat_line_message(composite_message)["image"], timeout=10)
         assert composite.headers["Content-Type"] == "image/jpeg"
         assert Image.open(io.BytesIO(composite.content)).size == (alpha.shape[1], alpha.shape[0])
         assert requests.get(server.base_url + "/r/forged.token/cutout.png", timeout=5).status_code == 404
@@ -64,10 +65,11 @@ def jobs_of(jobs) -> list:
 
 
 def image_deliveries(double: LinePlatformDouble, token_users: dict[str, str]) -> dict[str, int]:
-    """Cutout images LINE accepted, per user (replies are matched to users by their token)."""
+    """Cutout cards LINE accepted, per user (replies are matched to users by their token)."""
     counts: dict[str, int] = {}
     for record in double.delivered():
-        if record.body["messages"][0]["type"] == "image":
+        first = record.body["messages"][0]
+        if first["type"] == "flex" and "hero" in first["contents"]:
             user = record.body.get("to") or token_users.get(record.body.get("replyToken"), "?")
             counts[user] = counts.get(user, 0) + 1
     return counts

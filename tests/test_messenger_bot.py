@@ -7,7 +7,8 @@ import pytest
 
 from app import create_app
 from settings import Settings
-from tests.channel_drivers import MESSENGER_VERIFY, MessengerDriver, messenger_body, messenger_signature
+from tests.channel_drivers import (MESSENGER_VERIFY, MessengerDriver, check_messenger_message, messenger_body,
+                                   messenger_signature, only_chinese, wait_until)
 
 
 @pytest.fixture
@@ -58,6 +59,9 @@ def test_bad_image_and_retry_after_server_errors(setup):
     driver.double.wait_for(lambda d: len(d.messages()) >= 2)
     texts = sorted(m.body["message"]["text"] for m in driver.double.messages())
     assert any("無法讀取" in t for t in texts) and any("只看得懂照片" in t for t in texts)
+    assert all(only_chinese(t) for t in texts), texts  # no English reason inside the Chinese answer
+    for message in driver.double.messages():
+        check_messenger_message(message.body["message"])
     assert [r.status for r in driver.double.received if "message" in r.body][:2] == [500, 400]
 
 
@@ -116,3 +120,34 @@ def test_a_resend_continues_after_the_messages_meta_accepted(tmp_path):
         assert notes["messages_sent"] == 2
     finally:
         driver.stop()
+
+
+@pytest.fixture
+def slow_setup(tmp_path, real_pipeline):
+    driver = MessengerDriver()
+    app = create_app(Settings(data_dir=tmp_path / "var", public_base_url="https://cutout.test", warm_up=False,
+                              loading_renew_s=0.2, **driver.settings()), pipeline=real_pipeline)
+    yield app, driver
+    app.extensions["cutout"]["worker"].stop()
+    driver.stop()
+
+
+def test_the_typing_indicator_is_renewed_for_a_slow_job_and_the_card_follows(slow_setup, portrait_jpeg):
+    import threading
+
+    app, driver = slow_setup
+    client = app.test_client()
+    gate = threading.Event()
+    app.extensions["cutout"]["worker"].submit(gate.wait, label="a slow job ahead in the queue")
+    driver.send_photo(client, portrait_jpeg, user="7203456789000001")
+    typing = lambda: [r for r in driver.double.received if r.body.get("sender_action") == "typing_on"]  # noqa: E731
+    assert wait_until(lambda: len(typing()) >= 3)  # renewed while the photo waits behind the slow job
+    gate.set()
+    [card] = driver.conversation(1)
+    message = driver.double.messages()[0].body["message"]
+    check_messenger_message(message)
+    payload = message["attachment"]["payload"]
+    assert payload["template_type"] == "generic" and payload["image_aspect_ratio"] in ("square", "horizontal")
+    assert [button["type"] for button in payload["elements"][0]["buttons"]] == ["web_url", "postback", "postback"]
+    assert card["image"] == payload["elements"][0]["buttons"][0]["url"]
+    assert all(item["image_url"].startswith("https://cutout.test/icons/bg/") for item in message["quick_replies"])

@@ -5,6 +5,7 @@ Channels translate; they never decide. `parse` turns a verified webhook into typ
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from flask import Blueprint
@@ -17,6 +18,20 @@ AcceptEvents = Callable[[list[Event]], int]
 
 class SendError(RuntimeError):
     """The platform refused or never answered, after the channel's own retries."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How `send` delivered: for metrics (cutout_chat_deliveries_total) and the logs.
+
+    via: "reply" (LINE's free reply token), "push" (LINE push, billed against the monthly quota)
+    or "send" (Messenger's Send API). reason: why a LINE reply token was not used ("no_token",
+    "token_expired", "token_used"), or how an earlier attempt's reply was settled
+    ("delivered_earlier", "maybe_delivered"); "" for a plain reply or send.
+    """
+
+    via: str
+    reason: str = ""
 
 
 class DeliveryLog(Protocol):
@@ -48,7 +63,7 @@ class Channel(Protocol):
     def can_send(self, event: Event) -> bool:
         """False when the platform's rules forbid answering this event now."""
 
-    def send(self, event: Event, replies: list[Reply], retry_key: str, log: DeliveryLog) -> None:
+    def send(self, event: Event, replies: list[Reply], retry_key: str, log: DeliveryLog) -> Delivery:
         """Deliver replies to the user who caused `event` exactly once, even when called again for
         the same delivery after a crash: `retry_key` is stable per delivery, `log` holds the notes
         of earlier attempts (raises SendError)."""

@@ -2,10 +2,13 @@
 
 POST /callback/line: the raw body is verified against X-Line-Signature (400 and nothing processed
 when it does not match), every event of the batch is translated, and the request returns at once.
-Replies use the reply token while it is fresh, else push with an X-Line-Retry-Key.
+Replies use the reply token whenever LINE still takes it, else push with an X-Line-Retry-Key;
+each push logs and counts why (no token, token expired, token already used). Results are Flex
+bubbles (bot/channels/flex.py); quick replies carry colour icons.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from urllib.parse import quote
@@ -36,15 +39,20 @@ from linebot.v3.webhooks import (
     TextMessageContent,
 )
 
-from bot.channels.base import AcceptEvents, DeliveryLog, SendError
+from bot.channels.base import AcceptEvents, Delivery, DeliveryLog, SendError
+from bot.channels.flex import card_message
+from bot.channels.icons import add_icon_route
 from bot.events import ChoiceMade, Event, Followed, ImageSource, PhotoReceived, TextReceived, Unsupported
 from bot.fetch import fetch_url
-from bot.replies import Choice, Image, Reply, Text
+from bot.replies import Card, Choice, Image, Reply
 from settings import Settings
 
 logger = logging.getLogger(__name__)
 
-REPLY_TOKEN_FRESH_S = 50  # LINE reply tokens last about a minute; leave a margin
+# LINE documents that a reply token must be used within one minute of the webhook and that later
+# use is not guaranteed. Older tokens are still tried (LINE often takes them, and replies are
+# free, pushes are billed); the minute only tells "already used" from "expired" in the logs.
+REPLY_TOKEN_GUARANTEED_S = 60
 MAX_MESSAGES_PER_CALL = 5
 MAX_QUICK_REPLIES = 13
 LABEL_LIMIT = 20
@@ -72,6 +80,7 @@ class LineChannel:
     # --- inbound ------------------------------------------------------------------------------
     def blueprint(self, accept: AcceptEvents) -> Blueprint:
         blueprint = Blueprint("line", __name__)
+        add_icon_route(blueprint, self.settings)
 
         @blueprint.post("/callback/line")
         def callback():
@@ -145,58 +154,70 @@ class LineChannel:
     def can_send(self, event: Event) -> bool:
         return True
 
-    def send(self, event: Event, replies: list[Reply], retry_key: str, log: DeliveryLog) -> None:
+    def send(self, event: Event, replies: list[Reply], retry_key: str, log: DeliveryLog) -> Delivery:
         messages = [to_line_message(reply) for reply in replies][:MAX_MESSAGES_PER_CALL]
         with ApiClient(self.configuration) as client:
             api = MessagingApi(client)
-            if not self._reply(api, event, messages, log):
+            delivery = self._reply(api, event, messages, log)
+            if delivery.via == "push":
                 self._push(api, event.user_id, messages, retry_key)
+            return delivery
 
-    def _reply(self, api: MessagingApi, event: Event, messages: list, log: DeliveryLog) -> bool:
-        """Answer with the reply token when it can be used; True once the reply is (or was) delivered.
+    def _reply(self, api: MessagingApi, event: Event, messages: list, log: DeliveryLog) -> Delivery:
+        """Answer with the reply token whenever LINE still takes it. Returns how the answer went
+        (or went earlier) out; via "push" means the caller must push, the reason says why.
 
         LINE's reply API has no retry key, but the token itself is single-use: resending with the
         same token can never deliver twice. So a reply that may have gone out (a timeout here, or a
-        process killed while LINE was answering) is simply sent again while the token is fresh:
-        200 means the first never arrived, "invalid reply token" means it did. Once the token is
-        too old to ask, a maybe-sent reply counts as delivered (see docs/architecture.md).
+        process killed while LINE was answering) is simply sent again: 200 means the first never
+        arrived, "invalid reply token" means it did (or, past LINE's guaranteed minute, maybe did:
+        then it counts as delivered rather than risk a second copy; see docs/architecture.md).
         """
         if log.get("reply_outcome"):  # delivered by an earlier attempt that died before finishing the job
-            return True
-        if not event.reply_token or log.get("reply_refused", False):
-            return False
-        age = time.time() - event.timestamp
+            return Delivery("reply", "delivered_earlier")
+        if not event.reply_token:
+            logger.info("LINE event %s has no reply token; pushing (counts against the monthly quota)",
+                        event.event_id)
+            return Delivery("push", "no_token")
+        if log.get("reply_refused", False):
+            return Delivery("push", log.get("push_reason", "token_expired"))
         attempted = log.get("reply_attempted", False)
-        if age >= REPLY_TOKEN_FRESH_S:
-            if attempted:
-                log.record(reply_outcome="maybe_sent")
-                logger.warning("LINE reply to %s may have been sent before a restart and its token is %.0f s "
-                               "old; not pushing a second copy", event.user_id, age)
-                return True
-            logger.info("LINE reply token %.0f s old; pushing instead", age)
-            return False
         log.record(reply_attempted=True)  # durable before the call: a restart must know it may be out
         for attempt in range(1, REPLY_ATTEMPTS + 1):
             try:
                 api.reply_message(ReplyMessageRequest(reply_token=event.reply_token, messages=messages),
                                   _request_timeout=self.timeout_s)
                 log.record(reply_outcome="sent")
-                return True
+                return Delivery("reply")
             except urllib3.exceptions.HTTPError as error:  # timed out or cut off: LINE may have it
                 if attempt == REPLY_ATTEMPTS:
                     raise SendError(f"LINE reply failed: {type(error).__name__}") from error
                 attempted = True  # the same token again: it cannot deliver twice
             except ApiException as error:
-                if error.status == 400 and attempted:  # the token was spent by our earlier attempt
-                    log.record(reply_outcome="sent_before")
-                    logger.info("LINE reply to %s had already been delivered", event.user_id)
-                    return True
                 if error.status != 400:
                     raise SendError(f"LINE reply failed: HTTP {error.status}") from error
-                log.record(reply_refused=True)  # definitive: nothing went out, push from now on
-                logger.warning("LINE reply token refused (400); falling back to push")
-                return False
-        return False
+                if not _is_reply_token_error(error):  # our messages are wrong: a push would fail alike
+                    raise SendError(f"LINE refused the reply: {_line_error_message(error)}") from error
+                age = time.time() - event.timestamp
+                if attempted:  # the token was spent by our earlier attempt (or, past the minute, maybe)
+                    fresh = age < REPLY_TOKEN_GUARANTEED_S
+                    log.record(reply_outcome="sent_before" if fresh else "maybe_sent")
+                    if fresh:
+                        logger.info("LINE reply to %s had already been delivered", event.user_id)
+                    else:
+                        logger.warning("LINE reply to %s may have been sent before a restart and its token is "
+                                       "%.0f s old; not pushing a second copy", event.user_id, age)
+                    return Delivery("reply", "delivered_earlier" if fresh else "maybe_delivered")
+                reason = "token_expired" if age >= REPLY_TOKEN_GUARANTEED_S else "token_used"
+                log.record(reply_refused=True, push_reason=reason)  # definitive: nothing went out
+                if reason == "token_expired":
+                    logger.warning("LINE reply token expired after %.0f s; pushing instead "
+                                   "(counts against the monthly quota)", age)
+                else:
+                    logger.warning("LINE reply token already used (refused %.0f s after the event); pushing "
+                                   "instead (counts against the monthly quota)", age)
+                return Delivery("push", reason)
+        raise SendError("LINE reply failed")  # not reached: the loop returns or raises
 
     def _push(self, api: MessagingApi, user_id: str, messages: list, retry_key: str) -> None:
         for attempt in range(1, PUSH_ATTEMPTS + 1):
@@ -218,18 +239,35 @@ class LineChannel:
                 time.sleep(0.5 * 2**attempt)
 
 
+def _line_error_message(error: ApiException) -> str:
+    try:
+        return str(json.loads(error.body or "{}").get("message", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
+def _is_reply_token_error(error: ApiException) -> bool:
+    """LINE's 400 for a used or expired token says "Invalid reply token"; other 400s are ours."""
+    message = _line_error_message(error).lower()
+    return not message or "reply token" in message
+
+
 def quick_reply(choices: tuple[Choice, ...]) -> QuickReply | None:
+    """Quick-reply buttons; a choice's icon is shown when it is an HTTPS URL (LINE takes no other)."""
     if not choices:
         return None
     items = [
         QuickReplyItem(action=PostbackAction(label=choice.label[:LABEL_LIMIT], data=choice.data,
-                                             display_text=choice.label))
+                                             display_text=choice.label),
+                       image_url=choice.icon_url if choice.icon_url.startswith("https://") else None)
         for choice in choices[:MAX_QUICK_REPLIES]
     ]
     return QuickReply(items=items)
 
 
 def to_line_message(reply: Reply):
+    if isinstance(reply, Card):
+        return card_message(reply, quick_reply(reply.choices))
     if isinstance(reply, Image):
         return ImageMessage(original_content_url=reply.url, preview_image_url=reply.preview_url,
                             quick_reply=quick_reply(reply.choices))

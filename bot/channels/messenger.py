@@ -3,6 +3,8 @@
 GET /callback/messenger answers Meta's subscription check; POST verifies X-Hub-Signature-256
 (HMAC-SHA256 of the raw body with the app secret, constant-time compare; 403 otherwise), turns
 every messaging item of every entry into events and returns at once.
+Results go out as generic templates (picture, title, subtitle, up to three buttons: web_url for
+the download, postbacks for the menus); quick replies carry colour icons (image_url).
 """
 from __future__ import annotations
 
@@ -15,17 +17,21 @@ import time
 import requests
 from flask import Blueprint, abort, request
 
-from bot.channels.base import AcceptEvents, DeliveryLog, SendError
+from bot.channels.base import AcceptEvents, Delivery, DeliveryLog, SendError
+from bot.channels.icons import add_icon_route
 from bot.events import ChoiceMade, Event, Followed, ImageSource, PhotoReceived, TextReceived, Unsupported
 from bot.fetch import fetch_url
-from bot.replies import Choice, Image, Reply, Text
+from bot.replies import Card, Choice, Image, Link, Reply
 from settings import Settings
 
 log = logging.getLogger(__name__)
 
 STANDARD_WINDOW_S = 24 * 3600  # Meta's standard messaging window after the user's last message
 MAX_QUICK_REPLIES = 13
-TITLE_LIMIT = 20
+TITLE_LIMIT = 20  # quick reply and button titles
+CARD_TEXT_LIMIT = 80  # generic template title and subtitle
+BUTTON_TEXT_LIMIT = 640  # button template text
+MAX_BUTTONS = 3
 SEND_ATTEMPTS = 4
 RATE_LIMIT_CODES = {4, 17, 32, 613}  # Graph API throttling error codes
 GET_STARTED = "GET_STARTED"
@@ -42,6 +48,7 @@ class MessengerChannel:
     # --- inbound ------------------------------------------------------------------------------
     def blueprint(self, accept: AcceptEvents) -> Blueprint:
         blueprint = Blueprint("messenger", __name__)
+        add_icon_route(blueprint, self.settings)
 
         @blueprint.get("/callback/messenger")
         def verify():
@@ -145,7 +152,7 @@ class MessengerChannel:
     def can_send(self, event: Event) -> bool:
         return time.time() - event.timestamp < STANDARD_WINDOW_S
 
-    def send(self, event: Event, replies: list[Reply], retry_key: str, log: DeliveryLog) -> None:
+    def send(self, event: Event, replies: list[Reply], retry_key: str, log: DeliveryLog) -> Delivery:
         # The Send API has no idempotency key: count the messages Meta accepted, so a resend after
         # a restart continues after them instead of repeating them.
         done = log.get("messages_sent", 0)
@@ -153,6 +160,7 @@ class MessengerChannel:
             message = to_messenger_message(reply)
             self._post({"recipient": {"id": event.user_id}, "messaging_type": "RESPONSE", "message": message})
             log.record(messages_sent=index + 1)
+        return Delivery("send")
 
     def _post(self, body: dict, attempts: int = SEND_ATTEMPTS) -> None:
         params = {"access_token": self.settings.messenger_page_access_token}
@@ -205,14 +213,44 @@ def _graph_error_code(response: requests.Response) -> int | None:
 
 
 def quick_replies(choices: tuple[Choice, ...]) -> list[dict]:
-    return [{"content_type": "text", "title": choice.label[:TITLE_LIMIT], "payload": choice.data}
-            for choice in choices[:MAX_QUICK_REPLIES]]
+    items = []
+    for choice in choices[:MAX_QUICK_REPLIES]:
+        item = {"content_type": "text", "title": choice.label[:TITLE_LIMIT], "payload": choice.data}
+        if choice.icon_url:
+            item["image_url"] = choice.icon_url
+        items.append(item)
+    return items
+
+
+def button(item: Choice | Link) -> dict:
+    if isinstance(item, Link):
+        return {"type": "web_url", "url": item.url, "title": item.label[:TITLE_LIMIT]}
+    return {"type": "postback", "title": item.label[:TITLE_LIMIT], "payload": item.data}
+
+
+def card_attachment(card: Card) -> dict:
+    """A card with a picture: a generic template (one element); without: a button template."""
+    buttons = [button(item) for item in card.buttons[:MAX_BUTTONS]]
+    if card.picture is None:
+        text = f"{card.title}\n{card.subtitle}"[:BUTTON_TEXT_LIMIT]
+        return {"type": "template", "payload": {"template_type": "button", "text": text, "buttons": buttons}}
+    picture = card.picture
+    element = {"title": card.title[:CARD_TEXT_LIMIT], "subtitle": card.subtitle[:CARD_TEXT_LIMIT],
+               "image_url": picture.url, "buttons": buttons}
+    if picture.open_url:
+        element["default_action"] = {"type": "web_url", "url": picture.open_url}
+    # Messenger crops the picture to 1.91:1 ("horizontal") or 1:1: the nearer one keeps most of it.
+    ratio = "horizontal" if picture.width >= 1.5 * picture.height else "square"
+    return {"type": "template", "payload": {"template_type": "generic", "image_aspect_ratio": ratio,
+                                            "elements": [element]}}
 
 
 def to_messenger_message(reply: Reply) -> dict:
-    if isinstance(reply, Image):
+    if isinstance(reply, Card):
+        message: dict = {"attachment": card_attachment(reply)}
+    elif isinstance(reply, Image):
         # Messenger shows one URL; the real PNG keeps the transparency users download.
-        message: dict = {"attachment": {"type": "image", "payload": {"url": reply.url, "is_reusable": True}}}
+        message = {"attachment": {"type": "image", "payload": {"url": reply.url, "is_reusable": True}}}
     else:
         message = {"text": reply.text[:2000]}
     if reply.choices:

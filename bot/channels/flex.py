@@ -1,0 +1,87 @@
+"""A Card as a LINE Flex Message bubble (Messaging API reference, "Flex Message" / "Bubble").
+
+Hero: the card's picture at its own aspect ratio ("{w}:{h}", height at most 3 x width), whole
+("fit"), tap = the full-size file. Body: the title and subtitle. Footer: the first button full
+width (primary), the others side by side. Limits kept here: action labels <= 20 characters,
+postback data <= 300, URIs <= 1000, image URLs <= 2000, altText <= 1500. The dict is parsed by
+line-bot-sdk's own models (FlexMessage.from_dict), so a misspelt type or enum fails at once.
+"""
+from __future__ import annotations
+
+from math import gcd
+
+from linebot.v3.messaging import FlexBubble, FlexMessage, QuickReply
+
+from bot.replies import Card, Choice, Link, Picture
+
+LABEL_LIMIT = 20
+ALT_TEXT_LIMIT = 1500
+DATA_LIMIT = 300
+URI_LIMIT = 1000
+PRIMARY_COLOUR = "#05803A"  # a dark LINE-like green: white text on it is 5:1 (LINE's #06C755 is 2.3:1)
+PICTURE_BACKGROUND = "#F2F2F2"
+
+
+def aspect_ratio(width: int, height: int) -> str:
+    """'{width}:{height}', each 1..100000 and the height at most three times the width (LINE's rule)."""
+    width, height = max(1, width), max(1, height)
+    if height > 3 * width:
+        return "1:3"
+    divisor = gcd(width, height)
+    width, height = width // divisor, height // divisor
+    while max(width, height) > 100000:
+        width, height = max(1, width // 10), max(1, height // 10)
+    return f"{width}:{height}"
+
+
+def action(button: Choice | Link) -> dict:
+    label = button.label[:LABEL_LIMIT]
+    if isinstance(button, Link):
+        return {"type": "uri", "label": label, "uri": button.url[:URI_LIMIT]}
+    return {"type": "postback", "label": label, "data": button.data[:DATA_LIMIT], "displayText": button.label}
+
+
+def button(item: Choice | Link, primary: bool) -> dict:
+    component = {"type": "button", "action": action(item), "height": "sm",
+                 "style": "primary" if primary else "secondary"}
+    if primary:
+        component["color"] = PRIMARY_COLOUR
+    return component
+
+
+def hero(picture: Picture, label: str) -> dict:
+    component = {"type": "image", "url": picture.url, "size": "full",
+                 "aspectRatio": aspect_ratio(picture.width, picture.height), "aspectMode": "fit",
+                 "backgroundColor": PICTURE_BACKGROUND}
+    if picture.open_url:
+        component["action"] = {"type": "uri", "label": label[:LABEL_LIMIT], "uri": picture.open_url[:URI_LIMIT]}
+    return component
+
+
+def bubble(card: Card) -> dict:
+    body = {"type": "box", "layout": "vertical", "spacing": "sm", "contents": [
+        {"type": "text", "text": card.title, "weight": "bold", "size": "lg", "wrap": True},
+        {"type": "text", "text": card.subtitle, "size": "sm", "color": "#555555", "wrap": True},
+    ]}
+    buttons = list(card.buttons[:3])
+    if card.picture is not None and buttons:
+        rest = [button(item, primary=False) for item in buttons[1:]]
+        footer_contents = [button(buttons[0], primary=True)]
+        if rest:
+            footer_contents.append({"type": "box", "layout": "horizontal", "spacing": "sm", "contents": rest})
+    else:
+        footer_contents = [button(item, primary=False) for item in buttons]
+    contents: dict = {"type": "bubble"}
+    if card.picture is not None:
+        first_link = next((item for item in buttons if isinstance(item, Link)), None)
+        contents["hero"] = hero(card.picture, first_link.label if first_link else card.title)
+    contents["body"] = body
+    if footer_contents:
+        contents["footer"] = {"type": "box", "layout": "vertical", "spacing": "sm", "contents": footer_contents}
+    return contents
+
+
+def card_message(card: Card, quick_reply: QuickReply | None = None) -> FlexMessage:
+    """The card as the SDK's FlexMessage (the bubble validated by the SDK's models while parsed)."""
+    return FlexMessage(alt_text=(card.alt_text or card.title)[:ALT_TEXT_LIMIT],
+                       contents=FlexBubble.from_dict(bubble(card)), quick_reply=quick_reply)
