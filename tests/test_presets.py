@@ -117,7 +117,9 @@ def test_every_sticker_file_passes_line_rules(batch):
         inner = np.zeros_like(alpha, bool)
         inner[10:-10, 10:-10] = True
         assert alpha[~inner].max() == 0  # 10 px transparent margin on every side
-        assert Image.open(io.BytesIO(files["main"].data)).size == (240, 240)
+        main = np.asarray(Image.open(io.BytesIO(files["main"].data)))
+        assert main.shape[:2] == (240, 240) and main[:10, :, 3].max() == main[-10:, :, 3].max() == 0
+        assert main[:, :10, 3].max() == main[:, -10:, 3].max() == 0  # the main image keeps 10 px clear too
         assert Image.open(io.BytesIO(files["tab"].data)).size == (96, 74)
     with pytest.raises(ValueError, match="PNG"):
         render_sticker_set(batch[0], fmt="jpg")

@@ -1,10 +1,11 @@
 """LINE stickers: the cutout fitted to LINE's sticker rules, with an optional white die-cut outline.
 
-LINE Creators Market, Sticker Creation Guidelines (https://creator.line.me/en/guideline/sticker/,
-read 2026-11-25; the zh-TW page and the animated-sticker page state the same sizes):
+LINE Creators Market, Creation Guidelines for stickers (creator.line.me/en/guideline/sticker/;
+read 2026-11-25 through its zh-TW text "製作準則 - LINE Creators Market" as quoted at
+vocus.cc/article/amp/600d92a7fd89780001c0bc48, and creator.line.me/en/guideline/animationsticker/
+for the main and tab sizes, which both pages share):
   - sticker images: at most W 370 x H 320 px, PNG, transparent background, width and height even
-    ("sticker images will be resized automatically ... ensure an even-numbered height and width"),
-    each file at most 1 MB, RGB colour, 72 dpi or more;
+    (LINE shrinks them automatically), each file under 1 MB, RGB colour, 72 dpi or more;
   - about 10 px of empty margin between the artwork and the image's edge;
   - one main image of W 240 x H 240 px and one chat tab image of W 96 x H 74 px, PNG.
 """
@@ -89,7 +90,8 @@ def make_icon(foreground: np.ndarray, alpha: np.ndarray, size: tuple[int, int], 
               ) -> StickerImage:
     """The set's main image (240x240) or chat tab image (96x74): exactly `size`, the artwork centred."""
     width, height = size
-    margin = max(2, round(STICKER_MARGIN * min(width / STICKER_MAX[0], height / STICKER_MAX[1])))
+    # The main image keeps the full 10 px; the tiny tab image a margin scaled down with it.
+    margin = STICKER_MARGIN if size == MAIN_SIZE else max(2, round(STICKER_MARGIN * height / STICKER_MAX[1]))
     outline_px = max(1.0, OUTLINE_PX * min(width, height) / min(STICKER_MAX)) if outline else 0
     art = sticker_artwork(foreground, alpha, (width - 2 * margin, height - 2 * margin), outline_px)
     return centred(art, size)
