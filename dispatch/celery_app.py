@@ -36,6 +36,10 @@ app.conf.update(
     accept_content=["json"],
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
+    # A web process publishing to a broker that is down gives up within a second or two: the
+    # job is already recorded, the webhook must be answered, and the sweep sends it later.
+    broker_connection_timeout=2,
+    task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
     # A pool process loads the models before it reports up (seconds, more on a busy machine);
     # Celery's default 4 s would kill it again and again.
     worker_proc_alive_timeout=300,
@@ -98,6 +102,7 @@ def queue_depth() -> int | None:
     """Messages waiting on the broker (not counting the ones workers hold), or None if unreachable."""
     try:
         with app.connection_for_read() as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=1)  # health pages must answer
             return connection.default_channel.queue_declare(QUEUE, passive=True).message_count
     except ChannelError as error:
         if "NOT_FOUND" in str(error):  # Redis drops an empty list: no queue is an empty queue
