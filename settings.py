@@ -35,6 +35,9 @@ class Settings:
     # Per-user flood limit: at most `rate_limit_count` photos per `rate_limit_window_s`.
     rate_limit_count: int = 10
     rate_limit_window_s: int = 60
+    # A set of photos sent at once (LINE imageSet) counts as one request and is answered with one
+    # summary; photos of the set that have not arrived after `album_wait_s` are not waited for.
+    album_wait_s: int = 90
     # Input limits.
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
@@ -107,6 +110,7 @@ class Settings:
             batch_size=_int("CUTOUT_BATCH_SIZE", 1),
             batch_wait_ms=_int("CUTOUT_BATCH_WAIT_MS", 5),
             rate_limit_window_s=_int("CUTOUT_RATE_WINDOW_S", 60),
+            album_wait_s=_int("CUTOUT_ALBUM_WAIT_S", 90),
             max_image_bytes=_int("CUTOUT_MAX_IMAGE_BYTES", 20 * 1024 * 1024),
             max_image_pixels=_int("CUTOUT_MAX_IMAGE_PIXELS", 40_000_000),
             fetch_timeout_s=_int("CUTOUT_FETCH_TIMEOUT_S", 15),
