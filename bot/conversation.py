@@ -6,6 +6,8 @@ IO lane (a small thread pool): `process(job)` downloads photos, answers commands
 heavy part to the pipeline thread; `deliver(job)` sends the replies.
 Pipeline thread: `compute_cutout` / `compute_composite` run the models and store the files.
 Every step records its progress on the job, so a restart resumes where the process died.
+Photos sent as a set are answered together (bot/chat/set_steps.py); the presets a result offers
+(商品圖, 做成貼圖, 貼文尺寸, 限動尺寸) are made like composites (compute_preset).
 """
 from __future__ import annotations
 
@@ -19,12 +21,16 @@ from dataclasses import dataclass
 from bot import backgrounds
 from bot.channels.base import Channel, SendError
 from bot.channels.cards import ResultCards, choice_fields
+from bot.chat.albums import ALBUM_KIND, MEMBER_KIND, AlbumBook
+from bot.chat.presets import CHAT_PRESETS, file_stem, preset_options
+from bot.chat.set_cards import SetCards
+from bot.chat.set_steps import PhotoSetSteps
 from bot.events import ChoiceMade, Event, Followed, PhotoReceived, TextReceived, Unsupported, event_from_dict
 from bot.fetch import FetchError
 from bot.campaigns import Campaign, CampaignStore
 from bot.i18n import EXIT_WORDS, HELP_WORDS, LANGUAGE_WORDS, LANGUAGES, say
 from bot.replies import Reply, Text
-from bot.results import UrlBuilder, load_stored_cutout, store_composite, store_cutout, store_poster
+from bot.results import UrlBuilder, load_stored_cutout, store_composite, store_cutout, store_poster, store_preset
 from models import ModelUnavailableError, ensure_model, get_spec
 from models.specs import CAPTION_FONT
 from pipeline.cutout import CutoutOptions, Pipeline
@@ -92,7 +98,7 @@ def fetch_failure(error: FetchError, settings: Settings) -> UserFacingError:
 
 
 @dataclass
-class Conversation:
+class Conversation(PhotoSetSteps):
     settings: Settings
     jobs: SqliteJobStore
     blobs: LocalBlobStore
@@ -112,6 +118,8 @@ class Conversation:
         self._active: set[str] = set()
         self._active_lock = threading.Lock()
         self.cards = ResultCards(self.settings, self.blobs, self.urls)
+        self.set_cards = SetCards(self.cards)
+        self.albums = AlbumBook(self.jobs, self.blobs)
 
     def register(self, channel: Channel) -> None:
         self.channels[channel.name] = channel
@@ -121,13 +129,16 @@ class Conversation:
         """Record and enqueue events; redeliveries are dropped. Returns how many were new."""
         accepted = 0
         for event in events:
+            kind, album_key = self.job_kind(event)
             try:
-                job = self.jobs.create(event.type, event.channel, event.user_id, event.to_dict(),
+                job = self.jobs.create(kind, event.channel, event.user_id, event.to_dict(),
                                        dedupe_key=f"{event.channel}:{event.event_id}")
             except DuplicateJob:
                 log.info("%s event %s redelivered; already handled", event.channel, event.event_id)
                 continue
             accepted += 1
+            if album_key is not None:
+                self.join_album(album_key, event, job.id)
             self.dispatch(job.id)
         return accepted
 
@@ -168,11 +179,16 @@ class Conversation:
             return
         self.jobs.mark_started(job_id)
         event = event_from_dict(job.payload)
-        if job.result.get("stored"):  # resumed after the files were made: only the reply is left
+        if job.kind == ALBUM_KIND:
+            self.process_album(job)
+        elif job.result.get("stored"):  # resumed after the files were made: only the reply is left
             self.deliver(job_id)
         elif isinstance(event, PhotoReceived):
             self._process_photo(job, event)
-        elif isinstance(event, ChoiceMade) and "bg" in choice_fields(event.data):
+        elif isinstance(event, ChoiceMade) and "set" in choice_fields(event.data) \
+                and {"bg", "preset"} & set(choice_fields(event.data)):
+            self.process_set_choice(job, event)
+        elif isinstance(event, ChoiceMade) and {"bg", "preset"} & set(choice_fields(event.data)):
             self._process_choice(job, event)
         else:
             self._send(job, event, self.answer(event))
@@ -208,6 +224,9 @@ class Conversation:
     def menu(self, event: ChoiceMade, language: str) -> list[Reply]:
         """A result card's New background / More / help buttons (see bot/channels/cards.py)."""
         fields = choice_fields(event.data)
+        set_menu = self.set_menu(fields, event.user_id, language)
+        if set_menu is not None:
+            return set_menu
         source = self.jobs.get(fields.get("job", "")) if fields.get("job") else None
         if fields.get("menu") not in ("backgrounds", "more", "help") or source is None \
                 or source.user_id != event.user_id or "cutout" not in source.result:
@@ -265,8 +284,7 @@ class Conversation:
         channel = self.channels[event.channel]
         input_key = job.result.get("input")
         if not input_key:
-            window_start = time.time() - self.settings.rate_limit_window_s
-            if self.jobs.count_recent(event.channel, event.user_id, window_start) > self.settings.rate_limit_count:
+            if self.requests_in_window(event) > self.settings.rate_limit_count:
                 raise UserFacingError("rate_limited")
             channel.start_loading(event)
             try:
@@ -287,6 +305,9 @@ class Conversation:
         choice = fields.get("bg", "")
         if source is None or source.user_id != event.user_id or "cutout" not in source.result:
             raise UserFacingError("unknown_choice")
+        if "preset" in fields:
+            self._process_preset(job, event, source, fields["preset"])
+            return
         try:
             backgrounds.background_for(choice, self.settings.brand_colors)
         except KeyError:
@@ -295,8 +316,20 @@ class Conversation:
             raise UserFacingError("expired")
         job.result.update(source_job=source.id, choice=choice)
         self.jobs.update_result(job.id, job.result)
+        self.jobs.update_user_state(event.channel, event.user_id, background=choice)  # posts and stories use it
         self.channels[event.channel].start_loading(event)
         self._submit(job.id, self.compute_composite, event)
+
+    def _process_preset(self, job: Job, event: ChoiceMade, source: Job, name: str) -> None:
+        if name not in CHAT_PRESETS:
+            raise UserFacingError("unknown_choice")
+        if not self.blobs.exists(source.result["cutout"]):
+            raise UserFacingError("expired")
+        # The scene is fixed now, so a resumed job makes the same picture.
+        job.result.update(source_job=source.id, preset=name, scene=self.scene(event))
+        self.jobs.update_result(job.id, job.result)
+        self.channels[event.channel].start_loading(event)
+        self._submit(job.id, self.compute_preset, event)
 
     def _submit(self, job_id: str, compute, event: Event | None = None) -> None:
         try:
@@ -395,11 +428,25 @@ class Conversation:
         job.result.update(store_composite(stored, background, job.id, job.result["choice"], self.blobs), stored=True)
         self.jobs.update_result(job.id, job.result)
 
+    def compute_preset(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        source = self.jobs.get(job.result["source_job"])
+        try:
+            stored = load_stored_cutout(self.blobs, source.result["cutout"], source.result.get("input"))
+        except BlobNotFound:
+            raise UserFacingError("expired") from None
+        name = job.result["preset"]
+        options = preset_options(name, job.result["scene"], self.settings.brand_colors)
+        job.result.update(store_preset(stored, options, job.id, file_stem(name, options), self.blobs), stored=True)
+        self.jobs.update_result(job.id, job.result)
+
     # --- replies ------------------------------------------------------------------------------------
     def deliver(self, job_id: str) -> None:
         job = self.jobs.get(job_id)
         if job.status in (JobStatus.FINISHED, JobStatus.FAILED):
             return
+        if job.kind == MEMBER_KIND and self.album_takes(job):
+            return  # the set's summary answers it
         event = event_from_dict(job.payload)
         self._send(job, event, self.result_replies(job, event))
         self.jobs.mark_finished(job_id, job.result)
@@ -410,6 +457,8 @@ class Conversation:
             self.metrics.count(event.channel, "finished")
 
     def result_replies(self, job: Job, event: Event) -> list[Reply]:
+        if "set_items" in job.result:
+            return self.set_choice_replies(job, event)
         campaign_title = None
         if "poster" in job.result:
             campaign = self.campaigns.get(job.result["campaign"]) if self.campaigns else None
@@ -432,6 +481,12 @@ class Conversation:
         job = self.jobs.get(job_id)
         if job is None:
             return
+        if job.kind == MEMBER_KIND and job.status not in (JobStatus.FINISHED, JobStatus.FAILED):
+            job.result["failure_key"] = message_key  # the set's summary lists it in the user's language
+            if self.album_takes(job, error=error):
+                if self.metrics:
+                    self.metrics.count(job.channel, message_key)
+                return
         self.jobs.mark_failed(job_id, error, job.result)
         self._release(job_id)
         if self.metrics:

@@ -35,6 +35,11 @@ class Event:
 @dataclass(frozen=True)
 class PhotoReceived(Event):
     source: ImageSource = field(default_factory=lambda: ImageSource("blob", ""))
+    # Several photos sent at once (LINE imageSet, one Messenger message with several attachments):
+    # the set's id, this photo's place in it (1-based) and the set's size; 0 when unknown.
+    set_id: str = ""
+    set_index: int = 0
+    set_total: int = 0
 
 
 @dataclass(frozen=True)
@@ -61,12 +66,24 @@ class Unsupported(Event):
     kind: str = ""  # what the user sent: "video", "sticker", "audio", ...
 
 
+@dataclass(frozen=True)
+class AlbumCollected(Event):
+    """Not something the user did: the job that answers a set of photos with one summary.
+
+    Created with the first photo of the set to arrive (its reply token, if LINE still takes it).
+    """
+
+    set_key: str = ""  # bot.chat.albums.set_key(channel, user, set id)
+    set_total: int = 0
+
+
 EVENT_CLASSES = {
     "photo": PhotoReceived,
     "text": TextReceived,
     "choice": ChoiceMade,
     "follow": Followed,
     "unsupported": Unsupported,
+    "album": AlbumCollected,
 }
 EVENT_TYPES_BY_CLASS = {cls: name for name, cls in EVENT_CLASSES.items()}
 

@@ -62,4 +62,14 @@ class Card:
     choices: tuple[Choice, ...] = ()  # quick replies under the card
 
 
-Reply = Text | Image | Card
+@dataclass(frozen=True)
+class Carousel:
+    """Several result cards side by side (LINE: a Flex carousel, <= 12 bubbles; Messenger: a generic
+    template, <= 10 elements). The cards' own quick replies are not shown; the carousel's are."""
+
+    cards: tuple[Card, ...]
+    alt_text: str
+    choices: tuple[Choice, ...] = ()
+
+
+Reply = Text | Image | Card | Carousel

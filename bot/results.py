@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import io
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
 from pipeline.cutout import CutoutResult
+from pipeline import compose
 from pipeline.decode import decode_image
+from pipeline.outputs.presets import PresetOptions, render_preset, render_sticker_set
 from pipeline.render import Background, checkerboard_preview, encode_jpeg, render
 from storage.files import LocalBlobStore
 
@@ -70,6 +73,50 @@ def store_composite(result: CutoutResult, background: Background, job_id: str, n
         preview = np.asarray(Image.open(io.BytesIO(rendered.data)).convert("RGB"), dtype=np.float32) / 255.0
         blobs.put(preview_key, encode_jpeg(preview, quality=85, max_bytes=CHAT_PREVIEW_MAX_BYTES, max_side=1024))
     return {"composite": key, "composite_preview": preview_key}
+
+
+def store_preset(result: CutoutResult, options: PresetOptions, job_id: str, stem: str,
+                 blobs: LocalBlobStore) -> dict[str, str]:
+    """A preset's file, its chat preview and its size; a sticker also stores the set's main and tab
+    images and a ZIP of the three (what LINE Creators Market asks for)."""
+    if options.name == "sticker":
+        files = render_sticker_set(result, options.outline)
+        keys = {part: blobs.put(f"results/{job_id}/{stem}-{part}.png" if part != "sticker"
+                                else f"results/{job_id}/{stem}.png", rendered.data)
+                for part, rendered in files.items()}
+        preview_key = blobs.put(f"results/{job_id}/{stem}-preview.jpg", png_on_checkerboard(files["sticker"].data))
+        zip_key = store_zip(blobs, f"results/{job_id}/{stem}-set.zip",
+                            [("sticker.png", keys["sticker"]), ("main.png", keys["main"]), ("tab.png", keys["tab"])])
+        sticker = files["sticker"]
+        return {"composite": keys["sticker"], "composite_preview": preview_key, "sticker_zip": zip_key,
+                "size": [sticker.width, sticker.height]}
+    rendered = render_preset(result, options)
+    key = blobs.put(f"results/{job_id}/{stem}.{rendered.extension}", rendered.data)
+    if rendered.content_type == "image/png":
+        preview = png_on_checkerboard(rendered.data)
+    else:
+        colour = np.asarray(Image.open(io.BytesIO(rendered.data)).convert("RGB"), dtype=np.float32) / 255.0
+        preview = encode_jpeg(colour, quality=85, max_bytes=CHAT_PREVIEW_MAX_BYTES, max_side=1024)
+    preview_key = blobs.put(f"results/{job_id}/{stem}-preview.jpg", preview)
+    return {"composite": key, "composite_preview": preview_key, "size": [rendered.width, rendered.height]}
+
+
+def png_on_checkerboard(data: bytes) -> bytes:
+    """An opaque JPEG preview of a transparent PNG (chat apps show transparency as black)."""
+    rgba = np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"), dtype=np.float32) / 255.0
+    colour, alpha = rgba[:, :, :3], rgba[:, :, 3]
+    return encode_jpeg(compose.over(colour, alpha, compose.checkerboard(alpha.shape)), quality=85,
+                       max_bytes=CHAT_PREVIEW_MAX_BYTES, max_side=1024)
+
+
+def store_zip(blobs: LocalBlobStore, key: str, members: list[tuple[str, str]]) -> str:
+    """One ZIP of stored files ([(name inside the ZIP, blob key)]), itself stored in the blob store
+    (so it works on S3 like every other result). PNG and JPEG are compressed already: stored as is."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name, member_key in members:
+            archive.writestr(name, blobs.get(member_key))
+    return blobs.put(key, buffer.getvalue())
 
 
 def store_poster(poster: np.ndarray, job_id: str, blobs: LocalBlobStore) -> dict[str, str]:

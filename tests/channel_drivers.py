@@ -54,6 +54,23 @@ class LineDriver:
         self.double.valid_reply_tokens.add(event["replyToken"])
         assert client.post("/callback/line", data=body, headers={"X-Line-Signature": line_signature(body)}).status_code == 200
 
+    def send_album(self, client, photos: list[bytes], user: str) -> list[dict]:
+        """Several photos sent at once: one webhook, one image event each, sharing an imageSet
+        {id, index, total} (Messaging API reference, image message event). Returns the events."""
+        set_id = uuid.uuid4().hex.upper() * 2
+        events = []
+        for index, photo in enumerate(photos, start=1):
+            message_id = str(time.time_ns())
+            self.double.add_content(message_id, photo)
+            _, event = line_body("image_message.json", **{
+                "message.id": message_id, "source.userId": user,
+                "message.imageSet": {"id": set_id, "index": index, "total": len(photos)}})
+            self.double.valid_reply_tokens.add(event["replyToken"])
+            events.append(event)
+        body = json.dumps({"destination": "Uxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "events": events}).encode()
+        assert client.post("/callback/line", data=body, headers={"X-Line-Signature": line_signature(body)}).status_code == 200
+        return events
+
     def tap(self, client, data: str, user: str) -> None:
         body, event = line_body("postback.json", **{"postback.data": data, "source.userId": user})
         self.double.valid_reply_tokens.add(event["replyToken"])
@@ -92,6 +109,13 @@ class MessengerDriver:
         body, _ = messenger_body("image_message.json", user, attachments=[{"type": "image", "payload": {"url": url}}])
         self._post(client, body)
 
+    def send_album(self, client, photos: list[bytes], user: str) -> None:
+        """Several photos in one message: one messaging item with one attachment each."""
+        urls = [self.double.add_image(f"{uuid.uuid4().hex}.jpg", photo) for photo in photos]
+        body, _ = messenger_body("image_message.json", user,
+                                 attachments=[{"type": "image", "payload": {"url": url}} for url in urls])
+        self._post(client, body)
+
     def tap(self, client, data: str, user: str) -> None:
         body, _ = messenger_body("quick_reply.json", user, quick_reply={"payload": data})
         self._post(client, body)
@@ -124,22 +148,29 @@ def local_path(url: str) -> str:
 #   card:  {"card": True, "title", "subtitle", "text": title + subtitle, "image": the file a tap opens
 #           (None for a menu card), "preview": the picture's URL, "buttons": [(label, "url" | "data", value)],
 #           "choices", "icons", "raw"}
+#   carousel: {"carousel": True, "cards": [card fields as above], "choices", "icons", "raw"}
 def flat_line_message(message: dict) -> dict:
     items = (message.get("quickReply") or {}).get("items", [])
     out = {"choices": [(i["action"]["label"], i["action"]["data"]) for i in items],
            "icons": [i.get("imageUrl") for i in items], "raw": message}
     if message["type"] == "image":
         return {**out, "image": message["originalContentUrl"]}
+    if message["type"] == "flex" and message["contents"]["type"] == "carousel":
+        return {**out, "carousel": True, "cards": [_flat_bubble(b) for b in message["contents"]["contents"]],
+                "alt_text": message["altText"]}
     if message["type"] == "flex":
-        bubble = message["contents"]
-        texts = [c["text"] for c in bubble["body"]["contents"] if c["type"] == "text"]
-        hero = bubble.get("hero")
-        buttons = [(a["label"], "url", a["uri"]) if a["type"] == "uri" else (a["label"], "data", a["data"])
-                   for a in (c["action"] for c in _flex_components(bubble.get("footer")) if c["type"] == "button")]
-        return {**out, "card": True, "title": texts[0], "subtitle": texts[1], "text": "\n".join(texts),
-                "image": hero["action"]["uri"] if hero else None, "preview": hero["url"] if hero else None,
-                "buttons": buttons, "alt_text": message["altText"]}
+        return {**out, **_flat_bubble(message["contents"]), "alt_text": message["altText"]}
     return {**out, "text": message["text"]}
+
+
+def _flat_bubble(bubble: dict) -> dict:
+    texts = [c["text"] for c in bubble["body"]["contents"] if c["type"] == "text"]
+    hero = bubble.get("hero")
+    buttons = [(a["label"], "url", a["uri"]) if a["type"] == "uri" else (a["label"], "data", a["data"])
+               for a in (c["action"] for c in _flex_components(bubble.get("footer")) if c["type"] == "button")]
+    return {"card": True, "title": texts[0], "subtitle": texts[1], "text": "\n".join(texts),
+            "image": hero["action"]["uri"] if hero else None, "preview": hero["url"] if hero else None,
+            "buttons": buttons}
 
 
 def _flex_components(box: dict | None):
@@ -165,11 +196,13 @@ def flat_messenger_message(message: dict) -> dict:
         title, _, subtitle = payload["text"].partition("\n")
         return {**out, "card": True, "title": title, "subtitle": subtitle, "text": payload["text"], "image": None,
                 "preview": None, "buttons": buttons_of(payload)}
-    [element] = payload["elements"]
-    return {**out, "card": True, "title": element["title"], "subtitle": element.get("subtitle", ""),
-            "text": element["title"] + "\n" + element.get("subtitle", ""),
-            "image": element.get("default_action", {}).get("url"), "preview": element.get("image_url"),
-            "buttons": buttons_of(element)}
+    cards = [{"card": True, "title": element["title"], "subtitle": element.get("subtitle", ""),
+              "text": element["title"] + "\n" + element.get("subtitle", ""),
+              "image": element.get("default_action", {}).get("url"), "preview": element.get("image_url"),
+              "buttons": buttons_of(element)} for element in payload["elements"]]
+    if len(cards) > 1:
+        return {**out, "carousel": True, "cards": cards}
+    return {**out, **cards[0]}
 
 
 def wait_until(predicate, timeout: float = 10.0) -> bool:
@@ -182,7 +215,7 @@ def wait_until(predicate, timeout: float = 10.0) -> bool:
 
 
 # zh-TW texts: Chinese only, but for names people know in that form (brands, formats, the unit MB).
-ALLOWED_LATIN = {"PNG", "JPEG", "WebP", "HEIC", "LINE", "Messenger", "MB", "Cutout", "Bot", "English"}
+ALLOWED_LATIN = {"PNG", "JPEG", "WebP", "HEIC", "LINE", "Messenger", "MB", "Cutout", "Bot", "English", "ZIP"}
 
 
 def only_chinese(text: str) -> bool:
@@ -236,18 +269,28 @@ def check_line_message(message: dict) -> None:
         assert not URL_IN_TEXT.search(message["text"]), message["text"]
     if message["type"] == "flex":
         assert 1 <= len(message["altText"]) <= 1500 and not URL_IN_TEXT.search(message["altText"])
-        bubble = message["contents"]
-        assert bubble["type"] == "bubble"
-        for component in _flex_components(bubble.get("body")):
-            if component["type"] == "text":
-                assert component["text"] and not URL_IN_TEXT.search(component["text"])
-        hero = bubble.get("hero")
-        if hero is not None:
-            assert hero["type"] == "image" and hero["url"].startswith("https://") and len(hero["url"]) <= 2000
-            width, height = map(int, hero["aspectRatio"].split(":"))
-            assert 1 <= width <= 100000 and 1 <= height <= 100000 and height <= 3 * width
-        footer_buttons = [c for c in _flex_components(bubble.get("footer")) if c["type"] == "button"]
-        assert 1 <= len(footer_buttons) <= 3
+        contents = message["contents"]
+        if contents["type"] == "carousel":  # LINE: at most 12 bubbles and 50 KB of JSON
+            assert 1 <= len(contents["contents"]) <= 12
+            assert len(json.dumps(contents, ensure_ascii=False).encode()) <= 50_000
+            for bubble in contents["contents"]:
+                _check_bubble(bubble)
+        else:
+            _check_bubble(contents)
+
+
+def _check_bubble(bubble: dict) -> None:
+    assert bubble["type"] == "bubble"
+    for component in _flex_components(bubble.get("body")):
+        if component["type"] == "text":
+            assert component["text"] and not URL_IN_TEXT.search(component["text"])
+    hero = bubble.get("hero")
+    if hero is not None:
+        assert hero["type"] == "image" and hero["url"].startswith("https://") and len(hero["url"]) <= 2000
+        width, height = map(int, hero["aspectRatio"].split(":"))
+        assert 1 <= width <= 100000 and 1 <= height <= 100000 and height <= 3 * width
+    footer_buttons = [c for c in _flex_components(bubble.get("footer")) if c["type"] == "button"]
+    assert 1 <= len(footer_buttons) <= 3
 
 
 def check_messenger_message(message: dict) -> None:
@@ -267,7 +310,7 @@ def check_messenger_message(message: dict) -> None:
     if payload["template_type"] == "button":
         assert len(payload["text"]) <= 640 and not URL_IN_TEXT.search(payload["text"])
     else:
-        assert payload["template_type"] == "generic" and len(payload["elements"]) == 1
+        assert payload["template_type"] == "generic" and 1 <= len(payload["elements"]) <= 10
         assert payload.get("image_aspect_ratio", "horizontal") in ("horizontal", "square")
         for element in payload["elements"]:
             assert 1 <= len(element["title"]) <= 80 and len(element.get("subtitle", "")) <= 80

@@ -8,8 +8,17 @@ backgrounds ride along as quick replies with colour icons. LINE draws the card a
 Button data that comes back as ChoiceMade.data:
     bg=<choice>&job=<source job>        make a composite (bot.conversation)
     menu=backgrounds&job=<source job>   the backgrounds again, as quick replies
-    menu=more&job=<source job>          mask for designers, the full transparent PNG, help
+    menu=more&job=<source job>          the presets, mask for designers, the full transparent PNG, help
     menu=help&job=<source job>          how it works
+    preset=<name>&job=<source job>      商品圖 / 做成貼圖 / 貼文尺寸 / 限動尺寸 (bot/chat/presets.py)
+    bg=<choice>&set=<album job>         the same for every photo of a set (bot/chat/set_cards.py),
+    preset=<name>&set=<album job>       answered with one carousel and one ZIP
+    menu=backgrounds&set=<album job>    the backgrounds / presets for the whole set, as quick replies
+    menu=sizes&set=<album job>
+
+Where the presets sit: the quick replies under a result are the backgrounds, most used first (with
+four brand colours they already take 11 of the 13 places), so the presets lead the "More" card's
+quick replies instead, with their own icons; the card's subtitle names them.
 """
 from __future__ import annotations
 
@@ -20,6 +29,7 @@ from urllib.parse import parse_qs, urlencode
 from PIL import Image as PILImage
 
 from bot import backgrounds
+from bot.chat import presets
 from bot.i18n import say
 from bot.replies import Card, Choice, Link, Picture, Reply, Text
 from bot.results import UrlBuilder
@@ -31,6 +41,7 @@ CARD_IMAGE_MAX_SIDE = 1024  # LINE Flex image: at most 1024 x 1024 px
 CARD_IMAGE_MAX_BYTES = 1_000_000
 MAX_QUICK_REPLIES = 13  # LINE and Messenger alike
 TITLE_LIMIT = 40  # one line on a phone (Messenger allows 80)
+PRESET_QUICK_REPLIES = len(presets.CHAT_PRESETS)
 
 
 def choice_fields(data: str) -> dict[str, str]:
@@ -47,6 +58,8 @@ class ResultCards:
     def result(self, job: Job, language: str, campaign_title: str | None = None) -> list[Reply]:
         days = max(1, self.settings.result_ttl_s // 86400)
         result = job.result
+        if "preset" in result:
+            return [self.preset_card(job, language, days)]
         if "composite" in result:
             source_id, choice = result["source_job"], result["choice"]
             if choice == "mask":
@@ -57,23 +70,42 @@ class ResultCards:
                 background = backgrounds.choice_label(choice, language, self.settings.brand_colors)
                 title = say(language, "card_composite_title", background=background)
                 subtitle = say(language, "card_composite_subtitle", days=days)
-            return [self._card(title, subtitle, title, result["composite_preview"], result["composite"],
+            return [self.result_card(title, subtitle, title, result["composite_preview"], result["composite"],
                                source_id, language, self.background_choices(source_id, language))]
         if "poster" in result:
             title = say(language, "card_campaign_title", title=_shorten(campaign_title or result["campaign"], 24))
             plain = self.choice("cutout", job.id, language)
-            return [self._card(title, say(language, "card_campaign_subtitle", days=days), title,
+            return [self.result_card(title, say(language, "card_campaign_subtitle", days=days), title,
                                result["poster_preview"], result["poster"], job.id, language,
                                (plain, *self.background_choices(job.id, language))[:MAX_QUICK_REPLIES])]
-        return [self._card(say(language, "card_done_title"), say(language, "card_done_subtitle", days=days),
+        return [self.result_card(say(language, "card_done_title"), say(language, "card_done_subtitle", days=days),
                            say(language, "card_done_alt"), result["preview"], result["cutout"], job.id, language,
                            self.background_choices(job.id, language))]
 
-    def _card(self, title: str, subtitle: str, alt_text: str, preview_key: str, file_key: str, source_id: str,
-              language: str, choices: tuple[Choice, ...]) -> Card:
+    def preset_card(self, job: Job, language: str, days: int) -> Card:
+        """A preset's result: its size in the title; a sticker's second button is the set's ZIP."""
+        result, name = job.result, job.result["preset"]
+        size = "×".join(map(str, result["size"]))
+        title = say(language, f"card_preset_{name}_title", size=size)
+        if name in ("post", "story"):
+            background = backgrounds.choice_label(result["scene"], language, self.settings.brand_colors)
+            subtitle = say(language, "card_preset_scene_subtitle", background=background, days=days)
+        else:
+            subtitle = say(language, f"card_preset_{name}_subtitle", days=days)
+        source_id = result["source_job"]
+        second = Link(say(language, "btn_sticker_set"), self.urls.url(result["sticker_zip"])) \
+            if "sticker_zip" in result else None
+        choices = (*self.preset_choices("job", source_id, language, skip=name),
+                   *self.background_choices(source_id, language))[:MAX_QUICK_REPLIES]
+        return self.result_card(title, subtitle, title, result["composite_preview"], result["composite"], source_id,
+                          language, choices, second=second)
+
+    def result_card(self, title: str, subtitle: str, alt_text: str, preview_key: str, file_key: str, source_id: str,
+              language: str, choices: tuple[Choice, ...], second: Link | Choice | None = None) -> Card:
         file_url = self.urls.url(file_key)
         buttons = (Link(say(language, "btn_download"), file_url),
-                   Choice(say(language, "btn_backgrounds"), urlencode({"menu": "backgrounds", "job": source_id})),
+                   second or Choice(say(language, "btn_backgrounds"),
+                                    urlencode({"menu": "backgrounds", "job": source_id})),
                    Choice(say(language, "btn_more"), urlencode({"menu": "more", "job": source_id})))
         return Card(_shorten(title, TITLE_LIMIT), subtitle, alt_text, buttons,
                     self.picture(preview_key, file_url), choices)
@@ -87,17 +119,25 @@ class ResultCards:
         buttons = (self.choice("mask", source.id, language, label=say(language, "btn_mask")),
                    Link(say(language, "btn_transparent"), self.urls.url(source.result["cutout"])),
                    Choice(say(language, "btn_help"), urlencode({"menu": "help", "job": source.id})))
-        return [Card(title, say(language, "card_more_subtitle"), title, buttons, None,
-                     self.background_choices(source.id, language))]
+        choices = (*self.preset_choices("job", source.id, language), *self.background_choices(source.id, language))
+        return [Card(title, say(language, "card_more_subtitle"), title, buttons, None, choices[:MAX_QUICK_REPLIES])]
 
     # --- pieces ----------------------------------------------------------------------------------------
-    def background_choices(self, source_id: str, language: str) -> tuple[Choice, ...]:
+    def background_choices(self, source_id: str, language: str, target: str = "job") -> tuple[Choice, ...]:
         ids = backgrounds.choice_ids(self.settings.brand_colors)
-        return tuple(self.choice(choice, source_id, language) for choice in ids)[:MAX_QUICK_REPLIES]
+        return tuple(self.choice(choice, source_id, language, target=target) for choice in ids)[:MAX_QUICK_REPLIES]
 
-    def choice(self, choice: str, source_id: str, language: str, label: str | None = None) -> Choice:
+    def choice(self, choice: str, source_id: str, language: str, label: str | None = None,
+               target: str = "job") -> Choice:
+        """A background button for one result (target "job") or a whole set (target "set")."""
         return Choice(label or backgrounds.choice_label(choice, language, self.settings.brand_colors),
-                      urlencode({"bg": choice, "job": source_id}), self.icon_url(choice))
+                      urlencode({"bg": choice, target: source_id}), self.icon_url(choice))
+
+    def preset_choices(self, target: str, target_id: str, language: str, skip: str = "") -> tuple[Choice, ...]:
+        """商品圖, 做成貼圖, 貼文尺寸, 限動尺寸 for one result (target "job") or a whole set ("set")."""
+        return tuple(Choice(say(language, f"preset_{name}"), urlencode({"preset": name, target: target_id}),
+                            self.settings.public_base_url + presets.icon_path(name))
+                     for name in presets.CHAT_PRESETS if name != skip)
 
     def icon_url(self, choice: str) -> str:
         return self.settings.public_base_url + backgrounds.icon_path(choice, self.settings.brand_colors)

@@ -5,14 +5,18 @@ Hero: the card's picture at its own aspect ratio ("{w}:{h}", height at most 3 x 
 width (primary), the others side by side. Limits kept here: action labels <= 20 characters,
 postback data <= 300, URIs <= 1000, image URLs <= 2000, altText <= 1500. The dict is parsed by
 line-bot-sdk's own models (FlexMessage.from_dict), so a misspelt type or enum fails at once.
+A Carousel is a Flex carousel: at most 12 bubbles (LINE's limit) and 50 KB of JSON; every bubble
+gets the same hero shape (LINE sizes a carousel's bubbles alike; mixed shapes look ragged).
 """
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from math import gcd
 
-from linebot.v3.messaging import FlexBubble, FlexMessage, QuickReply
+from linebot.v3.messaging import FlexBubble, FlexCarousel, FlexMessage, QuickReply
 
-from bot.replies import Card, Choice, Link, Picture
+from bot.replies import Card, Carousel, Choice, Link, Picture
 
 LABEL_LIMIT = 20
 ALT_TEXT_LIMIT = 1500
@@ -20,6 +24,8 @@ DATA_LIMIT = 300
 URI_LIMIT = 1000
 PRIMARY_COLOUR = "#05803A"  # a dark LINE-like green: white text on it is 5:1 (LINE's #06C755 is 2.3:1)
 PICTURE_BACKGROUND = "#F2F2F2"
+MAX_CAROUSEL_BUBBLES = 12
+CAROUSEL_MAX_BYTES = 50_000
 
 
 def aspect_ratio(width: int, height: int) -> str:
@@ -85,3 +91,16 @@ def card_message(card: Card, quick_reply: QuickReply | None = None) -> FlexMessa
     """The card as the SDK's FlexMessage (the bubble validated by the SDK's models while parsed)."""
     return FlexMessage(alt_text=(card.alt_text or card.title)[:ALT_TEXT_LIMIT],
                        contents=FlexBubble.from_dict(bubble(card)), quick_reply=quick_reply)
+
+
+def carousel_message(carousel: Carousel, quick_reply: QuickReply | None = None) -> FlexMessage:
+    """Up to 12 cards side by side; the heroes share the first card's shape ("fit": nothing is cut)."""
+    cards = carousel.cards[:MAX_CAROUSEL_BUBBLES]
+    first = next((card.picture for card in cards if card.picture is not None), None)
+    bubbles = [bubble(replace(card, picture=replace(card.picture, width=first.width, height=first.height))
+                      if card.picture is not None and first is not None else card) for card in cards]
+    contents = {"type": "carousel", "contents": bubbles}
+    while len(json.dumps(contents, ensure_ascii=False).encode()) > CAROUSEL_MAX_BYTES and len(bubbles) > 1:
+        bubbles.pop()  # never reached with our short URLs (~1.5 kB a bubble); LINE refuses the whole message
+    return FlexMessage(alt_text=(carousel.alt_text or cards[0].title)[:ALT_TEXT_LIMIT],
+                       contents=FlexCarousel.from_dict(contents), quick_reply=quick_reply)

@@ -4,7 +4,10 @@ POST /callback/line: the raw body is verified against X-Line-Signature (400 and 
 when it does not match), every event of the batch is translated, and the request returns at once.
 Replies use the reply token whenever LINE still takes it, else push with an X-Line-Retry-Key;
 each push logs and counts why (no token, token expired, token already used). Results are Flex
-bubbles (bot/channels/flex.py); quick replies carry colour icons.
+bubbles (bot/channels/flex.py), a set's results one Flex carousel; quick replies carry icons.
+Photos sent at once arrive as separate image events sharing an `imageSet` {id, index, total}
+(Messaging API reference, "Image" message event; LINE for Android 11.15 and older omits index
+and total): they become PhotoReceived with set_id/set_index/set_total.
 """
 from __future__ import annotations
 
@@ -40,11 +43,11 @@ from linebot.v3.webhooks import (
 )
 
 from bot.channels.base import AcceptEvents, Delivery, DeliveryLog, SendError
-from bot.channels.flex import card_message
+from bot.channels.flex import MAX_CAROUSEL_BUBBLES, card_message, carousel_message
 from bot.channels.icons import add_icon_route
 from bot.events import ChoiceMade, Event, Followed, ImageSource, PhotoReceived, TextReceived, Unsupported
 from bot.fetch import fetch_url
-from bot.replies import Card, Choice, Image, Reply
+from bot.replies import Card, Carousel, Choice, Image, Reply
 from settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -63,6 +66,7 @@ LINE_DATA_API = "https://api-data.line.me"  # content downloads live on their ow
 
 class LineChannel:
     name = "line"
+    max_carousel_cards = MAX_CAROUSEL_BUBBLES
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -118,6 +122,9 @@ class LineChannel:
             message = event.message
             if isinstance(message, ImageMessageContent):
                 provider = message.content_provider
+                image_set = message.image_set
+                if image_set is not None and image_set.id:
+                    common.update(set_id=image_set.id, set_index=image_set.index or 0, set_total=image_set.total or 0)
                 if provider is not None and provider.type == "external" and provider.original_content_url:
                     return PhotoReceived(**common, source=ImageSource("url", provider.original_content_url))
                 return PhotoReceived(**common, source=ImageSource("line_content", message.id))
@@ -268,6 +275,8 @@ def quick_reply(choices: tuple[Choice, ...]) -> QuickReply | None:
 def to_line_message(reply: Reply):
     if isinstance(reply, Card):
         return card_message(reply, quick_reply(reply.choices))
+    if isinstance(reply, Carousel):
+        return carousel_message(reply, quick_reply(reply.choices))
     if isinstance(reply, Image):
         return ImageMessage(original_content_url=reply.url, preview_image_url=reply.preview_url,
                             quick_reply=quick_reply(reply.choices))

@@ -4,7 +4,9 @@ GET /callback/messenger answers Meta's subscription check; POST verifies X-Hub-S
 (HMAC-SHA256 of the raw body with the app secret, constant-time compare; 403 otherwise), turns
 every messaging item of every entry into events and returns at once.
 Results go out as generic templates (picture, title, subtitle, up to three buttons: web_url for
-the download, postbacks for the menus); quick replies carry colour icons (image_url).
+the download, postbacks for the menus); a set's results one generic template of up to 10 elements
+(Meta's limit); quick replies carry colour icons (image_url). A message with several photos is a set:
+its attachments become PhotoReceived with set_id (the message id), set_index and set_total.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from bot.channels.base import AcceptEvents, Delivery, DeliveryLog, SendError
 from bot.channels.icons import add_icon_route
 from bot.events import ChoiceMade, Event, Followed, ImageSource, PhotoReceived, TextReceived, Unsupported
 from bot.fetch import fetch_url
-from bot.replies import Card, Choice, Image, Link, Reply
+from bot.replies import Card, Carousel, Choice, Image, Link, Reply
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,7 @@ TITLE_LIMIT = 20  # quick reply and button titles
 CARD_TEXT_LIMIT = 80  # generic template title and subtitle
 BUTTON_TEXT_LIMIT = 640  # button template text
 MAX_BUTTONS = 3
+MAX_GENERIC_ELEMENTS = 10
 SEND_ATTEMPTS = 4
 RATE_LIMIT_CODES = {4, 17, 32, 613}  # Graph API throttling error codes
 GET_STARTED = "GET_STARTED"
@@ -39,6 +42,7 @@ GET_STARTED = "GET_STARTED"
 
 class MessengerChannel:
     name = "messenger"
+    max_carousel_cards = MAX_GENERIC_ELEMENTS
 
     def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
         self.settings = settings
@@ -111,12 +115,18 @@ class MessengerChannel:
             attachments = _items(message, "attachments")
             if attachments:
                 events: list[Event] = []
+                photos = sum(1 for attachment in attachments if _get(attachment, "type", str, "") == "image"
+                             and _get(_get(attachment, "payload", dict, {}), "url", str))
+                photo_index = 0
                 for index, attachment in enumerate(attachments):
                     event_id = f"{mid}:{index}"
                     url = _get(_get(attachment, "payload", dict, {}), "url", str)
                     kind = _get(attachment, "type", str, "unknown")
                     if kind == "image" and url:
-                        events.append(PhotoReceived(**common, event_id=event_id, source=ImageSource("url", url)))
+                        photo_index += 1
+                        in_set = dict(set_id=mid, set_index=photo_index, set_total=photos) if photos > 1 else {}
+                        events.append(PhotoReceived(**common, event_id=event_id, source=ImageSource("url", url),
+                                                    **in_set))
                     else:
                         events.append(Unsupported(**common, event_id=event_id, kind=kind))
                 return events
@@ -245,8 +255,20 @@ def card_attachment(card: Card) -> dict:
                                             "elements": [element]}}
 
 
+def carousel_attachment(carousel: Carousel) -> dict:
+    """Cards side by side: one generic template, every element cropped the same way."""
+    elements = [card_attachment(card)["payload"]["elements"][0] for card in carousel.cards[:MAX_GENERIC_ELEMENTS]
+                if card.picture is not None]
+    first = next(card.picture for card in carousel.cards if card.picture is not None)
+    ratio = "horizontal" if first.width >= 1.5 * first.height else "square"
+    return {"type": "template", "payload": {"template_type": "generic", "image_aspect_ratio": ratio,
+                                            "elements": elements}}
+
+
 def to_messenger_message(reply: Reply) -> dict:
-    if isinstance(reply, Card):
+    if isinstance(reply, Carousel):
+        message: dict = {"attachment": carousel_attachment(reply)}
+    elif isinstance(reply, Card):
         message: dict = {"attachment": card_attachment(reply)}
     elif isinstance(reply, Image):
         # Messenger shows one URL; the real PNG keeps the transparency users download.
