@@ -97,6 +97,11 @@ def fetch_failure(error: FetchError, settings: Settings) -> UserFacingError:
                            limit=format_megabytes(settings.max_image_bytes))
 
 
+def shows_progress(event: PhotoReceived) -> bool:
+    """One "working" animation per chat: a set's first photo shows it for the whole set."""
+    return event.set_index <= 1
+
+
 @dataclass
 class Conversation(PhotoSetSteps):
     settings: Settings
@@ -286,7 +291,8 @@ class Conversation(PhotoSetSteps):
         if not input_key:
             if self.requests_in_window(event) > self.settings.rate_limit_count:
                 raise UserFacingError("rate_limited")
-            channel.start_loading(event)
+            if shows_progress(event):
+                channel.start_loading(event)
             try:
                 data = channel.fetch_image(event.source)
             except FetchError as error:
@@ -297,7 +303,7 @@ class Conversation(PhotoSetSteps):
             if campaign is not None:
                 job.result["campaign"] = campaign.slug
             self.jobs.update_result(job.id, job.result)
-        self._submit_cutout(job.id, event)
+        self._submit_cutout(job.id, event if shows_progress(event) else None)
 
     def _process_choice(self, job: Job, event: ChoiceMade) -> None:
         fields = choice_fields(event.data)

@@ -54,9 +54,10 @@ class LineDriver:
         self.double.valid_reply_tokens.add(event["replyToken"])
         assert client.post("/callback/line", data=body, headers={"X-Line-Signature": line_signature(body)}).status_code == 200
 
-    def send_album(self, client, photos: list[bytes], user: str) -> list[dict]:
+    def send_album(self, client, photos: list[bytes], user: str, total: int | None = None) -> list[dict]:
         """Several photos sent at once: one webhook, one image event each, sharing an imageSet
-        {id, index, total} (Messaging API reference, image message event). Returns the events."""
+        {id, index, total} (Messaging API reference, image message event). With `total` larger than
+        the photos given, the set's last photos never arrive. Returns the events."""
         set_id = uuid.uuid4().hex.upper() * 2
         events = []
         for index, photo in enumerate(photos, start=1):
@@ -64,7 +65,7 @@ class LineDriver:
             self.double.add_content(message_id, photo)
             _, event = line_body("image_message.json", **{
                 "message.id": message_id, "source.userId": user,
-                "message.imageSet": {"id": set_id, "index": index, "total": len(photos)}})
+                "message.imageSet": {"id": set_id, "index": index, "total": total or len(photos)}})
             self.double.valid_reply_tokens.add(event["replyToken"])
             events.append(event)
         body = json.dumps({"destination": "Uxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "events": events}).encode()
@@ -76,9 +77,9 @@ class LineDriver:
         self.double.valid_reply_tokens.add(event["replyToken"])
         assert client.post("/callback/line", data=body, headers={"X-Line-Signature": line_signature(body)}).status_code == 200
 
-    def conversation(self, count: int) -> list[dict]:
+    def conversation(self, count: int, timeout: float = 60.0) -> list[dict]:
         """Messages the user saw, flattened (see flat_line_message)."""
-        self.double.wait_for(lambda rs: len(self._flat()) >= count)
+        self.double.wait_for(lambda rs: len(self._flat()) >= count, timeout)
         return self._flat()
 
     def _flat(self) -> list[dict]:
@@ -125,8 +126,8 @@ class MessengerDriver:
                                headers={"X-Hub-Signature-256": messenger_signature(body)})
         assert response.status_code == 200
 
-    def conversation(self, count: int) -> list[dict]:
-        self.double.wait_for(lambda d: len(d.messages()) >= count)
+    def conversation(self, count: int, timeout: float = 60.0) -> list[dict]:
+        self.double.wait_for(lambda d: len(d.messages()) >= count, timeout)
         return [flat_messenger_message(record.body["message"]) for record in self.double.messages()]
 
     def raw_messages(self) -> list[dict]:

@@ -1,0 +1,134 @@
+"""Photo sets: an album sent at once is one request and gets one answer (a carousel + a summary card
+with the set's ZIP and "apply to all"), through the LINE double (and Messenger's, where a message
+with several photos is the set). Small photos (<= 240 px) keep the 12 cutouts quick."""
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app import create_app
+from settings import Settings
+from tests.channel_drivers import LineDriver, MessengerDriver, local_path, only_chinese, wait_until
+from tests.conftest import jpeg_bytes, shared_image
+
+
+@pytest.fixture(scope="module")
+def album_photos() -> list[bytes]:
+    return [jpeg_bytes(shared_image(f"GT{number:02d}"), max_side=240) for number in range(1, 13)]
+
+
+def start(driver, tmp_path, pipeline, **overrides):
+    return create_app(Settings(data_dir=tmp_path / "var", public_base_url="https://cutout.test", warm_up=False,
+                               **driver.settings(), **overrides), pipeline=pipeline)
+
+
+def stop(app, driver) -> None:
+    app.extensions["cutout"]["worker"].stop()
+    app.extensions["cutout"]["conversation"].io.shutdown(wait=True)
+    driver.stop()
+
+
+def zip_members(client, url: str) -> dict[str, Image.Image]:
+    answer = client.get(local_path(url))
+    assert answer.status_code == 200 and answer.headers["Content-Type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(answer.data)) as archive:
+        return {name: Image.open(io.BytesIO(archive.read(name))) for name in archive.namelist()}
+
+
+def buttons(card: dict) -> dict[str, str]:
+    return {label: value for label, _, value in card["buttons"]}
+
+
+def test_an_album_of_12_is_one_request_with_one_summary_zip_and_apply_to_all(tmp_path, real_pipeline,
+                                                                               album_photos):
+    driver = LineDriver()
+    # A limit of 3 photos a minute: 12 photos sent one by one would be refused; as one set they are not.
+    app = start(driver, tmp_path, real_pipeline, rate_limit_count=3)
+    client, user = app.test_client(), "Ualbum12"
+    jobs = app.extensions["cutout"]["jobs"]
+    try:
+        started = time.monotonic()
+        events = driver.send_album(client, album_photos, user)
+        carousel, summary = driver.conversation(2, timeout=180)
+        elapsed = time.monotonic() - started
+        # One answer, in one reply call, with the first photo's reply token; nothing else was sent.
+        assert wait_until(lambda: jobs.counts_by_status() == {"finished": 13}, 10), jobs.counts_by_status()
+        [delivery] = driver.double.delivered()
+        assert delivery.path == "/v2/bot/message/reply" and delivery.body["replyToken"] == events[0]["replyToken"]
+        assert len(delivery.body["messages"]) == 2
+        assert not any("太快" in message.get("text", "") for message in driver.conversation(2))
+        for message in driver.raw_messages():  # line-bot-sdk v3's models and LINE's limits (<= 12 bubbles)
+            driver.check(message)
+
+        assert carousel.get("carousel") and len(carousel["cards"]) == 12
+        assert [card["title"] for card in carousel["cards"]] == [f"第 {n} 張（共 12 張）" for n in range(1, 13)]
+        assert summary["title"] == "12 張照片都去背好了！" and only_chinese(summary["text"])
+        cutouts = zip_members(client, buttons(summary)["下載全部（ZIP）"])
+        assert sorted(cutouts) == [f"{n:02d}.png" for n in range(1, 13)]
+        assert all(image.mode == "RGBA" for image in cutouts.values())
+        first = Image.open(io.BytesIO(client.get(local_path(carousel["cards"][0]["image"])).data))
+        assert first.size == cutouts["01.png"].size
+
+        # "Apply to all": the quick replies carry the set; white for every photo, one carousel + ZIP.
+        labels = [label for label, _ in summary["choices"]]
+        assert labels[:4] == ["商品圖", "做成貼圖", "貼文尺寸", "限動尺寸"] and "白底" in labels
+        assert all("set=" in data for _, data in summary["choices"])
+        driver.tap(client, dict(summary["choices"])["白底"], user)
+        applied, applied_card = driver.conversation(4, timeout=120)[2:]
+        assert applied.get("carousel") and len(applied["cards"]) == 12
+        assert applied_card["title"] == "全部做好了：白底"
+        whites = zip_members(client, buttons(applied_card)["下載全部（ZIP）"])
+        assert len(whites) == 12 and all(name.endswith(".jpg") for name in whites)
+        for name, image in whites.items():
+            cutout = cutouts[name.split("-")[0] + ".png"]
+            assert image.size == cutout.size
+            background = np.asarray(cutout)[:, :, 3] < 5
+            assert np.asarray(image.convert("RGB"))[background].mean() > 240  # the background turned white
+        for message in driver.raw_messages()[2:]:
+            driver.check(message)
+        print(f"album of 12: summary after {elapsed:.1f} s")
+    finally:
+        stop(app, driver)
+
+
+def test_a_set_whose_last_photo_never_arrives_is_answered_after_the_wait(tmp_path, real_pipeline, album_photos):
+    """Photo 2 is damaged and photo 3 of 3 never comes: one summary lists both, in the user's language."""
+    driver = LineDriver()
+    app = start(driver, tmp_path, real_pipeline, album_wait_s=3)
+    client, user = app.test_client(), "Ualbumlate"
+    try:
+        started = time.monotonic()
+        driver.send_album(client, [album_photos[0], b"not a photo"], user, total=3)
+        carousel, summary = driver.conversation(2)
+        assert time.monotonic() - started >= 3  # it waited for photo 3
+        assert len(carousel["cards"]) == 1
+        assert summary["title"] == "1 張完成，2 張沒有處理"
+        assert "第 2 張：檔案無法讀取" in summary["subtitle"] and "第 3 張：沒有收到" in summary["subtitle"]
+        assert len(zip_members(client, buttons(summary)["下載全部（ZIP）"])) == 1
+        time.sleep(0.5)
+        assert len(driver.conversation(2)) == 2  # the damaged photo got no answer of its own
+    finally:
+        stop(app, driver)
+
+
+def test_messenger_photos_in_one_message_are_one_set(tmp_path, real_pipeline, album_photos):
+    driver = MessengerDriver()
+    app = start(driver, tmp_path, real_pipeline)
+    client, user = app.test_client(), "7209000000000777"
+    try:
+        driver.send_album(client, album_photos[:3], user)
+        carousel, summary = driver.conversation(2)
+        assert carousel.get("carousel") and len(carousel["cards"]) == 3
+        assert summary["title"] == "3 張照片都去背好了！"
+        assert len(zip_members(client, buttons(summary)["下載全部（ZIP）"])) == 3
+        for message in driver.raw_messages():
+            driver.check(message)
+        time.sleep(0.5)
+        assert len(driver.conversation(2)) == 2  # nothing answered the photos one by one
+    finally:
+        stop(app, driver)
