@@ -54,10 +54,12 @@ class LineDriver:
         self.double.valid_reply_tokens.add(event["replyToken"])
         assert client.post("/callback/line", data=body, headers={"X-Line-Signature": line_signature(body)}).status_code == 200
 
-    def send_album(self, client, photos: list[bytes], user: str, total: int | None = None) -> list[dict]:
+    def send_album(self, client, photos: list[bytes], user: str, total: int | None = None,
+                   numbered: bool = True) -> list[dict]:
         """Several photos sent at once: one webhook, one image event each, sharing an imageSet
         {id, index, total} (Messaging API reference, image message event). With `total` larger than
-        the photos given, the set's last photos never arrive. Returns the events."""
+        the photos given, the set's last photos never arrive; `numbered=False` leaves out index and
+        total, as LINE for Android 11.15 and older does. Returns the events."""
         set_id = uuid.uuid4().hex.upper() * 2
         events = []
         for index, photo in enumerate(photos, start=1):
@@ -65,7 +67,8 @@ class LineDriver:
             self.double.add_content(message_id, photo)
             _, event = line_body("image_message.json", **{
                 "message.id": message_id, "source.userId": user,
-                "message.imageSet": {"id": set_id, "index": index, "total": total or len(photos)}})
+                "message.imageSet": {"id": set_id, "index": index, "total": total or len(photos)}
+                if numbered else {"id": set_id}})
             self.double.valid_reply_tokens.add(event["replyToken"])
             events.append(event)
         body = json.dumps({"destination": "Uxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "events": events}).encode()

@@ -89,6 +89,10 @@ def test_an_album_of_12_is_one_request_with_one_summary_zip_and_apply_to_all(tmp
             assert image.size == cutout.size
             background = np.asarray(cutout)[:, :, 3] < 5
             assert np.asarray(image.convert("RGB"))[background].mean() > 240  # the background turned white
+        # 全部改尺寸: the presets for the whole set, as quick replies under a short prompt.
+        driver.tap(client, buttons(applied_card)["全部改尺寸"], user)
+        sizes = driver.conversation(5)[4]
+        assert "整組照片" in sizes["text"] and [label for label, _ in sizes["choices"]] == labels[:4]
         for message in driver.raw_messages()[2:]:
             driver.check(message)
         print(f"album of 12: summary after {elapsed:.1f} s")
@@ -121,14 +125,63 @@ def test_messenger_photos_in_one_message_are_one_set(tmp_path, real_pipeline, al
     app = start(driver, tmp_path, real_pipeline)
     client, user = app.test_client(), "7209000000000777"
     try:
-        driver.send_album(client, album_photos[:3], user)
+        driver.send_album(client, album_photos[:2], user)
         carousel, summary = driver.conversation(2)
-        assert carousel.get("carousel") and len(carousel["cards"]) == 3
-        assert summary["title"] == "3 張照片都去背好了！"
-        assert len(zip_members(client, buttons(summary)["下載全部（ZIP）"])) == 3
+        assert carousel.get("carousel") and len(carousel["cards"]) == 2
+        assert summary["title"] == "2 張照片都去背好了！"
+        assert len(zip_members(client, buttons(summary)["下載全部（ZIP）"])) == 2
         for message in driver.raw_messages():
             driver.check(message)
         time.sleep(0.5)
         assert len(driver.conversation(2)) == 2  # nothing answered the photos one by one
+    finally:
+        stop(app, driver)
+
+
+def test_a_set_accepted_by_a_process_that_died_is_answered_once_after_restart(tmp_path, real_pipeline,
+                                                                              album_photos):
+    """The webhook recorded the set (its photos, its album job, who belongs), then the process died
+    before working on any of it: the next process resumes them and sends the one summary; LINE
+    redelivering the webhook changes nothing."""
+    driver = LineDriver()
+    first = start(driver, tmp_path, real_pipeline)
+    first.extensions["cutout"]["conversation"].dispatch = lambda job_id: None  # dies right after accepting
+    client, user = first.test_client(), "Ualbumrestart"
+    events = driver.send_album(client, album_photos[:2], user)
+    first.extensions["cutout"]["worker"].stop()
+    first.extensions["cutout"]["conversation"].io.shutdown(wait=True)
+    assert first.extensions["cutout"]["jobs"].counts_by_status() == {"queued": 3}
+
+    time.sleep(0.05)  # the next process boots later than the jobs were made
+    second = start(driver, tmp_path, real_pipeline)
+    try:
+        carousel, summary = driver.conversation(2, timeout=120)
+        assert len(carousel["cards"]) == 2 and summary["title"] == "2 張照片都去背好了！"
+        jobs = second.extensions["cutout"]["jobs"]
+        assert wait_until(lambda: jobs.counts_by_status() == {"finished": 3}, 10), jobs.counts_by_status()
+        import json
+
+        from tests.conftest import line_signature
+
+        body = json.dumps({"destination": "U0", "events": events}).encode()  # LINE redelivers the webhook
+        assert second.test_client().post("/callback/line", data=body,
+                                         headers={"X-Line-Signature": line_signature(body)}).status_code == 200
+        time.sleep(1.0)
+        assert len(driver.double.delivered()) == 1 and jobs.counts_by_status() == {"finished": 3}
+    finally:
+        stop(second, driver)
+
+
+def test_a_set_without_index_and_total_counts_once_and_is_answered_photo_by_photo(tmp_path, real_pipeline):
+    """LINE for Android 11.15 and older sends a set's id only: its photos are one request for the
+    rate limit (no "too fast" at a limit of 2), each answered on its own (here: damaged files)."""
+    driver = LineDriver()
+    app = start(driver, tmp_path, real_pipeline, rate_limit_count=2)
+    client, user = app.test_client(), "Uoldandroid"
+    try:
+        driver.send_album(client, [b"not a photo"] * 4, user, numbered=False)
+        answers = driver.conversation(4)
+        assert all("無法讀取" in answer["text"] for answer in answers), answers
+        assert not any("太快" in answer["text"] for answer in answers)
     finally:
         stop(app, driver)

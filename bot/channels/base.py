@@ -50,6 +50,7 @@ class DeliveryLog(Protocol):
 
 class Channel(Protocol):
     name: str
+    max_carousel_cards: int  # cards one carousel message may hold (LINE 12 bubbles, Messenger 10 elements)
 
     def blueprint(self, accept: AcceptEvents) -> Blueprint:
         """Flask routes for the platform's webhook; verified events go to `accept`."""

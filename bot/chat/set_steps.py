@@ -130,9 +130,15 @@ class PhotoSetSteps(_Base):
         if delay is None:
             left = job.created_at + wait - time.time()
             delay = left if left > 0 else max(1.0, wait / 4)
-        timer = threading.Timer(delay + 0.05, self.dispatch, (job.id,))
+        timer = threading.Timer(delay + 0.05, self._recheck_album, (job.id,))
         timer.daemon = True
         timer.start()
+
+    def _recheck_album(self, job_id: str) -> None:
+        try:
+            self.dispatch(job_id)
+        except RuntimeError:  # the IO lane was shut down (the process is stopping): resumed at boot
+            log.info("album job %s not rechecked: shutting down", job_id)
 
     def deliver_album(self, job: Job, event: AlbumCollected, decided: list[int]) -> None:
         """Store the set's ZIP once, then send the summary once (one sender at a time, across processes)."""
@@ -155,7 +161,7 @@ class PhotoSetSteps(_Base):
                 self.jobs.update_result(job.id, job.result)
             channel = self.channels[event.channel]
             replies = self.set_cards.summary(job, event.set_total, members, decided, self.language(event),
-                                             getattr(channel, "max_carousel_cards", 10))
+                                             channel.max_carousel_cards)
             self._send(job, event, replies)
             self.jobs.mark_finished(job.id, job.result)
             if self.metrics:
@@ -225,7 +231,7 @@ class PhotoSetSteps(_Base):
         else:
             what = backgrounds.choice_label(job.result["all_bg"], language, self.settings.brand_colors)
         channel = self.channels[event.channel]
-        return self.set_cards.applied(job, album, what, language, getattr(channel, "max_carousel_cards", 10))
+        return self.set_cards.applied(job, album, what, language, channel.max_carousel_cards)
 
     def set_menu(self, fields: dict[str, str], user_id: str, language: str) -> list | None:
         """menu=backgrounds|sizes&set=<album job>: the choices for the whole set (None: not a set menu)."""
