@@ -130,10 +130,21 @@ def test_messenger_photos_in_one_message_are_one_set(tmp_path, real_pipeline, al
         assert carousel.get("carousel") and len(carousel["cards"]) == 2
         assert summary["title"] == "2 張照片都去背好了！"
         assert len(zip_members(client, buttons(summary)["下載全部（ZIP）"])) == 2
-        for message in driver.raw_messages():
-            driver.check(message)
         time.sleep(0.5)
         assert len(driver.conversation(2)) == 2  # nothing answered the photos one by one
+
+        # 做成貼圖 for the whole set: a sticker per photo, plus the set's main and tab images.
+        driver.tap(client, dict(summary["choices"])["做成貼圖"], user)
+        stickers, card = driver.conversation(4)[2:]
+        assert len(stickers["cards"]) == 2 and card["title"] == "全部做好了：做成貼圖"
+        files = zip_members(client, buttons(card)["下載全部（ZIP）"])
+        assert sorted(files) == ["01-line-sticker.png", "02-line-sticker.png", "main.png", "tab.png"]
+        assert files["main.png"].size == (240, 240) and files["tab.png"].size == (96, 74)
+        for name in ("01-line-sticker.png", "02-line-sticker.png"):
+            width, height = files[name].size
+            assert width <= 370 and height <= 320 and width % 2 == 0 and height % 2 == 0
+        for message in driver.raw_messages():
+            driver.check(message)
     finally:
         stop(app, driver)
 
