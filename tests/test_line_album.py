@@ -196,3 +196,42 @@ def test_a_set_without_index_and_total_counts_once_and_is_answered_photo_by_phot
         assert not any("太快" in answer["text"] for answer in answers)
     finally:
         stop(app, driver)
+
+
+@pytest.mark.parametrize("channel,limit", [("line", 12), ("messenger", 10)])
+def test_a_set_larger_than_a_carousel_shows_the_first_cards_and_says_the_rest_are_in_the_zip(tmp_path, channel,
+                                                                                              limit):
+    """14 photos: LINE shows 12 bubbles, Messenger 10 elements; the card says where the rest are, in
+    either language; every message passes the platform's documented shape."""
+    from bot.channels.cards import ResultCards
+    from bot.channels.line import to_line_message
+    from bot.channels.messenger import to_messenger_message
+    from bot.chat.set_cards import SetCards
+    from bot.results import UrlBuilder
+    from storage.files import LocalBlobStore
+    from storage.jobs import SqliteJobStore
+    from storage.urls import UrlSigner
+    from tests.channel_drivers import check_line_message, check_messenger_message
+
+    settings = Settings(data_dir=tmp_path, public_base_url="https://cutout.test")
+    blobs, jobs = LocalBlobStore(tmp_path / "files"), SqliteJobStore(tmp_path / "jobs.sqlite3")
+    preview = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(preview, "JPEG")
+    members = {}
+    for index in range(1, 15):
+        job = jobs.create("album_photo", channel, "Ubig", {"type": "photo"})
+        blobs.put(f"results/{job.id}/preview.jpg", preview.getvalue())
+        jobs.mark_finished(job.id, {"cutout": f"results/{job.id}/cutout.png", "preview": f"results/{job.id}/preview.jpg"})
+        members[index] = jobs.get(job.id)
+    album = jobs.create("album", channel, "Ubig", {"type": "album"})
+    album.result["zip"] = blobs.put(f"results/{album.id}/photos.zip", b"PK")
+    cards = SetCards(ResultCards(settings, blobs, UrlBuilder("https://cutout.test", UrlSigner(b"k" * 32, 3600))))
+    for language, more in (("zh-TW", f"上面是前 {limit} 張"), ("en", f"The first {limit} are above")):
+        carousel, summary = cards.summary(album, 14, members, list(range(1, 15)), language, limit)
+        assert len(carousel.cards) == limit and more in summary.subtitle
+        assert summary.title == ("14 張照片都去背好了！" if language == "zh-TW" else "All 14 photos are cut out!")
+        for reply in (carousel, summary):
+            if channel == "line":
+                check_line_message(to_line_message(reply).to_dict())
+            else:
+                check_messenger_message(to_messenger_message(reply))

@@ -67,6 +67,12 @@ class AlbumBook:
     def note_member(self, key: str, index: int, job_id: str) -> None:
         self.blobs.put(self._key(key, f"member-{index:03d}"), job_id.encode())
 
+    def member_id(self, key: str, index: int) -> str | None:
+        try:
+            return self.blobs.get(self._key(key, f"member-{index:03d}")).decode()
+        except BlobNotFound:
+            return None
+
     def members(self, key: str, total: int) -> dict[int, Job]:
         """The photos that arrived so far: index -> job."""
         found: dict[int, Job] = {}

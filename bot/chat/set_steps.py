@@ -88,12 +88,14 @@ class PhotoSetSteps(_Base):
             decided = self.albums.decided(key)
             if decided is not None and event.set_index not in decided:
                 return False
+            album = self.albums.album_job(key)
+            if album is None or self.albums.member_id(key, event.set_index) != job.id:
+                return False  # its set was never noted (a crash inside accept()): it stands alone
             if error is None:
                 self.jobs.mark_finished(job.id, job.result)
             else:
                 self.jobs.mark_failed(job.id, error, job.result)
-            album = self.albums.album_job(key)
-            if decided is None and album is not None:
+            if decided is None:
                 ready = self.albums.ready(key, event.set_total, album.created_at, self.settings.album_wait_s)
                 if ready is not None:
                     self.albums.decide(key, ready)
