@@ -127,3 +127,22 @@ def test_messenger_story_preset(tmp_path, real_pipeline, small_photo):
             driver.check(message)
     finally:
         stop(app, driver)
+
+
+def test_preset_and_set_texts_are_wholly_in_each_language():
+    from bot.i18n import MESSAGES
+
+    prefixes = ("preset_", "card_preset_", "card_album_", "album_", "card_all_", "btn_zip", "btn_all_",
+                "btn_sticker", "all_", "reason_", "sizes_prompt")
+    keys = [key for key in MESSAGES["zh-TW"] if key.startswith(prefixes)]
+    assert len(keys) >= 30
+    for key in keys:
+        values = dict(size="2000×2000", days=7, background="白底", index=3, total=12, count=12, done=10,
+                      failed=2, shown=12, lines="第 3 張：找不到主體", reason="找不到主體", what="白底")
+        assert only_chinese(MESSAGES["zh-TW"][key].format(**values)), key
+        english = MESSAGES["en"][key].format(**values | {"background": "White", "reason": "no clear subject",
+                                                         "lines": "Photo 3: no clear subject", "what": "White"})
+        assert not any("\u4e00" <= char <= "\u9fff" for char in english), key
+    for key in ("preset_product", "preset_sticker", "preset_post", "preset_story", "btn_zip_all",
+                "btn_all_backgrounds", "btn_all_sizes", "btn_sticker_set"):  # buttons: <= 20 characters
+        assert all(len(MESSAGES[language][key]) <= 20 for language in MESSAGES), key
