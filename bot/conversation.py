@@ -487,7 +487,10 @@ class Conversation(PhotoSetSteps):
         job = self.jobs.get(job_id)
         if job is None:
             return
-        if job.kind == MEMBER_KIND and job.status not in (JobStatus.FINISHED, JobStatus.FAILED):
+        if job.kind == MEMBER_KIND and job.status in (JobStatus.FINISHED, JobStatus.FAILED):
+            log.error("job %s: %s after its set took it; the set's summary answers it", job_id, error)
+            return
+        if job.kind == MEMBER_KIND:
             job.result["failure_key"] = message_key  # the set's summary lists it in the user's language
             if self.album_takes(job, error=error):
                 if self.metrics:
