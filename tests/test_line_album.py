@@ -15,6 +15,7 @@ from app import create_app
 from settings import Settings
 from tests.channel_drivers import LineDriver, MessengerDriver, local_path, only_chinese, wait_until
 from tests.conftest import jpeg_bytes, shared_image
+from tests.servers.fixtures import s3_env, s3_server  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +236,18 @@ def test_a_set_larger_than_a_carousel_shows_the_first_cards_and_says_the_rest_ar
                 check_line_message(to_line_message(reply).to_dict())
             else:
                 check_messenger_message(to_messenger_message(reply))
+
+
+def test_a_set_on_the_s3_blob_store(tmp_path, real_pipeline, album_photos, s3_server, s3_env):
+    """The set's bookkeeping, its ZIP and its links live in the shared blob store (moto's S3)."""
+    driver = LineDriver()
+    app = start(driver, tmp_path, real_pipeline, blob_url=f"s3://{s3_server.new_bucket()}/cutout")
+    client, user = app.test_client(), "Ualbums3"
+    try:
+        driver.send_album(client, album_photos[3:5], user)
+        carousel, summary = driver.conversation(2)
+        assert len(carousel["cards"]) == 2 and summary["title"] == "2 張照片都去背好了！"
+        assert sorted(zip_members(client, buttons(summary)["下載全部（ZIP）"])) == ["01.png", "02.png"]
+        assert not (tmp_path / "var" / "blobs").exists()  # nothing went to local files
+    finally:
+        stop(app, driver)
