@@ -1,5 +1,8 @@
 """The web page (GET /) and the remove.bg-shaped HTTP API (POST /api/v1/removebg).
 
+The page's own routes (photo jobs with progress, previews, server-rendered composites and
+downloads) are in bot/page.py and bot/page_jobs.py; they share this module's validation and errors.
+
 The API runs on the same pipeline thread as the chat bots: a request waits for its turn inside a
 bounded lane (bot/lane.py), and a full lane or a full queue answers 503 + Retry-After at once.
 Every parameter is validated before any download, decode or model work. Errors use remove.bg's
@@ -13,6 +16,7 @@ import hmac
 import math
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
+from html import escape as html_escape
 from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, request, send_from_directory
@@ -48,6 +52,22 @@ class ApiError(Exception):
         self.detail = detail  # remove.bg's optional third field: which parameter, and what it takes
 
 
+def as_api_error(error: Exception, lane: WaitLane) -> ApiError | None:
+    """The API's answer to a failure while serving a request (None: not one of ours, a 500)."""
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, LaneFull):
+        return ApiError(503, "Too many API requests in progress; retry shortly", "busy", lane.retry_after_s)
+    if isinstance(error, ImageDecodeError):
+        status = {"too_large": 413, "too_many_pixels": 413, "unsupported": 415}.get(error.reason, 400)
+        return ApiError(status, str(error), error.reason)
+    if isinstance(error, QueueFull):
+        return ApiError(503, "Too many images are queued; retry shortly", "queue_full", lane.retry_after_s)
+    if isinstance(error, FutureTimeout):
+        return ApiError(503, "Processing took too long; retry shortly", "timeout", lane.retry_after_s)
+    return None
+
+
 def error_response(error: ApiError) -> tuple[Response, int]:
     entry = {"title": localised_title(error.code, error.title), "code": error.code}
     response = jsonify(errors=[{**entry, "detail": error.detail} if error.detail else entry])
@@ -77,7 +97,11 @@ def web_blueprint(settings: Settings, pipeline: Pipeline, worker: PipelineWorker
     blueprint = Blueprint("web", __name__)
     limiter = SlidingWindowLimiter(settings.api_rate_limit)
     page_limiter = SlidingWindowLimiter(settings.page_rate_limit)
-    page_html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    # Link previews (LINE, Messenger, Facebook) need absolute URLs: the public base URL, set once.
+    page_html = ((STATIC_DIR / "index.html").read_text(encoding="utf-8")
+                 .replace("__PUBLIC_BASE_URL__", html_escape(settings.public_base_url))
+                 .replace("__MAX_MB__", format_megabytes(settings.max_image_bytes))
+                 .replace("__RESULT_DAYS__", str(max(1, settings.result_ttl_s // 86400))))
 
     @blueprint.get("/")
     def page():
@@ -91,7 +115,15 @@ def web_blueprint(settings: Settings, pipeline: Pipeline, worker: PipelineWorker
 
     @blueprint.get("/static/<path:name>")
     def static_file(name: str):
-        return send_from_directory(STATIC_DIR, name)
+        return send_from_directory(STATIC_DIR, name, max_age=3600)
+
+    @blueprint.get("/favicon.ico")
+    def favicon():
+        return send_from_directory(STATIC_DIR, "favicon.ico", max_age=86400)
+
+    from bot.page import add_page_routes  # here: bot.page builds on this module's helpers
+
+    add_page_routes(blueprint, settings, pipeline, worker, metrics, options, lane, signer, page_limiter)
 
     @blueprint.get("/backdrops/<name>.jpg")
     def backdrop_image(name: str):
@@ -116,25 +148,10 @@ def web_blueprint(settings: Settings, pipeline: Pipeline, worker: PipelineWorker
             # the pipeline all count against it, so API requests can never hold every server thread.
             with lane.enter():
                 rendered, timings = cut_out_request(settings, pipeline, worker, options)
-        except LaneFull:
-            metrics.count("api", "lane_full")
-            return error_response(ApiError(503, "Too many API requests in progress; retry shortly", "busy",
-                                            lane.retry_after_s))
-        except ApiError as error:
-            metrics.count("api", error.code)
-            return error_response(error)
-        except ImageDecodeError as error:
-            metrics.count("api", error.reason)
-            status = {"too_large": 413, "too_many_pixels": 413, "unsupported": 415}.get(error.reason, 400)
-            return error_response(ApiError(status, str(error), error.reason))
-        except QueueFull:
-            metrics.count("api", "queue_full")
-            return error_response(ApiError(503, "Too many images are queued; retry shortly", "queue_full",
-                                            lane.retry_after_s))
-        except FutureTimeout:
-            metrics.count("api", "timeout")
-            return error_response(ApiError(503, "Processing took too long; retry shortly", "timeout",
-                                            lane.retry_after_s))
+        except (LaneFull, ApiError, ImageDecodeError, QueueFull, FutureTimeout) as error:
+            api_error = as_api_error(error, lane)
+            metrics.count("api", "lane_full" if isinstance(error, LaneFull) else api_error.code)
+            return error_response(api_error)
         metrics.count("api", "finished")
         metrics.observe(timings)
         headers = {"X-Width": str(rendered.width), "X-Height": str(rendered.height), "X-Type": "auto"}

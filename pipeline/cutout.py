@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -146,11 +147,19 @@ class Pipeline:
     def cutout(self, image: np.ndarray, options: CutoutOptions = CutoutOptions()) -> CutoutResult:
         return self.cutout_batch([image], options)[0]
 
-    def cutout_batch(self, images: list[np.ndarray], options: CutoutOptions = CutoutOptions()) -> list[CutoutResult]:
-        """Cut out several images; segmentation runs as one batch (one forward pass on a GPU)."""
+    def cutout_batch(self, images: list[np.ndarray], options: CutoutOptions = CutoutOptions(),
+                     on_stage: Callable[[int, str], None] | None = None) -> list[CutoutResult]:
+        """Cut out several images; segmentation runs as one batch (one forward pass on a GPU).
+
+        on_stage(index, stage) is told when image `index` enters "segmenting" and "refining"
+        (for progress displays; it must be quick and must not raise).
+        """
         for image in images:
             if image.ndim != 3 or image.shape[2] != 3:
                 raise ValueError(f"expected an (h, w, 3) RGB image, got shape {image.shape}")
+        report = on_stage or (lambda index, stage: None)
+        for index in range(len(images)):
+            report(index, "segmenting")
         images = [self._as_unit_float(image) for image in images]
         started = time.perf_counter()
         masks = self._predict_small_all(options.model, images)
@@ -158,8 +167,11 @@ class Pipeline:
         if options.assist_model:
             assists = self._predict_small_all(options.assist_model, images)
         seconds = (time.perf_counter() - started) / len(images)
-        return [self._refine(image, mask, assist, options, {"segment": seconds})
-                for image, mask, assist in zip(images, masks, assists)]
+        results = []
+        for index, (image, mask, assist) in enumerate(zip(images, masks, assists)):
+            report(index, "refining")
+            results.append(self._refine(image, mask, assist, options, {"segment": seconds}))
+        return results
 
     @staticmethod
     def _as_unit_float(image: np.ndarray) -> np.ndarray:

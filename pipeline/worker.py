@@ -80,6 +80,17 @@ class PipelineWorker:
         """Tasks waiting plus the ones being worked on."""
         return len(self._tasks) + self._in_flight
 
+    def position(self, future: Future) -> int | None:
+        """How many tasks are ahead of `future`'s (queued before it, plus those being worked on).
+
+        None once it has left the queue (running or done) or was never queued here.
+        """
+        with self._condition:
+            for index, task in enumerate(self._tasks):
+                if task is not None and task.future is future:
+                    return index + self._in_flight
+        return None
+
     @property
     def saturated(self) -> bool:
         return len(self._tasks) >= self.capacity

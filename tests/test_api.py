@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -169,7 +170,9 @@ def test_health_metrics_openapi_and_page(make_api):
     metrics = client.get("/metrics").get_data(as_text=True)
     assert "cutout_queue_depth 0" in metrics
     page = client.get("/")
-    assert page.status_code == 200 and b"/api/v1/removebg" in page.data and b"http" not in page.data.split(b"<script>")[0].replace(b"http-equiv", b"")
+    assert page.status_code == 200 and b"/page/jobs" in page.data
+    # No CDN: nothing loads from another host (the og: tags name absolute URLs, for link previews only).
+    assert not re.search(rb'(src|href)="(https?:)?//|url\((https?:)?//|@import', page.data)
     assert client.get("/backdrops/studio.jpg").mimetype == "image/jpeg"
 
 
