@@ -151,12 +151,14 @@ def test_messenger_photos_in_one_message_are_one_set(tmp_path, real_pipeline, al
 
 
 def test_a_set_accepted_by_a_process_that_died_is_answered_once_after_restart(tmp_path, real_pipeline,
-                                                                              album_photos):
+                                                                              album_photos, s3_server, s3_env):
     """The webhook recorded the set (its photos, its album job, who belongs), then the process died
     before working on any of it: the next process resumes them and sends the one summary; LINE
-    redelivering the webhook changes nothing."""
+    redelivering the webhook changes nothing. The set's bookkeeping, its ZIP and its links live in
+    the shared blob store, here S3 (moto's server)."""
     driver = LineDriver()
-    first = start(driver, tmp_path, real_pipeline)
+    blob_url = f"s3://{s3_server.new_bucket()}/cutout"
+    first = start(driver, tmp_path, real_pipeline, blob_url=blob_url)
     first.extensions["cutout"]["conversation"].dispatch = lambda job_id: None  # dies right after accepting
     client, user = first.test_client(), "Ualbumrestart"
     events = driver.send_album(client, album_photos[:2], user)
@@ -165,10 +167,12 @@ def test_a_set_accepted_by_a_process_that_died_is_answered_once_after_restart(tm
     assert first.extensions["cutout"]["jobs"].counts_by_status() == {"queued": 3}
 
     time.sleep(0.05)  # the next process boots later than the jobs were made
-    second = start(driver, tmp_path, real_pipeline)
+    second = start(driver, tmp_path, real_pipeline, blob_url=blob_url)
     try:
         carousel, summary = driver.conversation(2, timeout=120)
         assert len(carousel["cards"]) == 2 and summary["title"] == "2 張照片都去背好了！"
+        assert sorted(zip_members(second.test_client(), buttons(summary)["下載全部（ZIP）"])) == ["01.png", "02.png"]
+        assert not (tmp_path / "var" / "blobs").exists()  # nothing went to local files
         jobs = second.extensions["cutout"]["jobs"]
         assert wait_until(lambda: jobs.counts_by_status() == {"finished": 3}, 10), jobs.counts_by_status()
         import json
@@ -236,18 +240,3 @@ def test_a_set_larger_than_a_carousel_shows_the_first_cards_and_says_the_rest_ar
                 check_line_message(to_line_message(reply).to_dict())
             else:
                 check_messenger_message(to_messenger_message(reply))
-
-
-def test_a_set_on_the_s3_blob_store(tmp_path, real_pipeline, album_photos, s3_server, s3_env):
-    """The set's bookkeeping, its ZIP and its links live in the shared blob store (moto's S3)."""
-    driver = LineDriver()
-    app = start(driver, tmp_path, real_pipeline, blob_url=f"s3://{s3_server.new_bucket()}/cutout")
-    client, user = app.test_client(), "Ualbums3"
-    try:
-        driver.send_album(client, album_photos[3:5], user)
-        carousel, summary = driver.conversation(2)
-        assert len(carousel["cards"]) == 2 and summary["title"] == "2 張照片都去背好了！"
-        assert sorted(zip_members(client, buttons(summary)["下載全部（ZIP）"])) == ["01.png", "02.png"]
-        assert not (tmp_path / "var" / "blobs").exists()  # nothing went to local files
-    finally:
-        stop(app, driver)
