@@ -15,14 +15,14 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bot.admin import admin_blueprint
-from bot.api_titles import localised_title
+from bot.web.api_titles import localised_title
 from bot.campaigns import CampaignStore
 from bot.channels.line import LineChannel
 from bot.channels.messenger import MessengerChannel
 from bot.conversation import Conversation
 from bot.lane import WaitLane
 from bot.results import UrlBuilder
-from bot.web import web_blueprint
+from bot.web.api import web_blueprint
 from dispatch import conversation_class
 from pipeline.cutout import Pipeline
 from pipeline.decode import format_megabytes
@@ -41,7 +41,7 @@ SWEEP_EVERY_S = 3600
 def create_app(settings: Settings | None = None, pipeline: Pipeline | None = None) -> Flask:
     settings = settings or Settings.from_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = Flask(__name__, static_folder=None)  # the page's files are served by bot.web
+    app = Flask(__name__, static_folder=None)  # the page's files are served by bot.web.api
     configure_request_limits(app, settings)
     if settings.trusted_proxies:
         # Behind LINE's required HTTPS proxy every request would otherwise come from the proxy.
@@ -173,7 +173,8 @@ def start_background(app: Flask, settings: Settings, pipeline: Pipeline, convers
             sweep(blobs, settings)
 
     threading.Thread(target=boot, name="boot", daemon=True).start()
-    threading.Thread(target=sweep_forever, name="sweeper", daemon=True).start()
+    if not settings.queue_url:  # with Celery workers, beat runs the sweep once for the fleet
+        threading.Thread(target=sweep_forever, name="sweeper", daemon=True).start()
 
 
 def sweep(blobs: BlobStore, settings: Settings) -> int:

@@ -24,18 +24,19 @@ def post(server: GunicornServer, body: bytes) -> requests.Response:
                          headers={"Content-Type": "application/json", "X-Line-Signature": line_signature(body)})
 
 
-def web_process(tmp_path, database_url: str, queue_url: str) -> GunicornServer:
+def web_process(tmp_path, database_url: str, queue_url: str, line_url: str = "http://127.0.0.1:9") -> GunicornServer:
     return GunicornServer({"CUTOUT_DATA_DIR": str(tmp_path / "var"), "LINE_CHANNEL_SECRET": LINE_SECRET,
-                           "LINE_CHANNEL_ACCESS_TOKEN": LINE_TOKEN, "LINE_API_BASE_URL": "http://127.0.0.1:9",
+                           "LINE_CHANNEL_ACCESS_TOKEN": LINE_TOKEN, "LINE_API_BASE_URL": line_url,
                            "CUTOUT_DATABASE_URL": database_url, "CUTOUT_QUEUE_URL": queue_url})
 
 
 def test_web_process_records_and_enqueues_without_loading_models(tmp_path, postgres_url, redis_server):
     import redis
 
-    server = web_process(tmp_path, postgres_url, redis_server.url()).start()
+    double = LinePlatformDouble(LINE_TOKEN).start()
+    server = web_process(tmp_path, postgres_url, redis_server.url(), double.base_url).start()
     try:
-        body, _ = line_body("image_message.json", **{"message.id": "q1"})
+        body, event = line_body("image_message.json", **{"message.id": "q1"})
         started = time.monotonic()
         assert post(server, body).status_code == 200
         acked_s = time.monotonic() - started
@@ -47,8 +48,14 @@ def test_web_process_records_and_enqueues_without_loading_models(tmp_path, postg
         assert ready["broker_queue_depth"] == 1 and ready["models_loaded"]
         assert "onnxruntime" not in server.log_tail(100_000)  # the web process never loaded a model
         assert acked_s < 1.0
+        # The user sees "working" while the photo waits for a worker; the web process fetched nothing.
+        started_loading = "/v2/bot/chat/loading/start"
+        received = double.wait_for(lambda rs: any(r.path == started_loading for r in rs), 10)
+        assert [r.body["chatId"] for r in received if r.path == started_loading] == [event["source"]["userId"]]
+        assert not any("/content" in r.path for r in double.received)
     finally:
         server.stop()
+        double.stop()
 
 
 def test_with_the_broker_down_the_job_is_kept_and_the_sweep_sends_it(tmp_path, postgres_url):
