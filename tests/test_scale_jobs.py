@@ -139,8 +139,8 @@ def test_postgres_migrations_apply_once_and_record_versions(postgres_url, tmp_pa
         versions = [row[0] for row in connection.execute("SELECT version FROM schema_migrations ORDER BY version")]
         assert versions == [version for version, _ in migration_files()] and versions[:2] == [1, 2]
         assert migrate(connection) == []
-        unique = connection.execute(
-            "SELECT indexdef FROM pg_indexes WHERE tablename = 'jobs' AND indexdef LIKE '%UNIQUE%dedupe_key%'").fetchall()
+        unique = connection.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'jobs'"
+                                    " AND indexdef LIKE '%UNIQUE%dedupe_key%'").fetchall()
         assert len(unique) == 1
 
 
