@@ -1,0 +1,376 @@
+"""The editing engine: a stored cutout plus the user's marks -> a new full-resolution alpha.
+
+Marks are taps ("this object" / "not this") and keep / erase strokes, in the photo's pixel
+coordinates. The function is pure: the client keeps the list of marks (undo drops the last one,
+redo puts it back) and sends the whole list; the same list always gives the same alpha.
+
+How (the cost does not grow with the number of marks: every mark is a region on one grid, then
+one solve and one upsample):
+1. On the editing grid (the model's working grid, ~1024 px long side: pipeline.cutout's), the
+   marks are replayed in order over the cutout's subject (its alpha cut at 0.5). A stroke's
+   footprint is hard subject / background. A tap selects or drops a region (pipeline.regions:
+   a separate part of the cutout whole, else a region grown from the tap over the photo).
+   A later mark wins where marks overlap.
+2. Pixels within a few grid pixels of an edge the marks created or moved are reopened and
+   matted (closed-form, pipeline.scribble_matte): the strokes and everything not reopened are
+   known values, soft hair included, so hair beside a keep stroke stays soft.
+3. Only the grid pixels that changed go back to full size, with the pipeline's colour guided
+   upsample along the photo's own edges (pipeline.upsample); every other full-size pixel keeps
+   the stored alpha exactly.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Union
+
+import numpy as np
+from scipy import ndimage
+
+from pipeline.edges import sharpen, split_soft_regions
+from pipeline.regions import stroke_footprint, tap_region
+from pipeline.scribble_matte import solve_reopened
+from pipeline.segment import resize_float
+from pipeline.upsample import GUIDE_EPS, GUIDE_RADIUS, guided_coefficients, resize_rows, row_bands
+
+# Grid pixels on each side of an edited edge that the matting solve reopens.
+BAND = 3
+# Alpha strictly between these is soft (hair, fur): reopened near an edit, never flattened.
+SOFT_LOW, SOFT_HIGH = 0.02, 0.98
+# Taps grow their regions on the grid brought to at most this long side (cost per tap ~0.1 s).
+REGION_SIDE = 512
+# Replays an editing grid remembers (each ~4 bytes per grid pixel: ~3 MB at 1024 x 768).
+REMEMBERED_REPLAYS = 12
+# Half-side (grid pixels) of the square around a tap's point that later taps cannot flip back.
+TAP_HOLD = 1
+# Most marks one call accepts (a client sends its whole undo history; more is not a person).
+MAX_MARKS = 500
+# Most points one stroke may carry.
+MAX_STROKE_POINTS = 4000
+
+
+@dataclass(frozen=True)
+class Tap:
+    """A touch: keep=True "this object" (select the region), keep=False "not this" (drop it)."""
+
+    x: float
+    y: float
+    keep: bool
+
+
+@dataclass(frozen=True)
+class Stroke:
+    """A brush stroke through `points` ((x, y) photo pixels) with `radius` photo pixels."""
+
+    points: tuple[tuple[float, float], ...]
+    radius: float
+    keep: bool
+
+
+Mark = Union[Tap, Stroke]
+
+
+class MarkError(ValueError):
+    """A mark list that cannot be applied (wrong shape, outside the photo, too many)."""
+
+
+def marks_from_json(items: Any, width: int, height: int) -> list[Mark]:
+    """Marks from their JSON form, checked against the photo's size.
+
+    [{"type": "tap", "x": 10, "y": 20, "mode": "keep" | "erase"},
+     {"type": "stroke", "points": [[x, y], ...], "radius": 12, "mode": "keep" | "erase"}]
+    """
+    if not isinstance(items, list):
+        raise MarkError("marks must be a list")
+    if len(items) > MAX_MARKS:
+        raise MarkError(f"at most {MAX_MARKS} marks")
+    marks: list[Mark] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise MarkError(f"mark {index} is not an object")
+        mode = item.get("mode")
+        if mode not in ("keep", "erase"):
+            raise MarkError(f"mark {index}: mode must be 'keep' or 'erase'")
+        kind = item.get("type")
+        if kind == "tap":
+            x, y = _number(item.get("x"), index), _number(item.get("y"), index)
+            if not (0 <= x < width and 0 <= y < height):
+                raise MarkError(f"mark {index}: tap outside the {width}x{height} photo")
+            marks.append(Tap(x, y, mode == "keep"))
+        elif kind == "stroke":
+            points = item.get("points")
+            if not isinstance(points, list) or not 1 <= len(points) <= MAX_STROKE_POINTS:
+                raise MarkError(f"mark {index}: a stroke needs 1 to {MAX_STROKE_POINTS} points")
+            pairs = []
+            for point in points:
+                if not isinstance(point, (list, tuple)) or len(point) != 2:
+                    raise MarkError(f"mark {index}: points are [x, y] pairs")
+                pairs.append((_number(point[0], index), _number(point[1], index)))
+            radius = _number(item.get("radius"), index)
+            if not 0 < radius <= max(width, height):
+                raise MarkError(f"mark {index}: radius must be positive and within the photo")
+            marks.append(Stroke(tuple(pairs), radius, mode == "keep"))
+        else:
+            raise MarkError(f"mark {index}: type must be 'tap' or 'stroke'")
+    return marks
+
+
+def _number(value: Any, index: int) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise MarkError(f"mark {index}: coordinates and radius are numbers")
+    return float(value)
+
+
+@dataclass
+class EditSource:
+    """A stored cutout, as the engine needs it.
+
+    image: (H, W, 3) the photo, uint8 or float in [0, 1].
+    mask: (h, w) the segmentation model's soft mask on its working grid (any size up to the photo's).
+    alpha: (H, W) the current alpha, uint8 or float in [0, 1].
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    alpha: np.ndarray
+
+
+@dataclass
+class Replay:
+    """Where replaying a list of marks on the grid stands: the subject and what the marks fixed."""
+
+    state: np.ndarray  # (h, w) bool: the subject after the marks
+    hard: np.ndarray  # (h, w) int8: +1 / -1 where a stroke's footprint holds subject / background
+    flipped: np.ndarray  # (h, w) bool: pixels whose side a mark set (or pinned)
+    edited: np.ndarray  # (h, w) bool: pixels whose side a mark changed
+    points: np.ndarray  # (h, w) int8: +1 / -1 where a keep / erase tap touched (later taps hold them)
+
+    def copy(self) -> "Replay":
+        return Replay(self.state.copy(), self.hard.copy(), self.flipped.copy(), self.edited.copy(),
+                      self.points.copy())
+
+
+@dataclass
+class EditGrid:
+    """The source brought to the editing grid once; an editing session may keep it between calls.
+
+    It also remembers where the last few mark lists left the grid, so a call that adds one mark
+    to (or undoes one from) a list already seen replays only what is new. That memo never
+    changes an answer: the same marks give the same alpha with or without it.
+    """
+
+    source: EditSource
+    image: np.ndarray  # (h, w, 3) float32 photo on the grid
+    alpha: np.ndarray  # (h, w) float32 current alpha on the grid
+    _replays: "OrderedDict[tuple[Mark, ...], Replay]" = field(default_factory=OrderedDict, repr=False)
+    _region_image: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.alpha.shape
+
+    @property
+    def full_shape(self) -> tuple[int, int]:
+        return self.source.alpha.shape[:2]
+
+    def region_image(self) -> np.ndarray:
+        """The photo on the grid taps grow regions on (at most REGION_SIDE long)."""
+        if self._region_image is None:
+            height, width = self.shape
+            scale = min(1.0, REGION_SIDE / max(height, width))
+            if scale >= 1.0:
+                self._region_image = self.image
+            else:
+                size = max(1, round(width * scale)), max(1, round(height * scale))
+                self._region_image = np.clip(resize_float(self.image, *size), 0.0, 1.0)
+        return self._region_image
+
+    def remembered(self, marks: tuple[Mark, ...]) -> tuple[int, Replay | None]:
+        """The longest prefix of `marks` replayed before, and its replay (a copy)."""
+        for length in range(len(marks), 0, -1):
+            replay = self._replays.get(marks[:length])
+            if replay is not None:
+                self._replays.move_to_end(marks[:length])
+                return length, replay.copy()
+        return 0, None
+
+    def remember(self, marks: tuple[Mark, ...], replay: Replay) -> None:
+        self._replays[marks] = replay.copy()
+        while len(self._replays) > REMEMBERED_REPLAYS:
+            self._replays.popitem(last=False)
+
+
+def _unit_float(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    return np.clip(array.astype(np.float32, copy=False), 0.0, 1.0)
+
+
+def editing_size(full_shape: tuple[int, int], mask_shape: tuple[int, int]) -> tuple[int, int]:
+    """The grid edits are solved on: the mask's, or the photo's when that is smaller (as the pipeline)."""
+    from pipeline.cutout import Pipeline
+
+    return Pipeline.working_size(full_shape, mask_shape)
+
+
+def prepare(source: EditSource) -> EditGrid:
+    """Bring the photo and the current alpha to the editing grid."""
+    height, width = source.alpha.shape[:2]
+    if source.image.shape[:2] != (height, width):
+        raise ValueError(f"photo {source.image.shape[:2]} and alpha {(height, width)} differ in size")
+    grid_h, grid_w = editing_size((height, width), source.mask.shape)
+    if (grid_h, grid_w) == (height, width):
+        return EditGrid(source, _unit_float(source.image), _unit_float(source.alpha))
+    # 8-bit photos and alphas (as stored) are resized by PIL as they are: no full-size float copy.
+    small_image = _resized(source.image, grid_w, grid_h)
+    small_alpha = _resized(source.alpha, grid_w, grid_h)
+    return EditGrid(source, small_image.astype(np.float32), small_alpha.astype(np.float32))
+
+
+def _resized(array: np.ndarray, width: int, height: int) -> np.ndarray:
+    """An 8-bit or [0, 1] float image (h, w) or (h, w, 3) resized to (height, width), float32 in [0, 1]."""
+    from PIL import Image
+
+    if array.dtype == np.uint8:
+        return np.asarray(Image.fromarray(array).resize((width, height), Image.BILINEAR), dtype=np.float32) / 255.0
+    return np.clip(resize_float(array.astype(np.float32, copy=False), width, height), 0.0, 1.0)
+
+
+def refine_alpha(source: EditSource | EditGrid, marks: Iterable[Mark]) -> np.ndarray:
+    """The cutout's alpha with `marks` applied, at the photo's full size ((H, W) float32 in [0, 1])."""
+    grid = source if isinstance(source, EditGrid) else prepare(source)
+    small = edit_on_grid(grid, list(marks))
+    return to_full_size(grid, small)
+
+
+def edit_on_grid(grid: EditGrid, marks: list[Mark]) -> np.ndarray:
+    """The edited alpha on the editing grid."""
+    marks_key = tuple(marks)
+    done, replay = grid.remembered(marks_key)
+    if replay is None:
+        shape = grid.shape
+        replay = Replay(grid.alpha > 0.5, np.zeros(shape, dtype=np.int8), np.zeros(shape, dtype=bool),
+                        np.zeros(shape, dtype=bool), np.zeros(shape, dtype=np.int8))
+    for mark in marks[done:]:
+        _replay_mark(grid, replay, mark)
+    if marks_key:
+        grid.remember(marks_key, replay)
+    if not replay.edited.any() and not (replay.hard != 0).any():
+        return grid.alpha.copy()
+    return _solve_edges(grid, grid.alpha, replay.state, replay.hard, replay.flipped, replay.edited)
+
+
+def _replay_mark(grid: EditGrid, replay: Replay, mark: Mark) -> None:
+    shape = grid.shape
+    full_h, full_w = grid.full_shape
+    scale_x, scale_y = shape[1] / full_w, shape[0] / full_h
+    if isinstance(mark, Stroke):
+        points = np.array(mark.points, dtype=np.float64) * (scale_x, scale_y)
+        region = stroke_footprint(shape, points, mark.radius * 0.5 * (scale_x + scale_y))
+        replay.hard[region] = 1 if mark.keep else -1
+    else:
+        # What earlier marks set to the other side holds against this tap.
+        opposite = -1 if mark.keep else 1
+        held = (replay.hard == opposite) | (replay.points == opposite)
+        region = _tap(grid, replay.state, mark, held)
+        replay.hard[region] = 0  # a later tap frees pixels an earlier stroke held
+        y = min(shape[0] - 1, int(mark.y * scale_y))
+        x = min(shape[1] - 1, int(mark.x * scale_x))
+        replay.points[max(0, y - TAP_HOLD):y + TAP_HOLD + 1, max(0, x - TAP_HOLD):x + TAP_HOLD + 1] = -opposite
+    replay.edited |= region & (replay.state != mark.keep)
+    replay.flipped |= region
+    replay.state[region] = mark.keep
+
+
+def _tap(grid: EditGrid, state: np.ndarray, tap: Tap, held: np.ndarray) -> np.ndarray:
+    """The region a tap sets, grown on the region grid and brought back to the editing grid."""
+    full_h, full_w = grid.full_shape
+    image = grid.region_image()
+    small_h, small_w = image.shape[:2]
+    y = min(small_h - 1, int(tap.y * small_h / full_h))
+    x = min(small_w - 1, int(tap.x * small_w / full_w))
+    if (small_h, small_w) == state.shape:
+        return tap_region(image, state, y, x, tap.keep, held)
+    small_held = resize_float(held.astype(np.float32), small_w, small_h) > 0.0
+    small_state = resize_float(state.astype(np.float32), small_w, small_h) > 0.5
+    grid_y = min(state.shape[0] - 1, int(tap.y * state.shape[0] / full_h))
+    grid_x = min(state.shape[1] - 1, int(tap.x * state.shape[1] / full_w))
+    small_state[y, x] = state[grid_y, grid_x]  # the tap's side is the editing grid's
+    small_region = tap_region(image, small_state, y, x, tap.keep, small_held)
+    region = resize_float(small_region.astype(np.float32), state.shape[1], state.shape[0]) > 0.5
+    # Only pixels on the tapped side change side; the matting band settles the edge.
+    return region & (state == state[grid_y, grid_x]) & ~held
+
+
+def _solve_edges(grid: EditGrid, base: np.ndarray, state: np.ndarray, hard: np.ndarray,
+                 flipped: np.ndarray, edited: np.ndarray) -> np.ndarray:
+    """Matte a band around the edges the marks made; everything else keeps its value."""
+    structure = np.ones((3, 3), dtype=bool)
+    strokes = hard != 0
+    # The edges that moved: the borders of changed regions and of stroke footprints.
+    changed = edited | strokes
+    moved = changed ^ ndimage.binary_erosion(changed, structure, border_value=0)
+    moved |= ndimage.binary_dilation(changed, structure) & ~changed
+    near = ndimage.binary_dilation(moved, structure, iterations=BAND)
+    soft = (base > SOFT_LOW) & (base < SOFT_HIGH)
+    # Soft pixels touching a reopened band are reopened with it (hair beside a stroke).
+    reach = ndimage.binary_dilation(near, structure, iterations=2 * BAND)
+    unknown = (near | (soft & reach)) & ~strokes
+    # Known: the stroke's value, the side a mark set, else the cutout's own value.
+    known = np.where(flipped, state.astype(np.float32), base)
+    known = np.where(hard > 0, 1.0, np.where(hard < 0, 0.0, known)).astype(np.float32)
+    # Prior: the marks' side where they set it; the cutout's value elsewhere; nothing where no
+    # subject is near any more (the fringe of a dropped object).
+    prior = known.copy()
+    no_subject_near = ~ndimage.binary_dilation(state, structure, iterations=BAND)
+    prior[no_subject_near] = 0.0
+    solved = solve_reopened(grid.image, known, unknown, prior)
+    # Outside every reopened pixel and mark, the cutout is untouched.
+    return np.where(unknown | flipped | strokes, solved, base).astype(np.float32)
+
+
+def to_full_size(grid: EditGrid, small: np.ndarray) -> np.ndarray:
+    """The stored alpha with the grid pixels that changed brought to full size along the photo's edges."""
+    source = grid.source
+    full = source.alpha.astype(np.float32)  # the answer: the one full-size array this call makes
+    if source.alpha.dtype == np.uint8:
+        full /= 255.0
+    np.clip(full, 0.0, 1.0, out=full)
+    changed = np.abs(small - grid.alpha) > 1e-3
+    if not changed.any():
+        return full
+    crisp = split_soft_regions(small).transition & changed
+    height, width = full.shape
+    if small.shape == (height, width):
+        full[changed] = small[changed]
+        full[crisp] = sharpen(full[crisp])
+        return full
+    margin = 2 * GUIDE_RADIUS + 3
+    rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+    top, bottom = max(0, rows[0] - margin), min(small.shape[0], rows[-1] + margin + 1)
+    left, right = max(0, cols[0] - margin), min(small.shape[1], cols[-1] + margin + 1)
+    # Guided-filter coefficients only over the changed box, in grid-sized arrays so that
+    # resize_rows keeps the whole-image alignment of pipeline.upsample.
+    coeff_a = np.zeros((*small.shape, 3), dtype=np.float32)
+    coeff_b = np.zeros(small.shape, dtype=np.float32)
+    box = (slice(top, bottom), slice(left, right))
+    coeff_a[box], coeff_b[box] = guided_coefficients(grid.image[box], small[box], GUIDE_RADIUS, GUIDE_EPS)
+    weight = ndimage.binary_dilation(changed, iterations=1).astype(np.float32)
+    crisp_weight = ndimage.binary_dilation(crisp, iterations=1).astype(np.float32)
+    scale_y, scale_x = height / small.shape[0], width / small.shape[1]
+    full_top, full_bottom = int((top + margin // 2) * scale_y), min(height, int(np.ceil((bottom - margin // 2) * scale_y)))
+    full_left, full_right = int((left + margin // 2) * scale_x), min(width, int(np.ceil((right - margin // 2) * scale_x)))
+    for band_top, band_bottom in row_bands(full_bottom - full_top):
+        y0, y1 = full_top + band_top, full_top + band_bottom
+        photo = source.image[y0:y1, full_left:full_right]
+        photo = photo.astype(np.float32) / 255.0 if photo.dtype == np.uint8 else photo.astype(np.float32, copy=False)
+        guided = resize_rows(coeff_b, width, height, y0, y1, full_left, full_right).copy()
+        for channel in range(3):
+            guided += resize_rows(coeff_a[..., channel], width, height, y0, y1, full_left, full_right) * photo[..., channel]
+        np.clip(guided, 0.0, 1.0, out=guided)
+        steep = np.clip(resize_rows(crisp_weight, width, height, y0, y1, full_left, full_right), 0.0, 1.0)
+        guided += steep * (sharpen(guided) - guided)
+        blend = np.clip(resize_rows(weight, width, height, y0, y1, full_left, full_right), 0.0, 1.0)
+        current = full[y0:y1, full_left:full_right]
+        current += blend * (guided - current)
+    return full

@@ -1,0 +1,240 @@
+"""Regions a user's mark stands for, on the editing grid: stroke footprints and tapped regions.
+
+A tap says "this object" or "not this". Where the tap lands on a separate part of the cutout
+(a spoon beside the bowl), the region is that whole connected part. Where it lands on the main
+part, or on background the model left out, there is no ready-made part to take: the region is
+grown from the tap over the photo by geodesic distance (a path's length grows with every colour
+step it crosses, so growth runs freely over one surface and stops at its edges), in competition
+with seeds that stand for what stays as it is (the picture's border for a tap on background, the
+cutout's confident core for a tap on the cutout): each pixel goes to the nearer of the two.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from scipy import ndimage
+
+# Costs of a path's step: each pixel travelled, a colour change (RGB distance in [0, 1] units,
+# up to sqrt 3) and a change of likeness to the tapped surface ([0, 1]). Travel is cheap, so a
+# region is bounded by changes, not by how far it reaches from the tap.
+TRAVEL_WEIGHT = 0.2
+COLOUR_WEIGHT = 10.0
+LIKENESS_WEIGHT = 50.0
+# Raster-scan sweeps (each a forward and a backward pass): paths may wind around obstacles.
+SWEEPS = 3
+# Seed disk of a tap, in editing-grid pixels: a finger's uncertainty on a phone is larger, but the
+# click protocol's point is the centre of an error region, and a small seed stays inside thin parts.
+TAP_SEED_RADIUS = 2
+# Colour histograms' levels per channel (16^3 bins, smoothed over neighbours).
+BINS = 16
+# The tapped surface's colours: this share of the tapped part nearest the tap (at least MIN_TAP_SAMPLE px).
+TAP_SAMPLE = 0.02
+MIN_TAP_SAMPLE = 50
+# ... and no further from it than this path cost (a colour change of 0.3, or 15 px of one colour).
+SAMPLE_COST = 3.0
+# Seed pixels around the tap are those within this RGB distance of the tapped pixel's colour.
+SEED_COLOUR_DISTANCE = 0.12
+# Pixels whose colour is this unlike the tapped surface hold their side: seeds of the competition.
+STAY_LIKENESS = 0.2
+# Texture is no edge: the photo is smoothed (Gaussian sigma, grid pixels) before growing a region.
+SMOOTHING = 1.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _sweep(distance: np.ndarray, image: np.ndarray, allowed: np.ndarray, weight: float) -> None:
+    height, width = distance.shape
+    diagonal = np.sqrt(2.0)
+    for direction in (1, -1):
+        rows = range(height) if direction == 1 else range(height - 1, -1, -1)
+        for y in rows:
+            cols = range(width) if direction == 1 else range(width - 1, -1, -1)
+            for x in cols:
+                if not allowed[y, x]:
+                    continue
+                best = distance[y, x]
+                # The four neighbours already visited in this pass's order.
+                for dy, dx in ((-direction, -1), (-direction, 0), (-direction, 1), (0, -direction)):
+                    ny, nx = y + dy, x + dx
+                    if ny < 0 or ny >= height or nx < 0 or nx >= width or not allowed[ny, nx]:
+                        continue
+                    step = diagonal if dx != 0 and dy != 0 else 1.0
+                    colour = 0.0
+                    for channel in range(image.shape[2]):
+                        difference = image[y, x, channel] - image[ny, nx, channel]
+                        colour += difference * difference
+                    candidate = distance[ny, nx] + np.sqrt(step * step * weight * weight + colour)
+                    if candidate < best:
+                        best = candidate
+                distance[y, x] = best
+
+
+def geodesic_distance(features: np.ndarray, seeds: np.ndarray, allowed: np.ndarray,
+                      travel: float = TRAVEL_WEIGHT, sweeps: int = SWEEPS) -> np.ndarray:
+    """Length of the shortest path from `seeds` to each pixel, travelling only over `allowed`.
+
+    A step costs sqrt((travel * pixels)^2 + |feature difference|^2).
+
+    Parameters
+    ----------
+    features: (h, w, k) per-pixel features, already weighted.
+    seeds: (h, w) bool, distance 0.
+    allowed: (h, w) bool; pixels outside stay at infinity.
+
+    Returns
+    -------
+    (h, w) float32 (inf where no allowed path reaches).
+    """
+    distance = np.where(seeds & allowed, 0.0, np.inf).astype(np.float32)
+    features = np.ascontiguousarray(features, dtype=np.float32)
+    allowed = np.ascontiguousarray(allowed)
+    for _ in range(sweeps):
+        _sweep(distance, features, allowed, np.float32(travel))
+    return distance
+
+
+def disk(shape: tuple[int, int], y: float, x: float, radius: float) -> np.ndarray:
+    rows, cols = np.ogrid[:shape[0], :shape[1]]
+    return (rows - y) ** 2 + (cols - x) ** 2 <= radius * radius
+
+
+def stroke_footprint(shape: tuple[int, int], points: np.ndarray, radius: float) -> np.ndarray:
+    """Pixels within `radius` of the polyline through `points` ((n, 2) as x, y, in grid pixels)."""
+    height, width = shape
+    footprint = np.zeros(shape, dtype=bool)
+    radius = max(float(radius), 0.5)
+    pad = int(np.ceil(radius)) + 1
+    left = max(0, int(np.floor(points[:, 0].min())) - pad)
+    right = min(width, int(np.ceil(points[:, 0].max())) + pad + 1)
+    top = max(0, int(np.floor(points[:, 1].min())) - pad)
+    bottom = min(height, int(np.ceil(points[:, 1].max())) + pad + 1)
+    if left >= right or top >= bottom:
+        return footprint
+    # The polyline sampled every half pixel, then every pixel within the radius of a sample.
+    samples = [points[:1]]
+    for start, end in zip(points[:-1], points[1:]):
+        steps = max(1, int(np.ceil(np.hypot(*(end - start)) * 2)))
+        samples.append(start + (end - start) * (np.arange(1, steps + 1)[:, None] / steps))
+    path = np.concatenate(samples)
+    line = np.zeros((bottom - top, right - left), dtype=bool)
+    ys = np.clip(np.round(path[:, 1]).astype(int) - top, 0, bottom - top - 1)
+    xs = np.clip(np.round(path[:, 0]).astype(int) - left, 0, right - left - 1)
+    line[ys, xs] = True
+    footprint[top:bottom, left:right] = ndimage.distance_transform_edt(~line) <= radius
+    return footprint
+
+
+def component_at(region: np.ndarray, y: int, x: int) -> np.ndarray:
+    """The 8-connected part of `region` holding (y, x) (empty if (y, x) is outside `region`)."""
+    if not region[y, x]:
+        return np.zeros(region.shape, dtype=bool)
+    labels, _ = ndimage.label(region, structure=np.ones((3, 3)))
+    return labels == labels[y, x]
+
+
+def largest_component(region: np.ndarray) -> np.ndarray:
+    labels, count = ndimage.label(region, structure=np.ones((3, 3)))
+    if count == 0:
+        return np.zeros(region.shape, dtype=bool)
+    sizes = np.bincount(labels.ravel())[1:]
+    return labels == (int(np.argmax(sizes)) + 1)
+
+
+def tap_region(image: np.ndarray, state: np.ndarray, y: int, x: int, keep: bool,
+               held: np.ndarray | None = None) -> np.ndarray:
+    """The pixels a tap at (y, x) selects (keep) or drops (not keep), given the current subject `state`.
+
+    Parameters
+    ----------
+    image: (h, w, 3) RGB in [0, 1] on the editing grid.
+    state: (h, w) bool, the cutout's subject as it stands before this tap.
+    held: (h, w) bool, pixels earlier marks set to the other side (earlier taps' points, strokes):
+        the region never takes them, and they compete against the tap.
+
+    Returns
+    -------
+    (h, w) bool: the region whose side the tap sets. A tap that agrees with the state there
+    (keep on subject, erase on background) returns the part it lands on, which then holds.
+    """
+    on_subject = bool(state[y, x])
+    side = state if on_subject else ~state
+    part = component_at(side, y, x)
+    if on_subject == keep:
+        return part
+    held = np.zeros(state.shape, dtype=bool) if held is None else held & part
+    if on_subject and not held.any() and not (part & largest_component(state)).any():
+        return part  # a separate object beside the main one: drop it whole
+    image = ndimage.gaussian_filter(image, sigma=(SMOOTHING, SMOOTHING, 0)) if SMOOTHING else image
+    # The seed: the tapped pixel and those around it of its colour (a tap on a ski pole is not
+    # a tap on the sky beside it).
+    like_tapped = np.linalg.norm(image - image[y, x], axis=-1) <= SEED_COLOUR_DISTANCE
+    seed = disk(state.shape, y, x, TAP_SEED_RADIUS) & part & ~held & like_tapped
+    seed[y, x] = not held[y, x]
+    if not seed.any():
+        return seed
+    colour = image * COLOUR_WEIGHT
+    from_tap = geodesic_distance(colour, seed, part)
+    likeness = tap_likeness(image, part, from_tap)
+    others = part & ((likeness < STAY_LIKENESS) | held)
+    if not on_subject:
+        others |= part & _border(part.shape)
+    others &= ~seed
+    if not others.any():
+        return part & ~held  # a hole enclosed by the subject (keep), or nothing unlike the tap to hold on to
+    # Bai & Sapiro's geodesic segmentation: paths are cheap while the colour stays as like the
+    # tapped surface as where they started, whatever their length.
+    features = np.concatenate([colour, likeness[..., None] * LIKENESS_WEIGHT], axis=-1)
+    from_tap = geodesic_distance(features, seed, part)
+    from_others = geodesic_distance(features, others, part)
+    grown = part & (from_tap < from_others)
+    return (component_at(grown, y, x) | seed) & ~held
+
+
+def _border(shape: tuple[int, int]) -> np.ndarray:
+    border = np.zeros(shape, dtype=bool)
+    border[0, :] = border[-1, :] = border[:, 0] = border[:, -1] = True
+    return border
+
+
+def colour_bins(image: np.ndarray) -> np.ndarray:
+    """Each pixel's bin in a BINS^3 RGB histogram."""
+    levels = np.minimum((image * BINS).astype(np.int32), BINS - 1)
+    return (levels[..., 0] * BINS + levels[..., 1]) * BINS + levels[..., 2]
+
+
+def tap_likeness(image: np.ndarray, part: np.ndarray, from_tap: np.ndarray) -> np.ndarray:
+    """How much each pixel's colour is like the tapped surface's rather than the rest of its part: [0, 1].
+
+    The tapped surface: the part's pixels geodesically nearest the tap (TAP_SAMPLE of the part, at
+    least MIN_TAP_SAMPLE pixels). Colours are compared by smoothed RGB histograms.
+    """
+    bins = colour_bins(image)
+    inside = from_tap[part]
+    count = min(inside.size, max(MIN_TAP_SAMPLE, int(TAP_SAMPLE * inside.size)))
+    reach = min(float(np.partition(inside, count - 1)[count - 1]), SAMPLE_COST)
+    near = part & (from_tap <= reach)
+    far = part & ~near
+    def histogram(selection: np.ndarray) -> np.ndarray:
+        counts = np.bincount(bins[selection], minlength=BINS ** 3).astype(np.float32).reshape((BINS,) * 3)
+        counts = ndimage.uniform_filter(counts, size=3, mode="constant")
+        return counts / max(float(counts.sum()), 1.0)
+    tapped, rest = histogram(near), histogram(far)
+    likeness = (tapped / np.maximum(tapped + rest, 1e-12)).ravel()[bins]
+    likeness[near] = np.maximum(likeness[near], 0.5)
+    return likeness.astype(np.float32)
+
+
+def _stay_seeds(state: np.ndarray, part: np.ndarray, seed: np.ndarray, on_subject: bool) -> np.ndarray:
+    """Pixels of `part` that stand for what the tap must not change.
+
+    Background: its pixels on the picture's border (the background reaches the frame; a part the
+    model missed rarely fills it). Subject: its deep core, away from the tap, where the model is
+    most sure of itself.
+    """
+    if not on_subject:
+        border = np.zeros(part.shape, dtype=bool)
+        border[0, :] = border[-1, :] = border[:, 0] = border[:, -1] = True
+        return part & border & ~seed
+    depth = ndimage.distance_transform_edt(part)
+    deepest = float(depth.max())
+    core = part & (depth >= 0.5 * deepest)
+    return core & ~ndimage.binary_dilation(seed, iterations=max(2, int(0.5 * deepest)))

@@ -1,0 +1,147 @@
+"""Seconds and peak memory of one editing call (pipeline.edit.refine_alpha) at 1 and 12 MP.
+
+    python scripts/bench_edit.py [--sizes 1,12] [--marks 1,5,20] [--repeats 3] [--image PATH]
+
+The photo (a DIS5K dev photo resized to each size) is cut out once by the real pipeline; its
+stored form (the photo and the alpha as 8-bit arrays, as decoded from the stored JPEG and PNG,
+plus the model's working-grid mask) is then edited in a fresh process per size, so the peak RSS
+printed is the editing process's own. Each call is cold: the whole list of marks is replayed
+from the stored cutout (no session state kept between calls), so its time is the worst case for
+that many marks. The marks mix taps (keep / drop a region) and keep / erase strokes along the
+subject's outline, placed deterministically from the cutout.
+Run it on a quiet machine (it waits while /tmp/cpu-busy exists).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_IMAGE = ROOT.parent / "shared" / "data" / "dis5k_te_dev" / "image" / "te3-car-1233511291.jpg"
+
+
+def stored_cutout(image_path: Path, megapixels: float, folder: Path) -> Path:
+    """Cut the resized photo out with the real pipeline; save what a stored result holds."""
+    from PIL import Image
+
+    from pipeline.cutout import CutoutOptions, Pipeline
+
+    photo = Image.open(image_path).convert("RGB")
+    scale = (megapixels * 1e6 / (photo.width * photo.height)) ** 0.5
+    photo = photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.LANCZOS)
+    image = np.asarray(photo)
+    pipeline = Pipeline()
+    unit = image.astype(np.float32) / 255.0
+    mask = pipeline._predict_small_all(CutoutOptions().model, [unit])[0]
+    result = pipeline._refine(unit, mask, None, CutoutOptions(foreground=False), {})
+    work_h, work_w = pipeline.working_size(unit.shape, mask.shape)
+    from pipeline.segment import resize_float
+
+    if mask.shape != (work_h, work_w):
+        mask = np.clip(resize_float(mask, work_w, work_h), 0.0, 1.0)
+    path = folder / f"cutout_{megapixels:g}mp.npz"
+    np.savez(path, image=image, mask=mask.astype(np.float32),
+             alpha=np.round(np.clip(result.alpha, 0, 1) * 255).astype(np.uint8))
+    return path
+
+
+def bench_marks(alpha: np.ndarray, count: int) -> list:
+    """`count` marks from the cutout: taps on the background and on the subject, strokes on the outline."""
+    from scipy import ndimage
+
+    from pipeline.edit import Stroke, Tap
+
+    height, width = alpha.shape
+    subject = alpha >= 128
+    rng = np.random.default_rng(16)
+    edge = np.argwhere(subject ^ ndimage.binary_erosion(subject, iterations=2))
+    inside, outside = np.argwhere(subject), np.argwhere(~subject)
+    radius = max(width, height) / 100
+    marks = []
+    for index in range(count):
+        kind = index % 4
+        if kind == 0 and len(outside):
+            y, x = outside[rng.integers(len(outside))]
+            marks.append(Tap(float(x), float(y), keep=False))
+        elif kind == 1 and len(edge):
+            y, x = edge[rng.integers(len(edge))]
+            points = tuple((float(x + dx), float(y + dy)) for dx, dy in zip(range(0, 60, 6), range(0, 30, 3)))
+            marks.append(Stroke(points, radius, keep=True))
+        elif kind == 2 and len(inside):
+            y, x = inside[rng.integers(len(inside))]
+            marks.append(Tap(float(x), float(y), keep=True))
+        elif len(edge):
+            y, x = edge[rng.integers(len(edge))]
+            points = tuple((float(x - dx), float(y + dy)) for dx, dy in zip(range(0, 60, 6), range(0, 30, 3)))
+            marks.append(Stroke(points, radius, keep=False))
+    return marks
+
+
+def child(path: Path, mark_counts: list[int], repeats: int) -> dict:
+    from pipeline.edit import EditSource, refine_alpha
+
+    stored = np.load(path)
+    source = EditSource(stored["image"], stored["mask"], stored["alpha"])
+    baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    refine_alpha(source, bench_marks(source.alpha, 2))  # warms numba's compiled code and imports
+    rows = {}
+    for count in mark_counts:
+        marks = bench_marks(source.alpha, count)
+        seconds = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            refine_alpha(source, marks)
+            seconds.append(time.perf_counter() - started)
+        rows[count] = {"median_s": round(statistics.median(seconds), 3), "max_s": round(max(seconds), 3)}
+    height, width = source.alpha.shape
+    return {"megapixels": round(height * width / 1e6, 1), "size": f"{width}x{height}",
+            "grid": list(source.mask.shape), "by_marks": rows,
+            "rss_before_edits_gb": round(baseline_rss, 2),
+            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1,12")
+    parser.add_argument("--marks", default="1,5,20")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    mark_counts = [int(n) for n in args.marks.split(",")]
+    if args.child:
+        print(json.dumps(child(args.child, mark_counts, args.repeats)))
+        return 0
+    while Path("/tmp/cpu-busy").exists():
+        print("waiting: /tmp/cpu-busy exists", file=sys.stderr)
+        time.sleep(30)
+    print(f"bench_edit {time.strftime('%Y-%m-%d %H:%M')} {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores; cold calls (whole mark list replayed), median of {args.repeats}")
+    with tempfile.TemporaryDirectory() as folder:
+        for size in (float(s) for s in args.sizes.split(",")):
+            path = stored_cutout(args.image, size, Path(folder))
+            output = subprocess.run([sys.executable, __file__, "--child", str(path), "--marks", args.marks,
+                                     "--repeats", str(args.repeats)], capture_output=True, text=True, check=True)
+            row = json.loads(output.stdout.strip().splitlines()[-1])
+            timings = ", ".join(f"{count} marks {r['median_s']:.2f} s (max {r['max_s']:.2f})"
+                                for count, r in row["by_marks"].items())
+            print(f"{row['megapixels']:>5} MP {row['size']} (grid {row['grid'][1]}x{row['grid'][0]}): {timings}; "
+                  f"peak RSS {row['peak_rss_gb']:.2f} GB ({row['rss_before_edits_gb']:.2f} GB with the cutout loaded)",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
