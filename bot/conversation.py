@@ -98,8 +98,9 @@ def fetch_failure(error: FetchError, settings: Settings) -> UserFacingError:
 
 
 def shows_progress(event: PhotoReceived) -> bool:
-    """One "working" animation per chat: a set's first photo shows it for the whole set."""
-    return event.set_index <= 1
+    """One "working" animation per chat, not one per photo of a set: the set's first photo starts
+    it and its last photo (usually the last cut out) keeps renewing it until the summary."""
+    return event.set_index <= 1 or event.set_index == event.set_total
 
 
 @dataclass

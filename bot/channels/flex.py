@@ -70,7 +70,8 @@ def bubble(card: Card) -> dict:
         {"type": "text", "text": card.subtitle, "size": "sm", "color": "#555555", "wrap": True},
     ]}
     buttons = list(card.buttons[:3])
-    if card.picture is not None and buttons:
+    # A result's first button (Download) is the main one; a menu's, only when it is a download (a set's ZIP).
+    if buttons and (card.picture is not None or isinstance(buttons[0], Link)):
         rest = [button(item, primary=False) for item in buttons[1:]]
         footer_contents = [button(buttons[0], primary=True)]
         if rest:
