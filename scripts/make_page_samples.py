@@ -1,4 +1,4 @@
-"""Draw the web page's sample photos, link-preview image and icons (bot/static/samples, bot/static).
+"""Draw the web page's sample photos, link-preview image and icons (bot/web/static/samples, bot/web/static).
 
 The evaluation photos under ../shared/data are for research use only, so the page's samples are
 drawn here instead: a plush teddy bear (fuzzy outline: the hair case), a cosmetics bottle (a
@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-STATIC = ROOT / "bot" / "static"
+STATIC = ROOT / "bot" / "web" / "static"
 SAMPLES = STATIC / "samples"
 SS = 2  # supersampling of every drawing
 RNG = np.random.default_rng(14)
@@ -205,7 +205,7 @@ def icons() -> None:
     draw.line([(322, 318), (152, 90)], fill=white, width=38)
     icon.resize((180, 180), Image.LANCZOS).save(STATIC / "apple-touch-icon.png")
     icon.save(STATIC / "favicon.ico", sizes=[(16, 16), (32, 32), (48, 48)])
-    print("bot/static/favicon.ico, bot/static/apple-touch-icon.png")
+    print("bot/web/static/favicon.ico, bot/web/static/apple-touch-icon.png")
 
 
 def link_preview(teddy_image: Image.Image) -> None:
@@ -234,7 +234,7 @@ def link_preview(teddy_image: Image.Image) -> None:
     font = ImageFont.truetype(str(font_path), 44) if font_path.exists() else ImageFont.load_default(size=44)
     draw.text((60, 32), "Cutout Bot · AI 一鍵去背", font=font, fill=(20, 24, 28))
     canvas.save(STATIC / "og.jpg", quality=88, optimize=True, progressive=True)
-    print(f"bot/static/og.jpg: {(STATIC / 'og.jpg').stat().st_size // 1024} kB")
+    print(f"bot/web/static/og.jpg: {(STATIC / 'og.jpg').stat().st_size // 1024} kB")
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from app import create_app
-from bot.page_jobs import PageJobs, download_name, upload_stem
+from bot.web.page_jobs import PageJobs, download_name, upload_stem
 from pipeline.cutout import CutoutOptions
 from pipeline.worker import PipelineWorker
 from settings import Settings

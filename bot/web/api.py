@@ -1,7 +1,7 @@
 """The web page (GET /) and the remove.bg-shaped HTTP API (POST /api/v1/removebg).
 
 The page's own routes (photo jobs with progress, previews, server-rendered composites and
-downloads) are in bot/page.py and bot/page_jobs.py; they share this module's validation and errors.
+downloads) are in bot/web/page.py and bot/web/page_jobs.py; they share this module's validation and errors.
 
 The API runs on the same pipeline thread as the chat bots: a request waits for its turn inside a
 bounded lane (bot/lane.py), and a full lane or a full queue answers 503 + Retry-After at once.
@@ -21,8 +21,8 @@ from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, request, send_from_directory
 
-from bot.api_outputs import ParameterError, read_output_params
-from bot.api_titles import localised_title
+from bot.web.api_outputs import ParameterError, read_output_params
+from bot.web.api_titles import localised_title
 from bot.backgrounds import BACKDROPS, backdrop
 from bot.fetch import FetchError, fetch_url
 from bot.lane import LaneFull, WaitLane
@@ -121,7 +121,7 @@ def web_blueprint(settings: Settings, pipeline: Pipeline, worker: PipelineWorker
     def favicon():
         return send_from_directory(STATIC_DIR, "favicon.ico", max_age=86400)
 
-    from bot.page import add_page_routes  # here: bot.page builds on this module's helpers
+    from bot.web.page import add_page_routes  # here: bot.page builds on this module's helpers
 
     add_page_routes(blueprint, settings, pipeline, worker, metrics, options, lane, signer, page_limiter)
 

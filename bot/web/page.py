@@ -19,11 +19,11 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, jsonify, request, send_file
 
-from bot.api_titles import localised_title
+from bot.web.api_titles import localised_title
 from bot.lane import WaitLane
-from bot.page_jobs import PageJob, PageJobError, PageJobs, download_name, upload_stem
+from bot.web.page_jobs import PageJob, PageJobError, PageJobs, download_name, upload_stem
 from bot.ratelimit import SlidingWindowLimiter
-from bot.web import ApiError, as_api_error, error_response, has_page_pass, pick_source, read_input_image
+from bot.web.api import ApiError, as_api_error, error_response, has_page_pass, pick_source, read_input_image
 from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.stats import Metrics
 from pipeline.worker import PipelineWorker
