@@ -234,10 +234,13 @@ def register_health_routes(app: Flask) -> None:
 
 
 def fleet_metrics(conversation) -> str:
-    """With Celery workers: the broker's queue depth and the shared job table's jobs by state."""
+    """With Celery workers: the broker's queue depth, the workers answering a ping, and the shared
+    job table's jobs by state."""
     lines = ["# TYPE cutout_broker_queue_depth gauge"]
     depth = conversation.broker_depth()
     lines.append(f"cutout_broker_queue_depth {depth if depth is not None else 'NaN'}")
+    alive = conversation.workers_alive() if depth is not None else None  # no broker, no ping
+    lines += ["# TYPE cutout_workers_alive gauge", f"cutout_workers_alive {alive if alive is not None else 'NaN'}"]
     lines.append("# TYPE cutout_jobs gauge")
     for status, count in sorted(conversation.jobs.counts_by_status().items()):
         lines.append(f'cutout_jobs{{state="{status}"}} {count}')

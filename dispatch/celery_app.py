@@ -112,3 +112,12 @@ def queue_depth() -> int | None:
     except Exception as error:
         log.warning("broker queue depth unavailable: %s", error)
         return None
+
+
+def workers_alive(timeout_s: float = 0.5) -> int | None:
+    """Worker processes that answered a broadcast ping within `timeout_s`, or None if unreachable."""
+    try:
+        return len(app.control.ping(timeout=timeout_s) or [])
+    except Exception as error:
+        log.warning("worker ping unavailable: %s", error)
+        return None

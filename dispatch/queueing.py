@@ -40,3 +40,8 @@ class QueueingConversation(Conversation):
         from dispatch.celery_app import queue_depth
 
         return queue_depth()
+
+    def workers_alive(self) -> int | None:
+        from dispatch.celery_app import workers_alive
+
+        return workers_alive()

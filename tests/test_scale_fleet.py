@@ -133,6 +133,7 @@ def test_fleet_gives_every_user_exactly_one_cutout_through_a_worker_kill(
             assert Image.open(io.BytesIO(bodies[1].content)).size[0] > 0
         metrics = requests.get(webs[1].base_url + "/metrics", timeout=10).text
         assert f'cutout_jobs{{state="finished"}} {USERS}' in metrics and "cutout_broker_queue_depth 0" in metrics
+        assert "cutout_workers_alive 2" in metrics  # the killed pool process was replaced
         print(f"\nfleet: {USERS} photos through 2 web + 2 workers in {elapsed:.1f} s, one worker killed")
     finally:
         for process in (beat, *workers, *webs):
