@@ -54,8 +54,10 @@ def cutouts_per_user(double: LinePlatformDouble, token_users: dict[str, str]) ->
 def held_lease(database_url: str) -> tuple[str, int] | None:
     """A job a worker process is working on now, and that process's pid (from the lease's owner)."""
     with psycopg.connect(database_url, autocommit=True) as connection:
-        row = connection.execute("SELECT job_id, owner FROM job_leases WHERE owner IS NOT NULL"
-                                 " AND lease_until > extract(epoch FROM now()) LIMIT 1").fetchone()
+        # Still before its files are stored: the cutout itself is ahead, so the kill lands mid-job.
+        row = connection.execute("SELECT job_id, owner FROM job_leases JOIN jobs ON jobs.id = job_id"
+                                 " WHERE owner IS NOT NULL AND lease_until > extract(epoch FROM now())"
+                                 " AND jobs.result NOT LIKE '%\"stored\"%' LIMIT 1").fetchone()
     return (row[0], int(row[1].rsplit(":", 1)[1])) if row else None
 
 
