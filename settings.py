@@ -56,6 +56,9 @@ class Settings:
     line_channel_secret: str = ""
     line_channel_access_token: str = ""
     line_api_base_url: str = ""  # when set, every LINE API call goes here (a local double in tests)
+    # A LIFF app whose endpoint URL is {PUBLIC_BASE_URL}/edit: cards' Edit buttons then open the
+    # editor inside LINE (https://liff.line.me/<id>?t=...); unset, the plain HTTPS link.
+    line_liff_id: str = ""
     # Messenger
     messenger_app_secret: str = ""
     messenger_page_access_token: str = ""
@@ -122,6 +125,7 @@ class Settings:
             line_channel_secret=env("LINE_CHANNEL_SECRET", ""),
             line_channel_access_token=env("LINE_CHANNEL_ACCESS_TOKEN", ""),
             line_api_base_url=env("LINE_API_BASE_URL", "").rstrip("/"),
+            line_liff_id=env("LINE_LIFF_ID", "").strip(),
             messenger_app_secret=env("MESSENGER_APP_SECRET", ""),
             messenger_page_access_token=env("MESSENGER_PAGE_ACCESS_TOKEN", ""),
             messenger_verify_token=env("MESSENGER_VERIFY_TOKEN", ""),
