@@ -69,7 +69,7 @@ def _sweep(distance: np.ndarray, image: np.ndarray, allowed: np.ndarray, weight:
 
 
 def geodesic_distance(features: np.ndarray, seeds: np.ndarray, allowed: np.ndarray,
-                      travel: float = TRAVEL_WEIGHT, sweeps: int = SWEEPS) -> np.ndarray:
+                      travel: float | None = None, sweeps: int = SWEEPS) -> np.ndarray:
     """Length of the shortest path from `seeds` to each pixel, travelling only over `allowed`.
 
     A step costs sqrt((travel * pixels)^2 + |feature difference|^2).
@@ -88,7 +88,7 @@ def geodesic_distance(features: np.ndarray, seeds: np.ndarray, allowed: np.ndarr
     features = np.ascontiguousarray(features, dtype=np.float32)
     allowed = np.ascontiguousarray(allowed)
     for _ in range(sweeps):
-        _sweep(distance, features, allowed, np.float32(travel))
+        _sweep(distance, features, allowed, np.float32(TRAVEL_WEIGHT if travel is None else travel))
     return distance
 
 
