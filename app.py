@@ -23,6 +23,7 @@ from bot.conversation import Conversation
 from bot.lane import WaitLane
 from bot.results import UrlBuilder
 from bot.web.api import web_blueprint
+from bot.web.editor import editor_blueprint
 from dispatch import conversation_class
 from pipeline.cutout import Pipeline
 from pipeline.decode import format_megabytes
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         "metrics": metrics, "lane": lane,
     }
     app.register_blueprint(web_blueprint(settings, pipeline, worker, metrics, conversation.options, lane, signer))
+    app.register_blueprint(editor_blueprint(conversation, lane))  # /edit/<token>: fix a chat cutout
     app.register_blueprint(admin_blueprint(settings, campaigns, pipeline, worker, conversation.options,
                                            conversation.caption_font, lane))
     app.extensions["cutout"]["campaigns"] = campaigns

@@ -24,7 +24,9 @@ from bot.channels.cards import ResultCards, choice_fields
 from bot.chat.albums import ALBUM_KIND, MEMBER_KIND, AlbumBook
 from bot.chat.presets import CHAT_PRESETS, file_stem, preset_options
 from bot.chat.set_cards import SetCards
+from bot.chat.edit_steps import EditSteps, is_fix_choice
 from bot.chat.set_steps import PhotoSetSteps
+from bot.edits import EDIT_KIND, EditLinks, Editor
 from bot.events import ChoiceMade, Event, Followed, PhotoReceived, TextReceived, Unsupported, event_from_dict
 from bot.fetch import FetchError
 from bot.campaigns import Campaign, CampaignStore
@@ -104,7 +106,7 @@ def shows_progress(event: PhotoReceived) -> bool:
 
 
 @dataclass
-class Conversation(PhotoSetSteps):
+class Conversation(PhotoSetSteps, EditSteps):
     settings: Settings
     jobs: SqliteJobStore
     blobs: LocalBlobStore
@@ -123,7 +125,10 @@ class Conversation(PhotoSetSteps):
         # Jobs this process is already working on: resume() must not start them a second time.
         self._active: set[str] = set()
         self._active_lock = threading.Lock()
-        self.cards = ResultCards(self.settings, self.blobs, self.urls)
+        # The editor (bot/edits.py): its links on result cards, its engine shared with the page.
+        self.edit_links = EditLinks(self.settings, self.urls.signer, self.jobs)
+        self.editor = Editor(self.settings, self.jobs, self.blobs)
+        self.cards = ResultCards(self.settings, self.blobs, self.urls, self.edit_links)
         self.set_cards = SetCards(self.cards)
         self.albums = AlbumBook(self.jobs, self.blobs)
 
@@ -187,10 +192,14 @@ class Conversation(PhotoSetSteps):
         event = event_from_dict(job.payload)
         if job.kind == ALBUM_KIND:
             self.process_album(job)
+        elif job.kind == EDIT_KIND:  # the editor page saved a version: send it to the chat
+            self.process_edited(job)
         elif job.result.get("stored"):  # resumed after the files were made: only the reply is left
             self.deliver(job_id)
         elif isinstance(event, PhotoReceived):
             self._process_photo(job, event)
+        elif is_fix_choice(event):  # 只留主體 (bot/chat/edit_steps.py)
+            self.process_fix(job, event)
         elif isinstance(event, ChoiceMade) and "set" in choice_fields(event.data) \
                 and {"bg", "preset"} & set(choice_fields(event.data)):
             self.process_set_choice(job, event)

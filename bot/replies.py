@@ -60,6 +60,9 @@ class Card:
     buttons: tuple[Button, ...]  # at most 3 (Messenger's limit); the first is the main one
     picture: Picture | None = None  # none: a menu card (LINE bubble without hero; Messenger button template)
     choices: tuple[Choice, ...] = ()  # quick replies under the card
+    # Opens the cutout's editor (LINE: a link under the card's text; Messenger: a tall webview
+    # button in place of New background, whose choices ride along as quick replies anyway).
+    edit: Link | None = None
 
 
 @dataclass(frozen=True)

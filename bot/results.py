@@ -20,17 +20,73 @@ CHAT_PREVIEW_MAX_BYTES = 1_000_000  # LINE: preview <= 1 MB
 CHAT_ORIGINAL_MAX_SIDE = 2048
 
 
-def store_cutout(result: CutoutResult, job_id: str, blobs: LocalBlobStore) -> dict[str, str]:
-    """Write the full-size PNG, a chat-size PNG (<= 10 MB) and an opaque preview; return their keys."""
-    keys = {"cutout": f"results/{job_id}/cutout.png", "preview": f"results/{job_id}/preview.jpg"}
+def store_cutout(result: CutoutResult, job_id: str, blobs: LocalBlobStore) -> dict:
+    """Write the full-size PNG, a chat-size PNG (<= 10 MB) and an opaque preview; return their keys.
+
+    Also what the editor needs to rebuild an EditSource later (the photo itself is the job's input):
+    the model's soft mask and the shipped alpha as 8-bit greyscale PNGs, and how many separate
+    objects the cutout holds (the chat offers "keep the main object only" when there are several).
+    """
+    keys: dict = store_cutout_files(result, f"results/{job_id}", blobs)
+    keys["edit_mask"] = blobs.put(f"results/{job_id}/edit-mask.png", grey_png(result.mask))
+    keys["edit_alpha"] = blobs.put(f"results/{job_id}/edit-alpha.png", grey_png(result.alpha))
+    keys["objects"] = count_objects(result.alpha)
+    return keys
+
+
+def store_cutout_files(result: CutoutResult, folder: str, blobs: LocalBlobStore) -> dict[str, str]:
+    """The cutout's PNG, chat PNG and preview under `folder` (a result, or one edited version of it)."""
+    keys = {"cutout": f"{folder}/cutout.png", "preview": f"{folder}/preview.jpg"}
     full = render(result, Background("transparent"), fmt="png")
     blobs.put(keys["cutout"], full.data)
     blobs.put(keys["preview"], checkerboard_preview(result, max_bytes=CHAT_PREVIEW_MAX_BYTES))
     keys["chat"] = keys["cutout"]
     if len(full.data) > CHAT_ORIGINAL_MAX_BYTES or max(full.width, full.height) > CHAT_ORIGINAL_MAX_SIDE:
-        keys["chat"] = f"results/{job_id}/chat.png"
+        keys["chat"] = f"{folder}/chat.png"
         blobs.put(keys["chat"], shrink_png(full.data, CHAT_ORIGINAL_MAX_SIDE, CHAT_ORIGINAL_MAX_BYTES))
     return keys
+
+
+def grey_png(values: np.ndarray) -> bytes:
+    """A [0, 1] float (or 8-bit) map as an 8-bit greyscale PNG: a quarter of an RGBA's bytes."""
+    if values.dtype != np.uint8:
+        values = np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(values, "L").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def read_grey_png(data: bytes) -> np.ndarray:
+    """(h, w) uint8 from grey_png's bytes."""
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L"))
+
+
+# A part counts as an object of its own when it holds at least this share of the photo and of
+# the largest part (crumbs and stray specks are no "object" to a seller).
+OBJECT_MIN_SHARE_OF_PHOTO = 0.002
+OBJECT_MIN_SHARE_OF_LARGEST = 0.05
+
+
+def object_parts(alpha: np.ndarray) -> tuple[np.ndarray, list[int], int]:
+    """Label the subject's separate parts (alpha > 0.5, 8-connected) on a <= 512 px copy (every
+    `step`-th pixel); return the labels, the label numbers of the sizeable parts (largest first)
+    and the step."""
+    from scipy import ndimage
+
+    subject = np.asarray(alpha) > (127 if alpha.dtype == np.uint8 else 0.5)
+    step = max(1, int(np.ceil(max(subject.shape) / 512)))
+    small = subject[::step, ::step]
+    labels, count = ndimage.label(small, structure=np.ones((3, 3)))
+    if count == 0:
+        return labels, [], step
+    sizes = np.bincount(labels.ravel())[1:]
+    floor = max(OBJECT_MIN_SHARE_OF_PHOTO * small.size, OBJECT_MIN_SHARE_OF_LARGEST * sizes.max())
+    order = [int(index) + 1 for index in np.argsort(-sizes) if sizes[index] >= floor]
+    return labels, order, step
+
+
+def count_objects(alpha: np.ndarray) -> int:
+    return len(object_parts(alpha)[1])
 
 
 def shrink_png(data: bytes, max_side: int, max_bytes: int) -> bytes:

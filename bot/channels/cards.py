@@ -1,8 +1,8 @@
 """The result cards and menus every channel gets, decided once for all of them.
 
 A result is one card: the preview picture (tap: the full file), a headline, and three short
-buttons: Download (the signed link, only ever behind this button), New background, More. The
-backgrounds ride along as quick replies with colour icons. LINE draws the card as a Flex bubble
+buttons: Download (the signed link, only ever behind this button), New background, More; a
+cutout also gets 修正去背 (the signed editor link, Card.edit). The backgrounds ride along as quick replies with colour icons. LINE draws the card as a Flex bubble
 (bot/channels/flex.py), Messenger as a generic template (bot/channels/messenger.py).
 
 Button data that comes back as ChoiceMade.data:
@@ -11,6 +11,7 @@ Button data that comes back as ChoiceMade.data:
     menu=more&job=<source job>          the presets, mask for designers, the full transparent PNG, help
     menu=help&job=<source job>          how it works
     preset=<name>&job=<source job>      商品圖 / 做成貼圖 / 貼文尺寸 / 限動尺寸 (bot/chat/presets.py)
+    fix=main&job=<source job>           只留主體: keep the largest object, saved as a new version (bot/edits.py)
     bg=<choice>&set=<album job>         the same for every photo of a set (bot/chat/set_cards.py),
     preset=<name>&set=<album job>       answered with one carousel and one ZIP
     menu=backgrounds&set=<album job>    the backgrounds / presets for the whole set, as quick replies
@@ -23,13 +24,14 @@ quick replies instead, with their own icons; the card's subtitle names them.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qs, urlencode
 
 from PIL import Image as PILImage
 
 from bot import backgrounds
 from bot.chat import presets
+from bot.edits import EditLinks
 from bot.i18n import say
 from bot.replies import Card, Choice, Link, Picture, Reply, Text
 from bot.results import UrlBuilder
@@ -53,6 +55,7 @@ class ResultCards:
     settings: Settings
     blobs: BlobStore
     urls: UrlBuilder
+    edit_links: EditLinks | None = None  # the Edit action (bot/edits.py); None: no editor
 
     # --- what a finished job shows ---------------------------------------------------------------
     def result(self, job: Job, language: str, campaign_title: str | None = None) -> list[Reply]:
@@ -78,9 +81,19 @@ class ResultCards:
             return [self.result_card(title, say(language, "card_campaign_subtitle", days=days), title,
                                result["poster_preview"], result["poster"], job.id, language,
                                (plain, *self.background_choices(job.id, language))[:MAX_QUICK_REPLIES])]
-        return [self.result_card(say(language, "card_done_title"), say(language, "card_done_subtitle", days=days),
-                           say(language, "card_done_alt"), result["preview"], result["cutout"], job.id, language,
-                           self.background_choices(job.id, language))]
+        # A cutout (or an edited version of one: its buttons act on the result it edits).
+        source_id = result.get("edited", job.id)
+        edited = "edited" in result
+        choices = self.background_choices(source_id, language)
+        subtitle = say(language, "card_done_subtitle", days=days)
+        if not edited and result.get("objects", 1) > 1:  # several things cut out: offer the quick fix first
+            choices = (Choice(say(language, "btn_main_only"), urlencode({"fix": "main", "job": source_id})),
+                       *choices)[:MAX_QUICK_REPLIES]
+        card = self.result_card(say(language, "card_edited_title" if edited else "card_done_title"), subtitle,
+                                say(language, "card_edited_alt" if edited else "card_done_alt"), result["preview"],
+                                result["cutout"], source_id, language, choices)
+        edit_url = self.edit_links.url(source_id, language) if self.edit_links is not None else None
+        return [replace(card, edit=Link(say(language, "btn_edit"), edit_url)) if edit_url else card]
 
     def preset_card(self, job: Job, language: str, days: int) -> Card:
         """A preset's result: its size in the title; a sticker's second button is the set's ZIP."""

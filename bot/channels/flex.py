@@ -2,7 +2,8 @@
 
 Hero: the card's picture at its own aspect ratio ("{w}:{h}", height at most 3 x width), whole
 ("fit"), tap = the full-size file. Body: the title and subtitle. Footer: the first button full
-width (primary), the others side by side. Limits kept here: action labels <= 20 characters,
+width (primary), the others side by side; a cutout's Edit link sits in the body, under the text.
+Limits kept here: action labels <= 20 characters,
 postback data <= 300, URIs <= 1000, image URLs <= 2000, altText <= 1500. The dict is parsed by
 line-bot-sdk's own models (FlexMessage.from_dict), so a misspelt type or enum fails at once.
 A Carousel is a Flex carousel: at most 12 bubbles (LINE's limit) and 50 KB of JSON; every bubble
@@ -69,6 +70,9 @@ def bubble(card: Card) -> dict:
         {"type": "text", "text": card.title, "weight": "bold", "size": "lg", "wrap": True},
         {"type": "text", "text": card.subtitle, "size": "sm", "color": "#555555", "wrap": True},
     ]}
+    if card.edit is not None:  # under the text, apart from the footer's three buttons
+        body["contents"].append({"type": "button", "action": action(card.edit), "height": "sm", "style": "link",
+                                 "color": PRIMARY_COLOUR})
     buttons = list(card.buttons[:3])
     # A result's first button (Download) is the main one; a menu's, only when it is a download (a set's ZIP).
     if buttons and (card.picture is not None or isinstance(buttons[0], Link)):

@@ -241,6 +241,10 @@ def button(item: Choice | Link) -> dict:
 def card_attachment(card: Card) -> dict:
     """A card with a picture: a generic template (one element); without: a button template."""
     buttons = [button(item) for item in card.buttons[:MAX_BUTTONS]]
+    if card.edit is not None and len(buttons) == MAX_BUTTONS:
+        # Three buttons at most: the editor takes New background's place (the backgrounds are the
+        # card's quick replies, and More offers them again). Tall: the editor needs the room.
+        buttons[1] = {**button(card.edit), "webview_height_ratio": "tall"}
     if card.picture is None:
         text = f"{card.title}\n{card.subtitle}"[:BUTTON_TEXT_LIMIT]
         return {"type": "template", "payload": {"template_type": "button", "text": text, "buttons": buttons}}

@@ -1,0 +1,207 @@
+"""Editing a chat result: signed editor links, the engine on a cached grid, saved versions.
+
+A result's edit source is what bot/results.store_cutout kept: the photo (the job's input), the
+model's soft mask and the shipped alpha (8-bit PNGs). Marks always apply to that first alpha (the
+client keeps the whole list: undo is dropping the last mark), so a saved version is the marks
+plus the files they made; the job's `cutout` / `preview` / `chat` then point at the newest
+version, which is what downloads and new backgrounds read (bot.conversation).
+
+Editor links are signed with a key of their own (derived from the result-URL secret), so an
+editor token opens nothing under /r/ and a file token opens no editor; they expire with the
+result (its job's creation + CUTOUT_RESULT_TTL_S, when the sweeper deletes the files).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from bot.results import grey_png, object_parts, read_grey_png, store_cutout_files
+from pipeline.cutout import CutoutResult
+from pipeline.decode import decode_image
+from pipeline.edit import EditGrid, EditSource, edit_on_grid, marks_from_json, prepare, refine_alpha
+from pipeline.render import encode_jpeg
+from settings import Settings
+from storage.files import BlobStore
+from storage.jobs import Job
+from storage.urls import InvalidToken, UrlSigner
+
+EDIT_KIND = "edit"  # the job that sends a saved version back to the chat
+LINK_PURPOSE = b"cutout-editor-links"
+# Editing grids kept in memory (each ~ the photo in 8 bits + a few grid-sized float maps).
+CACHED_GRIDS = 3
+# Below this stored alpha the stored PNG's colour is not the subject's: show the photo's instead.
+COLOUR_FROM_CUTOUT = 0.02
+
+
+class NotEditable(Exception):
+    """The result is gone (expired or never a cutout): the editor says so."""
+
+
+class EditLinks:
+    """Signed, expiring editor links for one result each (LINE: a LIFF URL when LINE_LIFF_ID is set)."""
+
+    def __init__(self, settings: Settings, signer: UrlSigner, jobs) -> None:
+        self.settings, self.jobs = settings, jobs
+        secret = hmac.new(signer.secret, LINK_PURPOSE, hashlib.sha256).digest()
+        self.signer = UrlSigner(secret, settings.result_ttl_s)
+
+    def expires_at(self, job: Job) -> float:
+        return job.created_at + self.settings.result_ttl_s
+
+    def token(self, job: Job, now: float | None = None) -> str:
+        now = now or time.time()
+        return self.signer.sign(f"edit:{job.id}", ttl_s=max(1, int(self.expires_at(job) - now)), now=now)
+
+    def job_id(self, token: str, now: float | None = None) -> str:
+        """The result's job id (raises storage.urls.InvalidToken / ExpiredToken)."""
+        key = self.signer.verify(token, now=now)
+        if not key.startswith("edit:"):
+            raise InvalidToken("not an editor link")
+        return key[len("edit:"):]
+
+    def url(self, job_id: str, language: str) -> str | None:
+        """The link a card's Edit button opens; None when the result cannot be edited (expired)."""
+        job = self.jobs.get(job_id)
+        if job is None or "cutout" not in job.result or "input" not in job.result \
+                or self.expires_at(job) <= time.time() + 60:
+            return None
+        query = {"t": self.token(job)}
+        if language != self.settings.default_language:
+            query["lang"] = language
+        if job.channel == "line" and self.settings.line_liff_id:
+            # The LIFF endpoint is {PUBLIC_BASE_URL}/edit; LINE passes the query on to it (as
+            # liff.state on the first load), which bot.web.editor reads without the LIFF SDK.
+            return f"https://liff.line.me/{self.settings.line_liff_id}?{urlencode(query)}"
+        lang = f"?lang={language}" if "lang" in query else ""
+        return f"{self.settings.public_base_url}/edit/{query['t']}{lang}"
+
+
+@dataclass
+class Loaded:
+    """A result as the editor needs it: the engine's source and the stored cutout's colours."""
+
+    grid: EditGrid
+    colour: np.ndarray  # (H, W, 3) uint8: the stored cutout's straight colour (the first version's)
+
+
+class Editor:
+    """The engine for chat results: previews on a cached grid, saves as new versions."""
+
+    def __init__(self, settings: Settings, jobs, blobs: BlobStore, cached: int = CACHED_GRIDS) -> None:
+        self.settings, self.jobs, self.blobs = settings, jobs, blobs
+        self._cache: "OrderedDict[str, Loaded]" = OrderedDict()
+        self._cached = cached
+        self._lock = threading.Lock()
+        self._save_lock = threading.Lock()
+
+    # --- loading --------------------------------------------------------------------------------
+    def job(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None or "cutout" not in job.result or "input" not in job.result:
+            raise NotEditable(job_id)
+        original = job.result.get("original", {}).get("cutout", job.result["cutout"])
+        if not self.blobs.exists(job.result["input"]) or not self.blobs.exists(original):
+            raise NotEditable(job_id)
+        return job
+
+    def loaded(self, job: Job) -> Loaded:
+        with self._lock:
+            if job.id in self._cache:
+                self._cache.move_to_end(job.id)
+                return self._cache[job.id]
+        loaded = self._load(job)
+        with self._lock:
+            self._cache[job.id] = loaded
+            while len(self._cache) > self._cached:
+                self._cache.popitem(last=False)
+        return loaded
+
+    def _load(self, job: Job) -> Loaded:
+        result = job.result
+        original = result.get("original", {}).get("cutout", result["cutout"])
+        rgba = np.asarray(Image.open(io.BytesIO(self.blobs.get(original))).convert("RGBA"))
+        photo = decode_image(self.blobs.get(result["input"]), max_bytes=1 << 31, max_pixels=1 << 31)
+        if photo.shape[:2] != rgba.shape[:2]:
+            raise NotEditable(job.id)
+        image = np.round(photo * 255.0).astype(np.uint8)  # a quarter of the float photo's memory
+        del photo
+        if "edit_alpha" in result and self.blobs.exists(result["edit_alpha"]):
+            alpha = read_grey_png(self.blobs.get(result["edit_alpha"]))
+        else:  # stored before the editor existed: the PNG's own alpha
+            alpha = np.ascontiguousarray(rgba[:, :, 3])
+        mask = read_grey_png(self.blobs.get(result["edit_mask"])) \
+            if "edit_mask" in result and self.blobs.exists(result["edit_mask"]) else alpha
+        grid = prepare(EditSource(image=image, mask=mask.astype(np.float32) / 255.0, alpha=alpha))
+        return Loaded(grid, np.ascontiguousarray(rgba[:, :, :3]))
+
+    # --- what the page shows --------------------------------------------------------------------
+    def display_size(self, job: Job) -> tuple[int, int]:
+        """(width, height) of the page's pictures: the editing grid's."""
+        height, width = self.loaded(job).grid.shape
+        return width, height
+
+    def photo_jpeg(self, job: Job) -> bytes:
+        grid = self.loaded(job).grid
+        return encode_jpeg(grid.image, quality=88, max_bytes=1_500_000)
+
+    def alpha_png(self, job: Job, marks: list[dict] | None) -> bytes:
+        """The alpha after `marks` on the editing grid, as an 8-bit greyscale PNG."""
+        grid = self.loaded(job).grid
+        full_h, full_w = grid.full_shape
+        parsed = marks_from_json(marks or [], full_w, full_h)
+        return grey_png(edit_on_grid(grid, parsed) if parsed else grid.alpha)
+
+    def main_only_marks(self, job: Job) -> list[dict]:
+        """"Keep the main object only": an erase tap inside each sizeable part but the largest
+        (the engine drops a separate part whole). [] when the cutout is one object."""
+        grid = self.loaded(job).grid
+        labels, parts, step = object_parts(grid.alpha)
+        full_h, full_w = grid.full_shape
+        scale_y, scale_x = full_h / grid.shape[0], full_w / grid.shape[1]
+        marks = []
+        for label in parts[1:]:
+            # The part's deepest point: a tap there is inside it whatever its shape.
+            depth = ndimage.distance_transform_edt(labels == label)
+            y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+            marks.append({"type": "tap", "mode": "erase",
+                          "x": min(full_w - 1, round((x * step + step / 2) * scale_x, 1)),
+                          "y": min(full_h - 1, round((y * step + step / 2) * scale_y, 1))})
+        return marks
+
+    # --- saving ---------------------------------------------------------------------------------
+    def save(self, job_id: str, marks: list[dict]) -> dict[str, Any]:
+        """Apply `marks` at full size, store the files as the result's next version and point the
+        result at them; return the version ({number, cutout, preview, chat, marks})."""
+        job = self.job(job_id)
+        loaded = self.loaded(job)
+        grid = loaded.grid
+        full_h, full_w = grid.full_shape
+        alpha = refine_alpha(grid, marks_from_json(marks, full_w, full_h))
+        source = grid.source
+        photo = source.image.astype(np.float32) / 255.0
+        stored_alpha = source.alpha.astype(np.float32) / 255.0 if source.alpha.dtype == np.uint8 else source.alpha
+        colour = np.where((stored_alpha >= COLOUR_FROM_CUTOUT)[:, :, None],
+                          loaded.colour.astype(np.float32) / 255.0, photo)
+        result = CutoutResult(image=photo, mask=source.mask, alpha=alpha, foreground=colour)
+        with self._save_lock:  # one writer per process for a job's version list
+            job = self.job(job_id)
+            versions = list(job.result.get("versions", []))
+            number = len(versions) + 1
+            keys = store_cutout_files(result, f"results/{job.id}/v{number}", self.blobs)
+            version = {"number": number, **keys, "marks": marks}
+            job.result.setdefault("original", {name: job.result[name] for name in ("cutout", "preview", "chat")
+                                               if name in job.result})
+            job.result.update(keys, versions=[*versions, version])
+            self.jobs.update_result(job.id, job.result)
+        return version

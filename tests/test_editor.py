@@ -1,0 +1,265 @@
+"""The editor from chat (issue 16): the cutout card's Edit link, the editor's routes, saved versions
+sent back to the chat, 只留主體, and links that are refused. Real app, real model, the LINE double."""
+from __future__ import annotations
+
+import io
+from html import unescape
+import time
+from urllib.parse import parse_qs, quote, urlsplit
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from app import create_app
+from bot.channels.messenger import card_attachment
+from bot.i18n import say
+from bot.replies import Card, Choice, Link, Picture
+from bot.results import count_objects, object_parts
+from settings import Settings
+from tests.channel_drivers import check_line_message, flat_line_message
+from tests.conftest import ALPHAMATTING, LINE_SECRET, LINE_TOKEN, line_body, line_signature, shared_image
+from tests.doubles.line_platform import LinePlatformDouble
+
+
+def two_objects_jpeg(name: str = "GT18", background=(235, 235, 230), max_side: int = 480) -> bytes:
+    """Two copies of an alphamatting.com subject side by side on a plain wall: a photo the model
+    cuts out as two separate objects (a seller wanted one)."""
+    shared_image(name)
+    photo = np.asarray(Image.open(ALPHAMATTING / "input" / f"{name}.png").convert("RGB"), dtype=np.float32) / 255
+    truth = np.asarray(Image.open(ALPHAMATTING / "gt_alpha" / f"{name}.png").convert("L"), dtype=np.float32)[..., None] / 255
+    height, width = truth.shape[:2]
+    canvas = np.ones((height, 2 * width, 3), np.float32) * np.array(background, np.float32) / 255
+    for index in range(2):
+        part = canvas[:, index * width:(index + 1) * width]
+        part[:] = photo * truth + part * (1 - truth)
+    image = Image.fromarray(np.round(canvas * 255).astype(np.uint8))
+    image.thumbnail((max_side, max_side))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=92)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def two_objects() -> bytes:
+    return two_objects_jpeg()
+
+
+@pytest.fixture
+def line_double():
+    double = LinePlatformDouble(LINE_TOKEN).start()
+    yield double
+    double.stop()
+
+
+@pytest.fixture
+def make_app(tmp_path, line_double, real_pipeline):
+    apps = []
+
+    def factory(**overrides):
+        values = dict(data_dir=tmp_path / "var", public_base_url="https://cutout.test", line_channel_secret=LINE_SECRET,
+                      line_channel_access_token=LINE_TOKEN, line_api_base_url=line_double.base_url, warm_up=False)
+        values.update(overrides)
+        app = create_app(Settings(**values), pipeline=real_pipeline)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        app.extensions["cutout"]["worker"].stop()
+        app.extensions["cutout"]["conversation"].io.shutdown(wait=True)
+
+
+def post_event(client, double, fixture: str, **changes) -> dict:
+    body, event = line_body(fixture, **changes)
+    double.valid_reply_tokens.add(event["replyToken"])
+    assert client.post("/callback/line", data=body, headers={"X-Line-Signature": line_signature(body)}).status_code == 200
+    return event
+
+
+def send_photo(client, double, photo: bytes, user: str) -> dict:
+    message_id = str(time.time_ns())
+    double.add_content(message_id, photo)
+    return post_event(client, double, "image_message.json", **{"message.id": message_id, "source.userId": user})
+
+
+def messages(double, count: int) -> list[dict]:
+    double.wait_for(lambda rs: sum(len(r.body["messages"]) for r in rs
+                                   if r.path.endswith(("/reply", "/push")) and r.status == 200) >= count, 90)
+    return [message for record in double.delivered() for message in record.body["messages"]]
+
+
+def edit_link(message: dict) -> str:
+    """The card's 修正去背 link: a button in the bubble's body, under the text."""
+    [button] = [c for c in message["contents"]["body"]["contents"] if c["type"] == "button"]
+    assert button["action"]["type"] == "uri" and button["action"]["label"] == "修正去背"
+    return button["action"]["uri"]
+
+
+def local(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def png_alpha(data: bytes) -> np.ndarray:
+    image = Image.open(io.BytesIO(data))
+    return np.asarray(image.getchannel("A") if image.mode == "RGBA" else image.convert("L"))
+
+
+def test_edit_link_preview_save_and_the_corrected_cutout_pushed_to_the_chat(make_app, line_double, two_objects):
+    app = make_app()
+    client = app.test_client()
+    send_photo(client, line_double, two_objects, user="Ueditor1")
+    [card] = messages(line_double, 1)
+    check_line_message(card)
+    flat = flat_line_message(card)
+    # Two separate objects: the quick fix leads the quick replies; the Edit link sits in the card.
+    assert flat["choices"][0][0] == "只留主體" and flat["choices"][0][1].startswith("fix=main&job=")
+    link = edit_link(card)
+    assert link.startswith("https://cutout.test/edit/")
+
+    page = client.get(local(link))
+    assert page.status_code == 200 and page.headers["Referrer-Policy"] == "no-referrer"
+    html = page.get_data(as_text=True)
+    assert 'lang="zh-Hant-TW"' in html and "儲存並傳到聊天室" in html and "只留主體" in html
+    base = urlsplit(link).path
+    photo = Image.open(io.BytesIO(client.get(base + "/photo.jpg").data))
+    width, height = photo.size
+    original = client.post(base + "/alpha.png", json={"marks": []})
+    assert original.status_code == 200 and original.headers["Content-Type"] == "image/png"
+    before = png_alpha(original.data)
+    assert before.shape == (height, width) and (before > 128).mean() > 0.05
+
+    # Drop the smaller object with one tap inside it, then erase a strip across the main one.
+    labels, parts, step = object_parts(before)
+    assert len(parts) == 2 and step == 1
+    main, other = labels == parts[0], labels == parts[1]
+    depth = ndimage.distance_transform_edt(other)
+    y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    tap = {"type": "tap", "mode": "erase", "x": float(x), "y": float(y)}
+    rows, columns = np.nonzero(main)
+    strip_y = int(np.median(rows))
+    stroke = {"type": "stroke", "mode": "erase", "radius": 4.0,
+              "points": [[float(columns.min()), float(strip_y)], [float(columns.max()), float(strip_y)]]}
+    started = time.monotonic()
+    preview = client.post(base + "/alpha.png", json={"marks": [tap, stroke]})
+    assert time.monotonic() - started < 1.5  # the page's budget for one answer
+    after = png_alpha(preview.data)
+    assert (after[other] > 128).mean() < 0.05  # the tapped object is gone whole
+    assert (after[strip_y - 2:strip_y + 3][main[strip_y - 2:strip_y + 3]] > 128).sum() == 0  # the strip is clear
+    assert (after[main] > 128).mean() > 0.7  # the rest of the main object stays
+    assert client.post(base + "/alpha.png", json={"marks": [{"type": "tap", "x": -5, "y": 1, "mode": "keep"}]}
+                       ).status_code == 400
+
+    saved = client.post(base + "/save", json={"marks": [tap, stroke]})
+    assert saved.status_code == 200 and saved.get_json() == {"version": 1, "sent": True}
+    pushed = messages(line_double, 2)[1]
+    check_line_message(pushed)
+    [push] = [r for r in line_double.delivered() if r.path.endswith("/push")]
+    assert push.body["to"] == "Ueditor1"
+    corrected = flat_line_message(pushed)
+    assert corrected["title"] == "修正好了！" and "只留主體" not in [label for label, _ in corrected["choices"]]
+    assert any(data.startswith("bg=white") for _, data in corrected["choices"])
+    assert edit_link(pushed).startswith("https://cutout.test/edit/")
+    full = png_alpha(client.get(local(corrected["image"])).data)  # the new version, full size
+    full_before = png_alpha(client.get(local(flat["image"])).data)
+    assert full.shape == full_before.shape == other.shape and count_objects(full_before) == 2
+    assert (full[other] > 128).mean() < 0.05 and (full[main] > 128).mean() > 0.7
+
+    # New backgrounds now use the corrected version: the dropped object is white on white.
+    white = next(data for _, data in corrected["choices"] if data.startswith("bg=white"))
+    post_event(client, line_double, "postback.json", **{"postback.data": white, "source.userId": "Ueditor1"})
+    composite = flat_line_message(messages(line_double, 3)[2])
+    pixels = np.asarray(Image.open(io.BytesIO(client.get(local(composite["image"])).data)).convert("RGB"), np.float32)
+    dropped = (full_before > 250) & (full < 5)
+    assert dropped.mean() > 0.05 and pixels[dropped].mean() > 245
+
+    # Opening the editor again shows the saved marks (undo continues across visits).
+    again = client.get(local(link)).get_data(as_text=True)
+    assert '"mode": "erase", "x"' in again
+
+
+def test_main_object_only_from_the_chat(make_app, line_double, two_objects):
+    app = make_app()
+    client = app.test_client()
+    send_photo(client, line_double, two_objects, user="Ueditor2")
+    [card] = messages(line_double, 1)
+    label, data = flat_line_message(card)["choices"][0]
+    assert label == "只留主體"
+    post_event(client, line_double, "postback.json", **{"postback.data": data, "source.userId": "Ueditor2"})
+    answer = messages(line_double, 2)[1]
+    check_line_message(answer)
+    fixed = flat_line_message(answer)
+    assert fixed["title"] == "修正好了！"
+    alpha = png_alpha(client.get(local(fixed["image"])).data)
+    assert count_objects(alpha) == 1 and (alpha > 128).mean() > 0.05
+    # Someone else's tap on that button changes nothing.
+    post_event(client, line_double, "postback.json", **{"postback.data": data, "source.userId": "Uintruder"})
+    assert flat_line_message(messages(line_double, 3)[2])["text"] == say("zh-TW", "unknown_choice")
+
+
+def test_expired_and_tampered_editor_links_are_refused(make_app, line_double, portrait_jpeg):
+    app = make_app()
+    client = app.test_client()
+    send_photo(client, line_double, portrait_jpeg, user="Ueditor3")
+    [card] = messages(line_double, 1)
+    assert [c for c in flat_line_message(card)["choices"] if c[0] == "只留主體"] == []  # one object: no quick fix
+    link = edit_link(card)
+    token = urlsplit(link).path.rsplit("/", 1)[1]
+    assert client.get(local(link)).status_code == 200
+
+    tampered = token[:-3] + ("AAA" if token[-3:] != "AAA" else "BBB")
+    refused = client.get(f"/edit/{tampered}")
+    assert refused.status_code == 404 and 'data-refused="invalid"' in refused.get_data(as_text=True)
+    assert "這個連結無法使用" in refused.get_data(as_text=True)
+    assert client.post(f"/edit/{tampered}/alpha.png", json={"marks": []}).status_code == 404
+    assert client.post(f"/edit/{tampered}/save", json={"marks": []}).status_code == 404
+    english = unescape(client.get(f"/edit/{tampered}?lang=en").get_data(as_text=True))
+    assert "This link doesn't work" in english and 'lang="en"' in english
+
+    conversation = app.extensions["cutout"]["conversation"]
+    job_id = conversation.edit_links.job_id(token)
+    job = conversation.jobs.get(job_id)
+    # A link signed 8 days ago for a result kept 7 days.
+    signed_at = time.time() - 8 * 86400
+    expired = conversation.edit_links.signer.sign(f"edit:{job_id}", ttl_s=7 * 86400, now=signed_at)
+    gone = client.get(f"/edit/{expired}", headers={"Accept-Language": "en-US,en;q=0.9"})
+    assert gone.status_code == 410 and "This link has expired" in gone.get_data(as_text=True)
+    assert "過期" in client.get(f"/edit/{expired}").get_data(as_text=True)
+    assert client.post(f"/edit/{expired}/save", json={"marks": []}).status_code == 410
+
+    # An editor link opens no file, and a file link opens no editor.
+    assert client.get(f"/r/{token}").status_code in (404, 410)
+    file_token = urlsplit(flat_line_message(card)["image"]).path.split("/")[2]
+    assert client.get(f"/edit/{file_token}").status_code == 404
+    # The result's files gone (the sweeper): the link says it expired.
+    blobs = app.extensions["cutout"]["blobs"]
+    blobs.delete(job.result["input"])
+    assert client.get(local(link)).status_code == 410
+
+
+def test_liff_link_when_configured(make_app, line_double, portrait_jpeg):
+    app = make_app(line_liff_id="1657000000-AbCdEfGh")
+    client = app.test_client()
+    send_photo(client, line_double, portrait_jpeg, user="Ueditor4")
+    link = edit_link(messages(line_double, 1)[0])
+    parts = urlsplit(link)
+    assert parts.scheme == "https" and parts.netloc == "liff.line.me" and parts.path == "/1657000000-AbCdEfGh"
+    token = parse_qs(parts.query)["t"][0]
+    # LINE's first load of the endpoint ({PUBLIC_BASE_URL}/edit) folds the LIFF URL's query into liff.state.
+    first = client.get("/edit?liff.state=" + quote(f"?t={token}", safe=""))
+    assert first.status_code == 200 and "儲存並傳到聊天室" in first.get_data(as_text=True)
+    assert client.get(f"/edit?t={token}").status_code == 200
+    assert client.get("/edit").status_code == 404
+
+
+def test_messenger_card_opens_the_editor_in_a_tall_webview():
+    picture = Picture("https://cutout.test/r/p/preview.jpg", 400, 300, "https://cutout.test/r/f/cutout.png")
+    card = Card("Your cutout is ready!", "Transparent PNG", "alt",
+                (Link("Download", "https://cutout.test/r/f/cutout.png"), Choice("New background", "menu=backgrounds"),
+                 Choice("More", "menu=more")), picture, edit=Link("Edit cutout", "https://cutout.test/edit/abc"))
+    buttons = card_attachment(card)["payload"]["elements"][0]["buttons"]
+    assert [(b["type"], b["title"]) for b in buttons] == [("web_url", "Download"), ("web_url", "Edit cutout"),
+                                                          ("postback", "More")]
+    assert buttons[1]["webview_height_ratio"] == "tall" and buttons[1]["url"] == "https://cutout.test/edit/abc"
