@@ -33,8 +33,10 @@ def test_photo_cutout_then_background_choice(driver, tmp_path, real_pipeline, po
         cutout = Image.open(io.BytesIO(client.get(local_path(card["image"])).data))
         assert cutout.mode == "RGBA"
         # Short buttons; the long signed link only behind Download.
-        assert [(label, kind) for label, kind, _ in card["buttons"]] == [("下載", "url"), ("換背景", "data"),
-                                                                        ("更多", "data")]
+        # Messenger's three buttons: the editor (a tall webview) in New background's place, whose
+        # choices are the quick replies; LINE keeps all three and shows 修正去背 under the text.
+        second = ("修正去背", "url") if driver.name == "messenger" else ("換背景", "data")
+        assert [(label, kind) for label, kind, _ in card["buttons"]] == [("下載", "url"), second, ("更多", "data")]
         assert card["buttons"][0][2] == card["image"]
 
         # Quick replies: customers' words, the most used first, each with a small PNG icon from the app.
@@ -96,7 +98,8 @@ def test_mask_card_and_english(driver, tmp_path, real_pipeline, portrait_jpeg):
         driver.send_photo(client, portrait_jpeg, user="Uscenario2")
         [card] = driver.conversation(1)
         assert card["title"] == "Your cutout is ready!"
-        assert [label for label, _, _ in card["buttons"]] == ["Download", "New background", "More"]
+        second = "Edit cutout" if driver.name == "messenger" else "New background"
+        assert [label for label, _, _ in card["buttons"]] == ["Download", second, "More"]
         labels = [label for label, _ in card["choices"]]
         assert labels[:4] == ["White", "Blurred background", "Festive red", "Brand green"]
         driver.tap(client, dict(card["choices"])["Mask (for designers)"], user="Uscenario2")

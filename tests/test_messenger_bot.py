@@ -148,6 +148,8 @@ def test_the_typing_indicator_is_renewed_for_a_slow_job_and_the_card_follows(slo
     check_messenger_message(message)
     payload = message["attachment"]["payload"]
     assert payload["template_type"] == "generic" and payload["image_aspect_ratio"] in ("square", "horizontal")
-    assert [button["type"] for button in payload["elements"][0]["buttons"]] == ["web_url", "postback", "postback"]
+    buttons = payload["elements"][0]["buttons"]  # Download, Edit cutout (a tall webview), More
+    assert [button["type"] for button in buttons] == ["web_url", "web_url", "postback"]
+    assert buttons[1]["webview_height_ratio"] == "tall" and "/edit/" in buttons[1]["url"]
     assert card["image"] == payload["elements"][0]["buttons"][0]["url"]
     assert all(item["image_url"].startswith("https://cutout.test/icons/bg/") for item in message["quick_replies"])
