@@ -160,6 +160,9 @@ def web_blueprint(settings: Settings, pipeline: Pipeline, worker: PipelineWorker
                                  "content_type": rendered.content_type}), 200, headers
         return Response(rendered.data, mimetype=rendered.content_type, headers=headers)
 
+    from bot.web.refine import add_refine_route  # builds on this module's helpers
+
+    add_refine_route(blueprint, settings, pipeline, worker, metrics, options, lane, signer, limiter, page_limiter)
     return blueprint
 
 
@@ -404,7 +407,9 @@ def openapi_document(settings: Settings) -> dict:
         "outline": {"type": "boolean", "default": True, "description": "with preset=sticker: white die-cut outline"},
     }
     error = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}}}
-    return {
+    from bot.web.refine import refine_openapi_path
+
+    document = {
         "openapi": "3.0.3",
         "info": {"title": "Cutout Bot API", "version": "1.0.0",
                  "description": "Background removal with hair-level matting, remove.bg-compatible parameters."},
@@ -427,3 +432,5 @@ def openapi_document(settings: Settings) -> dict:
         "components": {"schemas": {"Errors": {"type": "object", "properties": {"errors": {"type": "array", "items": {
             "type": "object", "properties": {"title": string, "code": string, "detail": string}}}}}}},
     }
+    document["paths"]["/api/v1/refine"] = refine_openapi_path(properties, error, string, bool(settings.api_keys))
+    return document

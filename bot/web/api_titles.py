@@ -30,6 +30,10 @@ ZH_TW_TITLES = {
     "invalid_scale": "scale 要是 10% 到 100%，或 original。",
     "invalid_position": "position 要是 original、center，或「x% y%」。",
     "invalid_roi": "roi 要是「x1 y1 x2 y2」（px 或 %），而且要落在照片裡。",
+    "missing_marks": "沒有收到修正標記：請送 marks（點選與筆刷的 JSON 清單）。",
+    "invalid_marks": "marks 的格式不正確（detail 或說明有寫是哪一個標記），請對照 /api/v1/openapi.json。",
+    "roi_with_marks": "修正時不能同時用 roi：請用 marks 指出要保留或去掉的部分。",
+    "empty_cutout": "照這些標記修正後就沒有主體了，請保留至少一部分。",
 }
 LIMIT = re.compile(r"limit ([^)]+)\)")
 
