@@ -396,5 +396,5 @@ def test_contrast_icons_and_link_preview(server, browser):
 def test_the_sample_photos_are_the_projects_own():
     """The samples are drawn by scripts/make_page_samples.py (the evaluation data is research-only)."""
     for name in ("teddy", "bottle", "plant"):
-        image = Image.open(ROOT / "bot" / "static" / "samples" / f"{name}.jpg")
+        image = Image.open(ROOT / "bot" / "web" / "static" / "samples" / f"{name}.jpg")
         assert image.format == "JPEG" and max(image.size) == 800
