@@ -39,6 +39,9 @@ BAND = 3
 SOFT_LOW, SOFT_HIGH = 0.02, 0.98
 # Taps grow their regions on the grid brought to at most this long side (cost per tap ~0.1 s).
 REGION_SIDE = 512
+# A tapped pixel whose colour on the region grid is this far (RGB distance) from its colour on the
+# editing grid lies on a structure too thin for the region grid.
+THIN_COLOUR_DISTANCE = 0.1
 # Replays an editing grid remembers (each ~4 bytes per grid pixel: ~3 MB at 1024 x 768).
 REMEMBERED_REPLAYS = 12
 # Half-side (grid pixels) of the square around a tap's point that later taps cannot flip back.
@@ -283,18 +286,25 @@ def _replay_mark(grid: EditGrid, replay: Replay, mark: Mark) -> None:
 
 
 def _tap(grid: EditGrid, state: np.ndarray, tap: Tap, held: np.ndarray) -> np.ndarray:
-    """The region a tap sets, grown on the region grid and brought back to the editing grid."""
+    """The region a tap sets, grown on the region grid and brought back to the editing grid.
+
+    A tap on something thinner than the region grid shows (a lamp post, a cable) is grown on the
+    editing grid itself: on the coarse grid its pixel is the sky's colour, and a region grown
+    from there is the sky.
+    """
     full_h, full_w = grid.full_shape
     image = grid.region_image()
     small_h, small_w = image.shape[:2]
     y = min(small_h - 1, int(tap.y * small_h / full_h))
     x = min(small_w - 1, int(tap.x * small_w / full_w))
-    if (small_h, small_w) == state.shape:
-        return tap_region(image, state, y, x, tap.keep, held)
-    small_held = resize_float(held.astype(np.float32), small_w, small_h) > 0.0
-    small_state = resize_float(state.astype(np.float32), small_w, small_h) > 0.5
     grid_y = min(state.shape[0] - 1, int(tap.y * state.shape[0] / full_h))
     grid_x = min(state.shape[1] - 1, int(tap.x * state.shape[1] / full_w))
+    if (small_h, small_w) == state.shape:
+        return tap_region(image, state, y, x, tap.keep, held)
+    if np.linalg.norm(image[y, x] - grid.image[grid_y, grid_x]) > THIN_COLOUR_DISTANCE:
+        return tap_region(grid.image, state, grid_y, grid_x, tap.keep, held, smoothing=0.0)
+    small_held = resize_float(held.astype(np.float32), small_w, small_h) > 0.0
+    small_state = resize_float(state.astype(np.float32), small_w, small_h) > 0.5
     small_state[y, x] = state[grid_y, grid_x]  # the tap's side is the editing grid's
     small_region = tap_region(image, small_state, y, x, tap.keep, small_held)
     region = resize_float(small_region.astype(np.float32), state.shape[1], state.shape[0]) > 0.5

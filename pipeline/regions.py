@@ -140,7 +140,7 @@ def largest_component(region: np.ndarray) -> np.ndarray:
 
 
 def tap_region(image: np.ndarray, state: np.ndarray, y: int, x: int, keep: bool,
-               held: np.ndarray | None = None) -> np.ndarray:
+               held: np.ndarray | None = None, smoothing: float | None = None) -> np.ndarray:
     """The pixels a tap at (y, x) selects (keep) or drops (not keep), given the current subject `state`.
 
     Parameters
@@ -149,6 +149,7 @@ def tap_region(image: np.ndarray, state: np.ndarray, y: int, x: int, keep: bool,
     state: (h, w) bool, the cutout's subject as it stands before this tap.
     held: (h, w) bool, pixels earlier marks set to the other side (earlier taps' points, strokes):
         the region never takes them, and they compete against the tap.
+    smoothing: Gaussian sigma (grid pixels) applied to the photo first (None: SMOOTHING).
 
     Returns
     -------
@@ -163,7 +164,8 @@ def tap_region(image: np.ndarray, state: np.ndarray, y: int, x: int, keep: bool,
     held = np.zeros(state.shape, dtype=bool) if held is None else held & part
     if on_subject and not held.any() and not (part & largest_component(state)).any():
         return part  # a separate object beside the main one: drop it whole
-    image = ndimage.gaussian_filter(image, sigma=(SMOOTHING, SMOOTHING, 0)) if SMOOTHING else image
+    smoothing = SMOOTHING if smoothing is None else smoothing
+    image = ndimage.gaussian_filter(image, sigma=(smoothing, smoothing, 0)) if smoothing else image
     # The seed: the tapped pixel and those around it of its colour (a tap on a ski pole is not
     # a tap on the sky beside it).
     like_tapped = np.linalg.norm(image - image[y, x], axis=-1) <= SEED_COLOUR_DISTANCE
