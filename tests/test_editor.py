@@ -224,9 +224,10 @@ def test_expired_and_tampered_editor_links_are_refused(make_app, line_double, po
     # A link signed 8 days ago for a result kept 7 days.
     signed_at = time.time() - 8 * 86400
     expired = conversation.edit_links.signer.sign(f"edit:{job_id}", ttl_s=7 * 86400, now=signed_at)
+    # The page speaks the chat's language (zh-TW here), whatever the browser prefers; ?lang= wins.
     gone = client.get(f"/edit/{expired}", headers={"Accept-Language": "en-US,en;q=0.9"})
-    assert gone.status_code == 410 and "This link has expired" in gone.get_data(as_text=True)
-    assert "過期" in client.get(f"/edit/{expired}").get_data(as_text=True)
+    assert gone.status_code == 410 and "這個連結已經過期了" in gone.get_data(as_text=True)
+    assert "This link has expired" in client.get(f"/edit/{expired}?lang=en").get_data(as_text=True)
     assert client.post(f"/edit/{expired}/save", json={"marks": []}).status_code == 410
 
     # An editor link opens no file, and a file link opens no editor.

@@ -1,6 +1,6 @@
 """The cutout editor's page and routes: fix a chat result with taps and keep / erase strokes.
 
-    GET  /edit/<token>                the page (zh-TW default, ?lang=en; the chat user's language otherwise)
+    GET  /edit/<token>                the page in ?lang=, else the chat user's language (zh-TW default)
     GET  /edit?t=<token>              the LIFF endpoint: LINE opens https://liff.line.me/<id>?t=... here,
          /edit?liff.state=%3Ft%3D...  first with the query folded into liff.state (no LIFF SDK needed)
     GET  /edit/<token>/photo.jpg      the photo on the editing grid (what the page draws on)
@@ -66,15 +66,14 @@ def editor_blueprint(conversation, lane: WaitLane) -> Blueprint:
         chosen = requested_language()
         if chosen:
             return chosen
-        if job is not None:
+        if job is not None:  # the language the chat speaks with this user (the link says it when not the default)
             stored = conversation.jobs.user_state(job.channel, job.user_id).get("language")
-            if stored in LANGUAGES:
-                return stored
-        return browser_language(settings.default_language)
+            return stored if stored in LANGUAGES else settings.default_language
+        return browser_language(settings.default_language)  # a refused link: whose it was is unknown
 
-    def refusal(status: int, kind: str) -> Response:
+    def refusal(status: int, kind: str, job: Job | None = None) -> Response:
         """A whole page (not JSON): people open these links from a chat."""
-        language = language_for(None)
+        language = language_for(job)
         texts = MESSAGES[language]
         title, text = texts[f"editor_{kind}_title"], texts[f"editor_{kind}_text"].format(days=days)
         body = (f'<!doctype html><html lang="{HTML_LANG[language]}"><head><meta charset="utf-8">'
@@ -86,6 +85,13 @@ def editor_blueprint(conversation, lane: WaitLane) -> Blueprint:
                 f'<p>{escape(text)}</p></main></body></html>')
         return secured(Response(body, status=status, mimetype="text/html"))
 
+    def expired_job(token: str) -> Job | None:
+        """Whose an expired (but genuine) link was, to answer in their language."""
+        try:
+            return conversation.jobs.get(links.job_id(token, now=1))  # signature checked, expiry not
+        except InvalidToken:
+            return None
+
     def opened(token: str) -> Job:
         """The token's result; raises InvalidToken / ExpiredToken / NotEditable."""
         return editor.job(links.job_id(token))
@@ -94,11 +100,11 @@ def editor_blueprint(conversation, lane: WaitLane) -> Blueprint:
         try:
             job = opened(token)
         except ExpiredToken:
-            return refusal(410, "expired")
+            return refusal(410, "expired", expired_job(token))
         except InvalidToken:
             return refusal(404, "invalid")
         except NotEditable:
-            return refusal(410, "expired")
+            return refusal(410, "expired", expired_job(token))
         language = language_for(job)
         try:
             with lane.enter():
