@@ -14,6 +14,7 @@ blob store and are swept with the other results after CUTOUT_RESULT_TTL_S:
     results/page-<id>/view.png       the same at original.jpg's size: the page's "after"
     results/page-<id>/state.json     where the job is, for a process that did not run it
     results/page-<id>/<view|full>-<background>.<png|jpg>   composites, rendered on first request
+    results/page-<id>/preset-<preview|full>-<tag>.<png|jpg|zip>   preset renders (bot.web.page_presets)
 
 Composites are rendered here from the stored files (pipeline.render), so every browser gets the
 same pixels: the blur is the pipeline's own (WebKit has no canvas filter), and opaque.
@@ -40,7 +41,9 @@ from bot.results import load_stored_cutout
 from pipeline.compose import to_rgba_uint8
 from pipeline.cutout import CutoutOptions, CutoutResult, Pipeline
 from pipeline.decode import decode_image, image_to_uint8
-from pipeline.render import Background, encode_jpeg, render
+from bot.web.page_presets import PageRequest, preview_options
+from pipeline.outputs.presets import render_preset, render_sticker_set
+from pipeline.render import Background, Rendered, encode_jpeg, render
 from pipeline.stats import Metrics
 from pipeline.worker import PipelineWorker
 from settings import Settings
@@ -77,6 +80,7 @@ class PageJob:
     created: float = field(default_factory=time.time)
     started: float | None = None
     error: dict | None = None  # {"status", "title", "code"}
+    owner: str = ""  # a digest of the page pass that sent it: only that page may bundle it in a ZIP
 
     @property
     def view_size(self) -> tuple[int, int]:
@@ -85,7 +89,7 @@ class PageJob:
     def record(self) -> dict:
         """What state.json keeps: enough for any process to answer the status and name the files."""
         return {"id": self.id, "name": self.name, "width": self.width, "height": self.height,
-                "state": self.state, "created": self.created, "error": self.error}
+                "state": self.state, "created": self.created, "error": self.error, "owner": self.owner}
 
 
 def view_size(width: int, height: int) -> tuple[int, int]:
@@ -129,11 +133,11 @@ class PageJobs:
         return f"{folder}/page-{job_id}/{name}"
 
     # --- submit ---------------------------------------------------------------------------------
-    def submit(self, data: bytes, filename: str) -> PageJob:
+    def submit(self, data: bytes, filename: str, owner: str = "") -> PageJob:
         """Decode, store the upload and its preview, queue the cutout. Raises ImageDecodeError, QueueFull."""
         image = decode_image(data, self.settings.max_image_bytes, self.settings.max_image_pixels)
         height, width = image.shape[:2]
-        job = PageJob(uuid.uuid4().hex, upload_stem(filename), width, height)
+        job = PageJob(uuid.uuid4().hex, upload_stem(filename), width, height, owner=owner)
         self.blobs.put(self.key(job.id, "upload", "inputs"), data)
         preview = Image.fromarray(image_to_uint8(image))
         if preview.size != job.view_size:
@@ -214,7 +218,7 @@ class PageJobs:
         except (BlobNotFound, ValueError):
             return None
         job = PageJob(record["id"], record["name"], record["width"], record["height"], record["state"],
-                      created=record["created"], error=record.get("error"))
+                      created=record["created"], error=record.get("error"), owner=record.get("owner", ""))
         if job.state not in FINAL_STATES and time.time() - job.created > LOST_AFTER_S:
             # Queued in a process that has since stopped (a restart): it will never finish.
             job.state = "failed"
@@ -285,3 +289,32 @@ class PageJobs:
         original = np.asarray(Image.open(io.BytesIO(self.original(job))).convert("RGB"), dtype=np.float32) / 255.0
         alpha = rgba[:, :, 3]
         return CutoutResult(image=original, mask=alpha, alpha=alpha, foreground=rgba[:, :, :3])
+
+    # --- presets (bot.web.page_presets reads the page's words) ------------------------------------
+    def render_preset(self, job: PageJob, request: PageRequest, preview: bool) -> Rendered:
+        """The photo in a preset's shape; preview: the same at most PREVIEW_SIDE, from the view-size files.
+
+        Cached in the store like the composites (a slider's values come back as the visitor moves it).
+        """
+        cached = self.key(job.id, f"preset-{'preview' if preview else 'full'}-{request.cache_tag()}")
+        for content_type, extension in (("image/png", "png"), ("image/jpeg", "jpg")):
+            if self.blobs.exists(f"{cached}.{extension}"):
+                data = self.blobs.get(f"{cached}.{extension}")
+                width, height = Image.open(io.BytesIO(data)).size
+                return Rendered(data, content_type, width, height)
+        result = self._stored_result(job, full=not preview)
+        options = preview_options(request.preset) if preview else request.preset
+        rendered = render_preset(result, options, request.fmt)
+        self.blobs.put(f"{cached}.{rendered.extension}", rendered.data)
+        return rendered
+
+    def sticker_files(self, job: PageJob) -> dict[str, bytes]:
+        """{'sticker', 'main', 'tab'}: the LINE set's three PNGs of this photo (from the full-size cutout)."""
+        names = ("sticker", "main", "tab")
+        keys = {name: self.key(job.id, f"line-{name}.png") for name in names}
+        if all(self.blobs.exists(key) for key in keys.values()):
+            return {name: self.blobs.get(key) for name, key in keys.items()}
+        rendered = render_sticker_set(self._stored_result(job, full=True))
+        for name in names:
+            self.blobs.put(keys[name], rendered[name].data)
+        return {name: rendered[name].data for name in names}
