@@ -18,8 +18,8 @@ import io
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 from urllib.parse import urlencode
 
 import numpy as np
@@ -87,23 +87,18 @@ class EditLinks:
         return f"{self.settings.public_base_url}/edit/{query['t']}{lang}"
 
 
-@dataclass
-class Loaded:
-    """A result as the editor needs it: the engine's source and the stored cutout's colours."""
-
-    grid: EditGrid
-    colour: np.ndarray  # (H, W, 3) uint8: the stored cutout's straight colour (the first version's)
-
-
 class Editor:
     """The engine for chat results: previews on a cached grid, saves as new versions."""
 
     def __init__(self, settings: Settings, jobs, blobs: BlobStore, cached: int = CACHED_GRIDS) -> None:
         self.settings, self.jobs, self.blobs = settings, jobs, blobs
-        self._cache: "OrderedDict[str, Loaded]" = OrderedDict()
+        self._cache: "OrderedDict[str, EditGrid]" = OrderedDict()
         self._cached = cached
         self._lock = threading.Lock()
         self._save_lock = threading.Lock()
+        # One engine call per result at a time: a grid's memo of replays is not thread-safe, and
+        # a page whose next preview overtakes the last must not corrupt it.
+        self._grid_locks: dict[str, threading.Lock] = {}
 
     # --- loading --------------------------------------------------------------------------------
     def job(self, job_id: str) -> Job:
@@ -115,7 +110,8 @@ class Editor:
             raise NotEditable(job_id)
         return job
 
-    def loaded(self, job: Job) -> Loaded:
+    def loaded(self, job: Job) -> EditGrid:
+        """The result's editing grid, kept for the next preview (a few results per process)."""
         with self._lock:
             if job.id in self._cache:
                 self._cache.move_to_end(job.id)
@@ -127,10 +123,24 @@ class Editor:
                 self._cache.popitem(last=False)
         return loaded
 
-    def _load(self, job: Job) -> Loaded:
+    @contextmanager
+    def using(self, job: Job) -> Iterator[EditGrid]:
+        with self._lock:
+            lock = self._grid_locks.setdefault(job.id, threading.Lock())
+            if len(self._grid_locks) > 64 * self._cached:  # forget locks of results long out of the cache
+                for stale in [key for key in self._grid_locks if key not in self._cache and key != job.id]:
+                    del self._grid_locks[stale]
+        with lock:
+            yield self.loaded(job)
+
+    def _original_rgba(self, job: Job) -> np.ndarray:
+        """(H, W, 4) uint8: the first version's PNG (its colours are the pipeline's foreground estimate)."""
+        original = job.result.get("original", {}).get("cutout", job.result["cutout"])
+        return np.asarray(Image.open(io.BytesIO(self.blobs.get(original))).convert("RGBA"))
+
+    def _load(self, job: Job) -> EditGrid:
         result = job.result
-        original = result.get("original", {}).get("cutout", result["cutout"])
-        rgba = np.asarray(Image.open(io.BytesIO(self.blobs.get(original))).convert("RGBA"))
+        rgba = self._original_rgba(job)
         photo = decode_image(self.blobs.get(result["input"]), max_bytes=1 << 31, max_pixels=1 << 31)
         if photo.shape[:2] != rgba.shape[:2]:
             raise NotEditable(job.id)
@@ -142,30 +152,30 @@ class Editor:
             alpha = np.ascontiguousarray(rgba[:, :, 3])
         mask = read_grey_png(self.blobs.get(result["edit_mask"])) \
             if "edit_mask" in result and self.blobs.exists(result["edit_mask"]) else alpha
-        grid = prepare(EditSource(image=image, mask=mask.astype(np.float32) / 255.0, alpha=alpha))
-        return Loaded(grid, np.ascontiguousarray(rgba[:, :, :3]))
+        return prepare(EditSource(image=image, mask=mask.astype(np.float32) / 255.0, alpha=alpha))
 
     # --- what the page shows --------------------------------------------------------------------
     def display_size(self, job: Job) -> tuple[int, int]:
         """(width, height) of the page's pictures: the editing grid's."""
-        height, width = self.loaded(job).grid.shape
+        height, width = self.loaded(job).shape
         return width, height
 
     def photo_jpeg(self, job: Job) -> bytes:
-        grid = self.loaded(job).grid
+        grid = self.loaded(job)
         return encode_jpeg(grid.image, quality=88, max_bytes=1_500_000)
 
     def alpha_png(self, job: Job, marks: list[dict] | None) -> bytes:
         """The alpha after `marks` on the editing grid, as an 8-bit greyscale PNG."""
-        grid = self.loaded(job).grid
-        full_h, full_w = grid.full_shape
-        parsed = marks_from_json(marks or [], full_w, full_h)
-        return grey_png(edit_on_grid(grid, parsed) if parsed else grid.alpha)
+        with self.using(job) as grid:
+            full_h, full_w = grid.full_shape
+            parsed = marks_from_json(marks or [], full_w, full_h)
+            alpha = edit_on_grid(grid, parsed) if parsed else grid.alpha
+        return grey_png(alpha)
 
     def main_only_marks(self, job: Job) -> list[dict]:
         """"Keep the main object only": an erase tap inside each sizeable part but the largest
         (the engine drops a separate part whole). [] when the cutout is one object."""
-        grid = self.loaded(job).grid
+        grid = self.loaded(job)
         labels, parts, step = object_parts(grid.alpha)
         full_h, full_w = grid.full_shape
         scale_y, scale_x = full_h / grid.shape[0], full_w / grid.shape[1]
@@ -184,15 +194,14 @@ class Editor:
         """Apply `marks` at full size, store the files as the result's next version and point the
         result at them; return the version ({number, cutout, preview, chat, marks})."""
         job = self.job(job_id)
-        loaded = self.loaded(job)
-        grid = loaded.grid
-        full_h, full_w = grid.full_shape
-        alpha = refine_alpha(grid, marks_from_json(marks, full_w, full_h))
+        with self.using(job) as grid:
+            full_h, full_w = grid.full_shape
+            alpha = refine_alpha(grid, marks_from_json(marks, full_w, full_h))
         source = grid.source
         photo = source.image.astype(np.float32) / 255.0
         stored_alpha = source.alpha.astype(np.float32) / 255.0 if source.alpha.dtype == np.uint8 else source.alpha
         colour = np.where((stored_alpha >= COLOUR_FROM_CUTOUT)[:, :, None],
-                          loaded.colour.astype(np.float32) / 255.0, photo)
+                          self._original_rgba(job)[:, :, :3].astype(np.float32) / 255.0, photo)
         result = CutoutResult(image=photo, mask=source.mask, alpha=alpha, foreground=colour)
         with self._save_lock:  # one writer per process for a job's version list
             job = self.job(job_id)

@@ -3,6 +3,7 @@ sent back to the chat, 只留主體, and links that are refused. Real app, real 
 from __future__ import annotations
 
 import io
+import json
 from html import unescape
 import time
 from urllib.parse import parse_qs, quote, urlsplit
@@ -264,3 +265,33 @@ def test_messenger_card_opens_the_editor_in_a_tall_webview():
     assert [(b["type"], b["title"]) for b in buttons] == [("web_url", "Download"), ("web_url", "Edit cutout"),
                                                           ("postback", "More")]
     assert buttons[1]["webview_height_ratio"] == "tall" and buttons[1]["url"] == "https://cutout.test/edit/abc"
+
+
+def test_messenger_save_sends_the_corrected_cutout_with_the_send_api(tmp_path, real_pipeline, two_objects):
+    from tests.channel_drivers import MessengerDriver, check_messenger_message
+
+    driver = MessengerDriver()
+    app = create_app(Settings(data_dir=tmp_path / "var", public_base_url="https://cutout.test", warm_up=False,
+                              **driver.settings()), pipeline=real_pipeline)
+    client = app.test_client()
+    try:
+        driver.send_photo(client, two_objects, user="7203456789000042")
+        [card] = driver.conversation(1)
+        label, kind, link = card["buttons"][1]
+        assert (label, kind) == ("修正去背", "url") and link.startswith("https://cutout.test/edit/")
+        assert card["choices"][0][0] == "只留主體"
+        base = urlsplit(link).path
+        marks = client.get(base).get_data(as_text=True)  # the page embeds the quick fix's marks
+        assert '"mainOnly": [{"type": "tap", "mode": "erase"' in marks
+        page_marks = json.loads(marks.split('<script id="config" type="application/json">')[1].split("</script>")[0])
+        assert client.post(base + "/save", json={"marks": page_marks["mainOnly"]}).get_json()["sent"] is True
+        corrected = driver.conversation(2)[1]
+        check_messenger_message(driver.raw_messages()[1])
+        assert corrected["title"] == "修正好了！" and corrected["buttons"][1][0] == "修正去背"
+        assert driver.double.messages()[1].body["recipient"] == {"id": "7203456789000042"}
+        alpha = png_alpha(client.get(urlsplit(corrected["image"]).path).data)
+        assert count_objects(alpha) == 1
+    finally:
+        app.extensions["cutout"]["worker"].stop()
+        app.extensions["cutout"]["conversation"].io.shutdown(wait=True)
+        driver.stop()

@@ -113,7 +113,7 @@ def editor_blueprint(conversation, lane: WaitLane) -> Blueprint:
         except LaneFull:
             return secured(Response(MESSAGES[language]["busy"], status=503, mimetype="text/plain",
                                     headers={"Retry-After": str(lane.retry_after_s)}))
-        full_height, full_width = editor.loaded(job).grid.full_shape
+        full_height, full_width = editor.loaded(job).full_shape
         saved = job.result.get("versions", [])
         config = {"base": f"/edit/{token}", "width": width, "height": height, "fullWidth": full_width,
                   "fullHeight": full_height, "marks": saved[-1]["marks"] if saved else [], "mainOnly": main_only,
