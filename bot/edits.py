@@ -42,10 +42,17 @@ LINK_PURPOSE = b"cutout-editor-links"
 CACHED_GRIDS = 3
 # Below this stored alpha the stored PNG's colour is not the subject's: show the photo's instead.
 COLOUR_FROM_CUTOUT = 0.02
+# Saved versions per result: each is a few files and (on LINE) a billed push; a link holder
+# pressing Save in a loop stops here.
+MAX_VERSIONS = 20
 
 
 class NotEditable(Exception):
     """The result is gone (expired or never a cutout): the editor says so."""
+
+
+class TooManyVersions(Exception):
+    """The result already has MAX_VERSIONS saved versions."""
 
 
 class EditLinks:
@@ -194,6 +201,8 @@ class Editor:
         """Apply `marks` at full size, store the files as the result's next version and point the
         result at them; return the version ({number, cutout, preview, chat, marks})."""
         job = self.job(job_id)
+        if len(job.result.get("versions", [])) >= MAX_VERSIONS:
+            raise TooManyVersions(job_id)
         with self.using(job) as grid:
             full_h, full_w = grid.full_shape
             alpha = refine_alpha(grid, marks_from_json(marks, full_w, full_h))

@@ -181,7 +181,7 @@ def test_edit_link_preview_save_and_the_corrected_cutout_pushed_to_the_chat(make
     assert '"mode": "erase", "x"' in again
 
 
-def test_main_object_only_from_the_chat(make_app, line_double, two_objects):
+def test_main_object_only_from_the_chat(make_app, line_double, two_objects, monkeypatch):
     app = make_app()
     client = app.test_client()
     send_photo(client, line_double, two_objects, user="Ueditor2")
@@ -195,6 +195,9 @@ def test_main_object_only_from_the_chat(make_app, line_double, two_objects):
     assert fixed["title"] == "修正好了！"
     alpha = png_alpha(client.get(local(fixed["image"])).data)
     assert count_objects(alpha) == 1 and (alpha > 128).mean() > 0.05
+    # Versions are capped (each is files and, on LINE, a billed push): Save answers 429 past the cap.
+    monkeypatch.setattr("bot.edits.MAX_VERSIONS", 1)
+    assert client.post(urlsplit(edit_link(answer)).path + "/save", json={"marks": []}).status_code == 429
     # Someone else's tap on that button changes nothing.
     post_event(client, line_double, "postback.json", **{"postback.data": data, "source.userId": "Uintruder"})
     assert flat_line_message(messages(line_double, 3)[2])["text"] == say("zh-TW", "unknown_choice")

@@ -171,7 +171,37 @@ def test_tap_erase_and_save_from_a_line_reply_on_a_phone(server, browser, line_d
     assert corrected.shape == other.shape
     assert (corrected[other] > 128).mean() < 0.05 and (corrected[strip_y][main[strip_y]] > 128).sum() == 0
     assert (corrected[main] > 128).mean() > 0.6
+
+    # 修正前 shows the first cutout (the dropped object back), pressed again the edit.
+    tap_on(browser, "compare")
+    assert browser.find_element("id", "compare").get_attribute("aria-pressed") == "true"
+    assert shown_alpha(browser, int(tap_x), int(tap_y)) > 128
+    tap_on(browser, "compare")
+    assert shown_alpha(browser, int(tap_x), int(tap_y)) == 0
+    # Two fingers spreading zoom in around them, and leave no mark.
+    marks_before, scale_before = previews(browser), stage_scale(browser)
+    centre = screen_point(browser, tap_x, tap_y)
+    touch(browser, "touchStart", [(centre[0] - 30, centre[1]), (centre[0] + 30, centre[1])])
+    for spread in (45, 60, 75, 90):
+        touch(browser, "touchMove", [(centre[0] - spread, centre[1]), (centre[0] + spread, centre[1])])
+    touch(browser, "touchEnd", [])
+    assert stage_scale(browser) > 2.5 * scale_before
+    assert abs(screen_point(browser, tap_x, tap_y)[0] - centre[0]) < 20  # the pinched spot stays under the fingers
+    time.sleep(0.3)
+    assert previews(browser) == marks_before and browser.execute_script("return document.body.dataset.state") == "saved"
+    shot(browser, artefacts, "editor-phone-zoomed")
     assert time.monotonic() - started < 60
+
+
+def tap_on(driver, element_id: str) -> None:
+    box = driver.execute_script("const r = document.getElementById(arguments[0]).getBoundingClientRect();"
+                                "return [r.left + r.width / 2, r.top + r.height / 2]", element_id)
+    touch(driver, "touchStart", [tuple(box)])
+    touch(driver, "touchEnd", [])
+
+
+def stage_scale(driver) -> float:
+    return driver.execute_script("return new DOMMatrix(getComputedStyle(document.getElementById('stage')).transform).a")
 
 
 def test_keyboard_alone_reaches_every_control_and_edits(server, browser, edit_link):

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs
 
 from flask import Blueprint, Response, jsonify, request
 
-from bot.edits import EditLinks, Editor, NotEditable
+from bot.edits import EditLinks, Editor, NotEditable, TooManyVersions
 from bot.i18n import LANGUAGES, MESSAGES
 from bot.lane import LaneFull, WaitLane
 from pipeline.edit import MarkError
@@ -199,6 +199,8 @@ def answered(error: Exception) -> Response:
         status, code = 410, "expired"
     elif isinstance(error, MarkError):
         status, code = 400, "invalid_marks"
+    elif isinstance(error, TooManyVersions):
+        status, code = 429, "too_many_versions"
     elif isinstance(error, LaneFull):
         response = jsonify(errors=[{"title": "Busy; retry shortly", "code": "busy"}])
         response.status_code, response.headers["Retry-After"] = 503, "5"
