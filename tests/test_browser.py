@@ -398,3 +398,63 @@ def test_the_sample_photos_are_the_projects_own():
     for name in ("teddy", "bottle", "plant"):
         image = Image.open(ROOT / "bot" / "web" / "static" / "samples" / f"{name}.jpg")
         assert image.format == "JPEG" and max(image.size) == 800
+
+
+# --- presets and several photos (issue 15) ---------------------------------------------------------
+DROP_FILES = """
+    const transfer = new DataTransfer();
+    for (const [b64, name] of arguments[0]) {
+      const raw = atob(b64), bytes = new Uint8Array(raw.length);
+      for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+      transfer.items.add(new File([bytes], name, {type: "image/jpeg"}));
+    }
+    for (const type of ["dragenter", "dragover", "drop"])
+      document.body.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
+"""
+
+
+def test_choosing_product_turns_the_preview_square_and_the_download_follows(server, browser, artefacts):
+    open_page(browser, server, PHONE)
+    browser.find_element("css selector", '.sample[data-sample="bottle"]').click()
+    wait_done(browser)
+    assert browser.find_element("id", "preset-figure").get_attribute("hidden") is not None  # 原圖尺寸: none
+    browser.find_element("css selector", 'input[name="preset"][value="product"]').click()
+    size = wait_for(browser, "const p = document.getElementById('preset-preview');"
+                             "return p.src.includes('preset=product') && p.complete && p.naturalWidth > 0"
+                             " && [p.naturalWidth, p.naturalHeight]")
+    assert size[0] == size[1] and size[0] <= 480  # the server's small preview, square
+    assert browser.find_element("id", "preset-caption").text.endswith("2000 × 2000")
+    browser.execute_script("document.getElementById('preset-figure').scrollIntoView()")
+    shot(browser, artefacts, "preset-product-phone")
+    response = download(server, browser, "download-png")
+    assert "bottle-product.png" in response.headers["Content-Disposition"]
+    assert Image.open(io.BytesIO(response.content)).size == (2000, 2000)
+    width = browser.execute_script("return document.documentElement.scrollWidth")
+    assert width <= PHONE[0]  # the picker fits a 390 px phone: no sideways scrolling
+
+
+def test_two_dropped_photos_show_two_results_and_one_zip_of_both(server, browser, artefacts, photos, tmp_path):
+    import zipfile
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    open_page(browser, server, DESKTOP)
+    troll = base64.b64encode(photos["troll"].read_bytes()).decode()
+    plant = base64.b64encode(jpeg_of(shared_image("GT13"))).decode()
+    browser.execute_script(DROP_FILES, [[troll, "troll.jpg"], [plant, "plant.jpg"]])
+    wait_for(browser, "return document.body.dataset.batchDone === '2'")
+    wait_for(browser, "return [...document.querySelectorAll('#batch-list .tile img')]"
+                      ".every((img) => img.src.includes('/view') && img.complete && img.naturalWidth > 0)")
+    assert len(browser.find_elements("css selector", "#batch-list .tile")) == 2
+    zip_button = browser.find_element("id", "zip")
+    assert zip_button.is_displayed()
+    shot(browser, artefacts, "batch-desktop")
+    zip_button.click()
+    archive = Path(wait_for(browser, "return document.getElementById('zip-note').textContent.length > 0", 30) and downloads)
+    deadline = time.monotonic() + 30
+    while not list(archive.glob("*.zip")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    files = list(archive.glob("*.zip"))
+    assert files, browser.find_element("id", "zip-note").text
+    assert sorted(zipfile.ZipFile(files[0]).namelist()) == ["plant-cutout.png", "troll-cutout.png"]
