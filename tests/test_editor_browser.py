@@ -139,11 +139,9 @@ def test_tap_erase_and_save_from_a_line_reply_on_a_phone(server, browser, line_d
     assert browser.find_element("id", "undo").is_enabled()
 
     # Erase mode (tapped like a person does), then one stroke across the main object's middle.
-    erase = browser.find_element("css selector", '#modes [data-mode="erase"]')
-    box = browser.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]", erase)
-    touch(browser, "touchStart", [tuple(box)])
-    touch(browser, "touchEnd", [])
-    wait_for(browser, "return document.querySelector('#modes [data-mode=\"erase\"]').getAttribute('aria-pressed') === 'true'", 5)
+    tap_on(browser, '#modes [data-mode="erase"]')
+    wait_for(browser, "return document.querySelector('#modes [data-mode=\"erase\"]')"
+                      ".getAttribute('aria-pressed') === 'true'", 5)
     rows, columns = np.nonzero(main)
     strip_y = int(np.median(rows))
     touch(browser, "touchStart", [screen_point(browser, int(columns.min()) - 4, strip_y)])
@@ -158,10 +156,7 @@ def test_tap_erase_and_save_from_a_line_reply_on_a_phone(server, browser, line_d
     shot(browser, artefacts, "editor-phone-edited")
 
     # Save: the page says so, and the corrected cutout arrives in the chat as a push.
-    save = browser.find_element("id", "save")
-    box = browser.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]", save)
-    touch(browser, "touchStart", [tuple(box)])
-    touch(browser, "touchEnd", [])
+    tap_on(browser, "#save")
     wait_for(browser, "return document.body.dataset.state === 'saved'", 30)
     assert "聊天室" in browser.find_element("id", "message").text
     pushed = flat_line_message(delivered(line_double, 2)[1])
@@ -173,10 +168,10 @@ def test_tap_erase_and_save_from_a_line_reply_on_a_phone(server, browser, line_d
     assert (corrected[main] > 128).mean() > 0.6
 
     # 修正前 shows the first cutout (the dropped object back), pressed again the edit.
-    tap_on(browser, "compare")
+    tap_on(browser, "#compare")
     assert browser.find_element("id", "compare").get_attribute("aria-pressed") == "true"
     assert shown_alpha(browser, int(tap_x), int(tap_y)) > 128
-    tap_on(browser, "compare")
+    tap_on(browser, "#compare")
     assert shown_alpha(browser, int(tap_x), int(tap_y)) == 0
     # Two fingers spreading zoom in around them, and leave no mark.
     marks_before, scale_before = previews(browser), stage_scale(browser)
@@ -193,9 +188,10 @@ def test_tap_erase_and_save_from_a_line_reply_on_a_phone(server, browser, line_d
     assert time.monotonic() - started < 60
 
 
-def tap_on(driver, element_id: str) -> None:
-    box = driver.execute_script("const r = document.getElementById(arguments[0]).getBoundingClientRect();"
-                                "return [r.left + r.width / 2, r.top + r.height / 2]", element_id)
+def tap_on(driver, selector: str) -> None:
+    """A finger's tap on the middle of the element (a touch, as on a phone; not a click)."""
+    box = driver.execute_script("const r = document.querySelector(arguments[0]).getBoundingClientRect();"
+                                "return [r.left + r.width / 2, r.top + r.height / 2]", selector)
     touch(driver, "touchStart", [tuple(box)])
     touch(driver, "touchEnd", [])
 
