@@ -418,7 +418,11 @@ def test_choosing_product_turns_the_preview_square_and_the_download_follows(serv
     browser.find_element("css selector", '.sample[data-sample="bottle"]').click()
     wait_done(browser)
     assert browser.find_element("id", "preset-figure").get_attribute("hidden") is not None  # 原圖尺寸: none
-    browser.find_element("css selector", 'input[name="preset"][value="product"]').click()
+    from selenium.webdriver.common.keys import Keys
+
+    chosen = browser.find_element("css selector", 'input[name="preset"][value="original"]')
+    chosen.send_keys(Keys.ARROW_RIGHT)  # the radio group's keys: the next choice, 商品圖
+    assert browser.execute_script("return document.querySelector('input[name=preset]:checked').value") == "product"
     size = wait_for(browser, "const p = document.getElementById('preset-preview');"
                              "return p.src.includes('preset=product') && p.complete && p.naturalWidth > 0"
                              " && [p.naturalWidth, p.naturalHeight]")
@@ -449,6 +453,7 @@ def test_two_dropped_photos_show_two_results_and_one_zip_of_both(server, browser
     assert len(browser.find_elements("css selector", "#batch-list .tile")) == 2
     zip_button = browser.find_element("id", "zip")
     assert zip_button.is_displayed()
+    assert_tab_reaches_every_control(browser)  # tiles' downloads, the preset picker, the ZIP button
     shot(browser, artefacts, "batch-desktop")
     zip_button.click()
     archive = Path(wait_for(browser, "return document.getElementById('zip-note').textContent.length > 0", 30) and downloads)
