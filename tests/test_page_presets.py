@@ -129,3 +129,16 @@ def test_only_the_page_that_sent_the_photos_can_bundle_them(client, jobs):
     assert without.status_code == 403 and without.get_json()["errors"][0]["code"] == "auth_failed"
     unknown = client.post("/page/zip", json={"ids": ["0" * 32]}, headers={"X-Page-Token": client.token})
     assert unknown.status_code == 404
+
+
+def test_a_sticker_zip_of_several_photos_is_one_line_set(client, jobs):
+    response = client.post("/page/zip", json={"ids": jobs, "preset": "sticker"}, headers={"X-Page-Token": client.token})
+    assert response.status_code == 200 and "line-stickers.zip" in response.headers["Content-Disposition"]
+    archive = zipfile.ZipFile(io.BytesIO(response.data))
+    assert archive.namelist() == ["01.png", "02.png", "03.png", "main.png", "tab.png"]
+    for name in ("01.png", "02.png", "03.png"):
+        width, height = Image.open(io.BytesIO(archive.read(name))).size
+        assert width <= 370 and height <= 320 and width % 2 == 0 and height % 2 == 0
+    refused = client.post("/page/zip", json={"ids": jobs, "preset": "sticker", "format": "jpg"},
+                          headers={"X-Page-Token": client.token})
+    assert refused.status_code == 400 and refused.get_json()["errors"][0]["code"] == "invalid_format"
