@@ -463,3 +463,10 @@ def test_two_dropped_photos_show_two_results_and_one_zip_of_both(server, browser
     files = list(archive.glob("*.zip"))
     assert files, browser.find_element("id", "zip-note").text
     assert sorted(zipfile.ZipFile(files[0]).namelist()) == ["plant-cutout.png", "troll-cutout.png"]
+    # On a 390 px phone: two tiles side by side, nothing wider than the screen.
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": PHONE[0], "height": PHONE[1], "deviceScaleFactor": 1, "mobile": True})
+    tops = browser.execute_script("return [...document.querySelectorAll('#batch-list .tile')]"
+                                  ".map((el) => Math.round(el.getBoundingClientRect().top))")
+    assert tops[0] == tops[1] and browser.execute_script("return document.documentElement.scrollWidth") <= PHONE[0]
+    shot(browser, artefacts, "batch-phone")
