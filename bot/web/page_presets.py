@@ -77,11 +77,12 @@ def read_page_request(args: dict, background_of) -> PageRequest:
     shadow = str(args.get("shadow") or "").strip().lower()
     if shadow not in FLAGS:
         raise PresetRequestError("invalid_shadow", f"Invalid shadow {shadow[:40]!r}: 1 or 0")
+    shaped = name != "sticker"  # a sticker's canvas is LINE's: the page's size controls do not apply
     try:
-        size = parse_size(str(args["size"])) if args.get("size") and name != "sticker" else None
-        margin = parse_margin(str(args["margin"])) if args.get("margin") and name != "sticker" else None
-        position = parse_position(str(args["position"])) if args.get("position") and name != "sticker" else None
-        options = PresetOptions(name, size=size, margin=margin, position=position, shadow=FLAGS[shadow] and name != "sticker",
+        size = parse_size(str(args["size"])) if args.get("size") and shaped else None
+        margin = parse_margin(str(args["margin"])) if args.get("margin") and shaped else None
+        position = parse_position(str(args["position"])) if args.get("position") and shaped else None
+        options = PresetOptions(name, size=size, margin=margin, position=position, shadow=FLAGS[shadow] and shaped,
                                 background=background_of(bg) if bg else None).resolved()
     except ValueError as error:
         raise PresetRequestError("invalid_preset", f"Invalid {name} preset: {error}") from None
