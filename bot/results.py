@@ -134,7 +134,7 @@ def store_composite(result: CutoutResult, background: Background, job_id: str, n
 def store_preset(result: CutoutResult, options: PresetOptions, job_id: str, stem: str,
                  blobs: LocalBlobStore) -> dict[str, str]:
     """A preset's file, its chat preview and its size; a sticker also stores the set's main and tab
-    images and a ZIP of the three (what LINE Creators Market asks for)."""
+    images and a ZIP of the three, named as LINE Creators Market asks (01.png, main.png, tab.png)."""
     if options.name == "sticker":
         files = render_sticker_set(result, options.outline)
         keys = {part: blobs.put(f"results/{job_id}/{stem}-{part}.png" if part != "sticker"
@@ -142,7 +142,7 @@ def store_preset(result: CutoutResult, options: PresetOptions, job_id: str, stem
                 for part, rendered in files.items()}
         preview_key = blobs.put(f"results/{job_id}/{stem}-preview.jpg", png_on_checkerboard(files["sticker"].data))
         zip_key = store_zip(blobs, f"results/{job_id}/{stem}-set.zip",
-                            [("sticker.png", keys["sticker"]), ("main.png", keys["main"]), ("tab.png", keys["tab"])])
+                            [("01.png", keys["sticker"]), ("main.png", keys["main"]), ("tab.png", keys["tab"])])
         sticker = files["sticker"]
         return {"composite": keys["sticker"], "composite_preview": preview_key, "sticker_zip": zip_key,
                 "size": [sticker.width, sticker.height]}

@@ -87,9 +87,9 @@ def test_line_presets_make_files_of_the_exact_sizes(tmp_path, real_pipeline, sma
         answer = client.get(local_path(zip_url))
         assert answer.headers["Content-Type"] == "application/zip"
         with zipfile.ZipFile(io.BytesIO(answer.data)) as archive:
-            assert sorted(archive.namelist()) == ["main.png", "sticker.png", "tab.png"]
+            assert sorted(archive.namelist()) == ["01.png", "main.png", "tab.png"]
             sizes = {name: Image.open(io.BytesIO(archive.read(name))).size for name in archive.namelist()}
-        assert sizes == {"sticker.png": (width, height), "main.png": (240, 240), "tab.png": (96, 74)}
+        assert sizes == {"01.png": (width, height), "main.png": (240, 240), "tab.png": (96, 74)}
 
         # 貼文尺寸 goes on the last chosen background: pick black first.
         driver.tap(client, dict(result["choices"])["黑底"], user)

@@ -139,9 +139,9 @@ def test_messenger_photos_in_one_message_are_one_set(tmp_path, real_pipeline, al
         stickers, card = driver.conversation(4)[2:]
         assert len(stickers["cards"]) == 2 and card["title"] == "全部做好了：做成貼圖"
         files = zip_members(client, buttons(card)["下載全部（ZIP）"])
-        assert sorted(files) == ["01-line-sticker.png", "02-line-sticker.png", "main.png", "tab.png"]
+        assert sorted(files) == ["01.png", "02.png", "main.png", "tab.png"]
         assert files["main.png"].size == (240, 240) and files["tab.png"].size == (96, 74)
-        for name in ("01-line-sticker.png", "02-line-sticker.png"):
+        for name in ("01.png", "02.png"):
             width, height = files[name].size
             assert width <= 370 and height <= 320 and width % 2 == 0 and height % 2 == 0
         for message in driver.raw_messages():

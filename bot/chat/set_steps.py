@@ -216,7 +216,9 @@ class PhotoSetSteps(_Base):
                 background = backgrounds.background_for(choice, self.settings.brand_colors)
                 keys = store_composite(stored, background, job.id, f"{index:02d}-{choice}", self.blobs)
             items.append({"index": index, "source_job": member_id, **keys})
-            files.append((keys["composite"].rsplit("/", 1)[-1], keys["composite"]))
+            # A sticker set's files are numbered as LINE Creators Market asks: 01.png, 02.png, ...
+            entry = f"{len(files) + 1:02d}.png" if name == "sticker" else keys["composite"].rsplit("/", 1)[-1]
+            files.append((entry, keys["composite"]))
         if name == "sticker" and items:  # a sticker set needs one main and one tab image: the first photo's
             first = items[0]["composite"].rsplit(".", 1)[0]
             files += [("main.png", f"{first}-main.png"), ("tab.png", f"{first}-tab.png")]

@@ -14,6 +14,7 @@ import base64
 import binascii
 import hmac
 import math
+import secrets
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
 from html import escape as html_escape
@@ -107,7 +108,9 @@ def web_blueprint(settings: Settings, pipeline: Pipeline, worker: PipelineWorker
     def page():
         # A signed, expiring pass in the page itself: with CUTOUT_API_KEYS set the API still serves
         # the page's visitors (each with its own quota) without handing them a key.
-        token = signer.sign(PAGE_TOKEN_KEY, ttl_s=PAGE_TOKEN_TTL_S)
+        # A random part makes each page load's pass its own: photos bundled into a ZIP must come
+        # from the same pass, so two visitors loading the page in the same second stay apart.
+        token = signer.sign(f"{PAGE_TOKEN_KEY}:{secrets.token_urlsafe(12)}", ttl_s=PAGE_TOKEN_TTL_S)
         html = page_html.replace('name="cutout-page-token" content=""', f'name="cutout-page-token" content="{token}"', 1)
         response = Response(html, mimetype="text/html")
         response.headers["Cache-Control"] = "no-store"  # the pass expires
@@ -213,7 +216,7 @@ def has_page_pass(signer: UrlSigner) -> bool:
     if not token:
         return False
     try:
-        return signer.verify(token) == PAGE_TOKEN_KEY
+        return signer.verify(token).startswith(PAGE_TOKEN_KEY + ":")
     except InvalidToken:
         return False
 
