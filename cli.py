@@ -169,9 +169,9 @@ def output_format(requested: str, output: Path | None, folder_mode: bool) -> str
 
 
 def parse_background(value: str | None, mask: bool):
-    from pipeline.compose import parse_color
+    from pipeline.outputs.compose import parse_color
     from pipeline.decode import decode_image
-    from pipeline.render import Background
+    from pipeline.outputs.render import Background
 
     if mask:
         return Background("mask")
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.cutout import CutoutOptions, Pipeline
     from pipeline.decode import ImageDecodeError, decode_image
     from pipeline.outputs.presets import render_preset, render_sticker_set
-    from pipeline.render import render
+    from pipeline.outputs.render import render
 
     if args.jobs < 1:
         print("cutout: -j needs a number of 1 or more", file=sys.stderr)

@@ -16,8 +16,8 @@ from bot.lane import LaneFull, WaitLane
 from bot.ratelimit import SlidingWindowLimiter
 from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.decode import ImageDecodeError, decode_image
-from pipeline.poster import PosterLayout
-from pipeline.render import encode_jpeg
+from pipeline.outputs.poster import PosterLayout
+from pipeline.outputs.render import encode_jpeg
 from pipeline.worker import PipelineWorker, QueueFull
 from settings import Settings
 

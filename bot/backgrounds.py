@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from bot.i18n import say
-from pipeline.compose import parse_color
-from pipeline.render import Background
+from pipeline.outputs.compose import parse_color
+from pipeline.outputs.render import Background
 
 BACKDROP_SIZE = (1280, 1280)
 MAX_BRAND_COLORS = 4

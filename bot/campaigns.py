@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pipeline.compose import parse_color
+from pipeline.outputs.compose import parse_color
 from pipeline.decode import format_megabytes
-from pipeline.poster import PosterLayout, compose_poster
+from pipeline.outputs.poster import PosterLayout, compose_poster
 from storage.files import LocalBlobStore
 from storage.jobs import SqliteJobStore
 

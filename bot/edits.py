@@ -30,7 +30,7 @@ from bot.results import grey_png, object_parts, read_grey_png, store_cutout_file
 from pipeline.cutout import CutoutResult
 from pipeline.decode import decode_image
 from pipeline.edit import EditGrid, EditSource, edit_on_grid, marks_from_json, prepare, refine_alpha
-from pipeline.render import encode_jpeg
+from pipeline.outputs.render import encode_jpeg
 from settings import Settings
 from storage.files import BlobStore
 from storage.jobs import Job

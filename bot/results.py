@@ -9,10 +9,10 @@ import numpy as np
 from PIL import Image
 
 from pipeline.cutout import CutoutResult
-from pipeline import compose
+from pipeline.outputs import compose
 from pipeline.decode import decode_image
 from pipeline.outputs.presets import PresetOptions, render_preset, render_sticker_set
-from pipeline.render import Background, checkerboard_preview, encode_jpeg, render
+from pipeline.outputs.render import Background, checkerboard_preview, encode_jpeg, render
 from storage.files import LocalBlobStore
 
 CHAT_ORIGINAL_MAX_BYTES = 10_000_000  # LINE: original image <= 10 MB

@@ -23,7 +23,7 @@ import scipy.sparse
 from PIL import Image
 
 from pipeline.blur import box_mean
-from pipeline.compose import subject_box
+from pipeline.outputs.compose import subject_box
 from pipeline.matte_knn import knn_alpha
 from pipeline.segment import resize_float
 from pipeline.trimap import split_trimap

@@ -30,7 +30,7 @@ def one_size(image_path: Path, megapixels: float, repeats: int) -> dict:
 
     from pipeline.cutout import Pipeline
     from pipeline.decode import decode_image
-    from pipeline.render import Background, render
+    from pipeline.outputs.render import Background, render
 
     photo = Image.open(image_path).convert("RGB")
     scale = (megapixels * 1e6 / (photo.width * photo.height)) ** 0.5

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from pipeline.cutout import CutoutOptions, Pipeline  # noqa: E402
 from pipeline.decode import decode_image  # noqa: E402
-from pipeline.render import Background, render  # noqa: E402
+from pipeline.outputs.render import Background, render  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "alphamatting_training_lowres" / "input"
 

@@ -13,7 +13,7 @@ from app import create_app
 from bot.campaigns import Campaign, CampaignError, validate_asset
 from models import ensure_model, get_spec
 from models.specs import CAPTION_FONT
-from pipeline.poster import PosterLayout, compose_poster, place_subject
+from pipeline.outputs.poster import PosterLayout, compose_poster, place_subject
 from settings import Settings
 from tests.channel_drivers import LineDriver, MessengerDriver, local_path, messenger_body, messenger_signature
 

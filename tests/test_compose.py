@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import compose
+from pipeline.outputs import compose
 from pipeline.cutout import CutoutResult
-from pipeline.render import Background, checkerboard_preview, render
+from pipeline.outputs.render import Background, checkerboard_preview, render
 
 
 @pytest.fixture

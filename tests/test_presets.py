@@ -15,7 +15,7 @@ from pipeline.outputs.placement import parse_position, place_in_box
 from pipeline.outputs.presets import (PresetOptions, compose_preset, parse_margin, parse_size, render_preset,
                                       render_sticker_set)
 from pipeline.outputs.sticker import add_outline
-from pipeline.render import Background
+from pipeline.outputs.render import Background
 from tests.conftest import SHARED_DATA, jpeg_bytes, loud_skip
 
 # Four different subjects and shapes: a key (wide, thin), a shrimp (legs and feelers), a scooter

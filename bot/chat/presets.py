@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from bot import backgrounds
 from pipeline.outputs.presets import PresetOptions
-from pipeline.render import Background
+from pipeline.outputs.render import Background
 
 CHAT_PRESETS = ("product", "sticker", "post", "story")
 POST_SIZE = (1080, 1350)

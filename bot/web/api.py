@@ -28,12 +28,12 @@ from bot.backgrounds import BACKDROPS, backdrop
 from bot.fetch import FetchError, fetch_url
 from bot.lane import LaneFull, WaitLane
 from bot.ratelimit import SlidingWindowLimiter
-from pipeline import compose
+from pipeline.outputs import compose
 from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.decode import ImageDecodeError, decode_image, format_megabytes
 from pipeline.outputs.presets import render_preset
 from pipeline.outputs.region import back_on_photo, moved_subject, roi_box
-from pipeline.render import Background, encode_jpeg, render
+from pipeline.outputs.render import Background, encode_jpeg, render
 from pipeline.stats import Metrics
 from pipeline.worker import PipelineWorker, QueueFull
 from settings import Settings

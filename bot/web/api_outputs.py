@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pipeline.outputs.placement import parse_position
 from pipeline.outputs.presets import PRESETS, PresetOptions, parse_margin, parse_size
 from pipeline.outputs.region import Coordinate, parse_roi
-from pipeline.render import Background
+from pipeline.outputs.render import Background
 
 REMOVE_BG_PARAMETERS = {
     "image_file", "image_file_b64", "image_url", "size", "type", "type_level", "format", "roi", "crop",

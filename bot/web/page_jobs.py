@@ -16,7 +16,7 @@ blob store and are swept with the other results after CUTOUT_RESULT_TTL_S:
     results/page-<id>/<view|full>-<background>.<png|jpg>   composites, rendered on first request
     results/page-<id>/preset-<preview|full>-<tag>.<png|jpg|zip>   preset renders (bot.web.page_presets)
 
-Composites are rendered here from the stored files (pipeline.render), so every browser gets the
+Composites are rendered here from the stored files (pipeline.outputs.render), so every browser gets the
 same pixels: the blur is the pipeline's own (WebKit has no canvas filter), and opaque.
 """
 from __future__ import annotations
@@ -38,12 +38,12 @@ from PIL import Image
 
 from bot.backgrounds import background_for
 from bot.results import load_stored_cutout
-from pipeline.compose import to_rgba_uint8
+from pipeline.outputs.compose import to_rgba_uint8
 from pipeline.cutout import CutoutOptions, CutoutResult, Pipeline
 from pipeline.decode import decode_image, image_to_uint8
 from bot.web.page_presets import PageRequest, preview_options
 from pipeline.outputs.presets import render_preset, render_sticker_set
-from pipeline.render import Background, Rendered, encode_jpeg, render
+from pipeline.outputs.render import Background, Rendered, encode_jpeg, render
 from pipeline.stats import Metrics
 from pipeline.worker import PipelineWorker
 from settings import Settings
@@ -188,7 +188,7 @@ class PageJobs:
             self._save_state(job)
 
     def _store_result(self, job: PageJob, result: CutoutResult) -> None:
-        # One RGBA image for both files; saved like pipeline.render.encode_png (level 1: fast, a bit larger).
+        # One RGBA image for both files; saved like pipeline.outputs.render.encode_png (level 1: fast, a bit larger).
         rgba = Image.fromarray(to_rgba_uint8(result.foreground, result.alpha), "RGBA")
         for name, image in (("cutout.png", rgba), ("view.png", rgba if rgba.size == job.view_size
                                                      else rgba.resize(job.view_size, Image.LANCZOS))):

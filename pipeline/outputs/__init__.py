@@ -1,5 +1,7 @@
-"""Shop- and social-ready outputs: presets that place a cutout on a canvas of a set size.
+"""Everything made from a finished cutout: the deliverables users receive.
 
-`presets` (product, sticker, post, story, custom) is the one place every surface (CLI, API,
-chat, web page) asks for them; `placement`, `shadow` and `sticker` are its parts.
+`compose` (RGBA cutouts, composites, crops, shadows), `render` (encoded files: PNG, JPEG, masks,
+previews), `poster` (campaign posters), and the presets every surface (CLI, API, chat, web page)
+asks for in one place: `presets` (product, sticker, post, story, custom) with its parts
+`placement`, `shadow`, `sticker` and `region` (remove.bg's roi/scale/position).
 """

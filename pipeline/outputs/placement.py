@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from pipeline import compose
+from pipeline.outputs import compose
 from pipeline.segment import resize_float
 
 # Alpha above this counts as "seen": faint matting haze around the subject does not widen its box.

@@ -20,12 +20,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pipeline import compose
+from pipeline.outputs import compose
 from pipeline.cutout import CutoutResult
 from pipeline.outputs.placement import FITS, parse_position, place_with_margin
 from pipeline.outputs.shadow import contact_shadow
 from pipeline.outputs.sticker import DPI, MAX_FILE_BYTES, make_sticker, sticker_set
-from pipeline.render import Background, Rendered, encode_rendered
+from pipeline.outputs.render import Background, Rendered, encode_rendered
 
 PRESETS = ("product", "sticker", "post", "story", "custom")
 POST_SIZES = ((1080, 1080), (1080, 1350))

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from pipeline.compose import Box
+from pipeline.outputs.compose import Box
 from pipeline.cutout import CutoutResult
 from pipeline.outputs.placement import place_like_remove_bg
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from pipeline import compose
+from pipeline.outputs import compose
 from pipeline.cutout import CutoutResult
 from pipeline.decode import image_to_uint8
 

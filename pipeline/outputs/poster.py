@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline import compose
+from pipeline.outputs import compose
 from pipeline.outputs.placement import place_in_box
 from pipeline.segment import resize_float
 
