@@ -1,12 +1,14 @@
 """Regions a user's mark stands for, on the editing grid: stroke footprints and tapped regions.
 
-A tap says "this object" or "not this". Where the tap lands on a separate part of the cutout
-(a spoon beside the bowl), the region is that whole connected part. Where it lands on the main
-part, or on background the model left out, there is no ready-made part to take: the region is
-grown from the tap over the photo by geodesic distance (a path's length grows with every colour
-step it crosses, so growth runs freely over one surface and stops at its edges), in competition
-with seeds that stand for what stays as it is (the picture's border for a tap on background, the
-cutout's confident core for a tap on the cutout): each pixel goes to the nearer of the two.
+A tap says "this object" or "not this". Where "not this" lands on a part of the cutout separate
+from the main one (a spoon beside the bowl), the region is that whole part. Otherwise (a missed
+object on the background, an unwanted piece of the main part) the region is grown from the tap:
+a colour model of the tapped surface (the pixels geodesically nearest the tap) against the rest of
+the tapped side gives each pixel a likeness to it; pixels clearly unlike it, the picture's border
+(for background) and whatever earlier marks set to the other side are the seeds of what stays;
+each pixel goes to the nearer seed set by geodesic distance, where a path costs little while
+colour and likeness stay as they were (Bai & Sapiro's geodesic segmentation), so a region is
+bounded by the photo's edges rather than by its distance from the tap.
 """
 from __future__ import annotations
 
@@ -223,20 +225,3 @@ def tap_likeness(image: np.ndarray, part: np.ndarray, from_tap: np.ndarray) -> n
     likeness = (tapped / np.maximum(tapped + rest, 1e-12)).ravel()[bins]
     likeness[near] = np.maximum(likeness[near], 0.5)
     return likeness.astype(np.float32)
-
-
-def _stay_seeds(state: np.ndarray, part: np.ndarray, seed: np.ndarray, on_subject: bool) -> np.ndarray:
-    """Pixels of `part` that stand for what the tap must not change.
-
-    Background: its pixels on the picture's border (the background reaches the frame; a part the
-    model missed rarely fills it). Subject: its deep core, away from the tap, where the model is
-    most sure of itself.
-    """
-    if not on_subject:
-        border = np.zeros(part.shape, dtype=bool)
-        border[0, :] = border[-1, :] = border[:, 0] = border[:, -1] = True
-        return part & border & ~seed
-    depth = ndimage.distance_transform_edt(part)
-    deepest = float(depth.max())
-    core = part & (depth >= 0.5 * deepest)
-    return core & ~ndimage.binary_dilation(seed, iterations=max(2, int(0.5 * deepest)))

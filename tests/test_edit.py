@@ -144,7 +144,6 @@ def test_marks_from_json_checks_shape_and_bounds():
 
 def test_a_12_megapixel_edit_allocates_no_full_size_copy_per_mark():
     height, width = 3000, 4000
-    rng = np.random.default_rng(1)
     image = np.empty((height, width, 3), dtype=np.uint8)
     image[...] = (BACKGROUND * 255).astype(np.uint8)
     bowl = disk((height, width), 1500, 1500, 900)
