@@ -8,7 +8,7 @@ from evaluation import metrics
 from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.matte import estimate_alpha
 from pipeline.trimap import make_trimap
-from tests.test_pipeline_stages import load
+from tests.pipeline.test_pipeline_stages import load
 
 torch = pytest.importorskip("torch", reason="torch not installed: the [gpu] extra is needed for the torch path")
 

@@ -150,7 +150,7 @@ def test_queued_photos_say_how_many_are_ahead(make_page, troll):
 
 
 def test_a_photo_by_url_is_named_after_the_link(make_page, troll):
-    from tests.test_api import QuietHandler, local_server
+    from tests.web.test_api import QuietHandler, local_server
 
     class Handler(QuietHandler):
         def do_GET(self):

@@ -23,8 +23,8 @@ from tests.channel_drivers import flat_line_message
 from tests.conftest import LINE_SECRET, LINE_TOKEN, line_body, line_signature
 from tests.doubles.line_platform import LinePlatformDouble
 from tests.gunicorn_server import GunicornServer
-from tests.test_browser import PHONE, artefacts, assert_tab_reaches_every_control, browser, shot, wait_for  # noqa: F401
-from tests.test_editor import two_objects_jpeg
+from tests.web.test_browser import PHONE, artefacts, assert_tab_reaches_every_control, browser, shot, wait_for  # noqa: F401
+from tests.web.test_editor import two_objects_jpeg
 
 USER = "Ubrowser0editor"
 
@@ -223,7 +223,7 @@ def test_keyboard_alone_reaches_every_control_and_edits(server, browser, edit_li
 
 def test_expired_and_tampered_links_get_a_page_in_the_users_language(server, browser, edit_link):
     """An altered link: whose it was is unknown, so the phone's language (this chromium: English),
-    or ?lang=; an expired one (signed 8 days ago, see tests/test_editor.py): the chat user's."""
+    or ?lang=; an expired one (signed 8 days ago, see tests/web/test_editor.py): the chat user's."""
     token = urlsplit(edit_link).path.rsplit("/", 1)[1]
     open_page = lambda url: (browser.get(url), browser.find_element("tag name", "body"))[1]  # noqa: E731
     body = open_page(f"{server.base_url}/edit/{token[:-2]}xx")
