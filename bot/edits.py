@@ -29,7 +29,7 @@ from scipy import ndimage
 from bot.results import grey_png, object_parts, read_grey_png, store_cutout_files
 from pipeline.cutout import CutoutResult
 from pipeline.decode import decode_image
-from pipeline.edit import EditGrid, EditSource, edit_on_grid, marks_from_json, prepare, refine_alpha
+from pipeline.editing.edit import EditGrid, EditSource, edit_on_grid, marks_from_json, prepare, refine_alpha
 from pipeline.outputs.render import encode_jpeg
 from settings import Settings
 from storage.files import BlobStore

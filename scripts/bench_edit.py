@@ -1,4 +1,4 @@
-"""Seconds and peak memory of one editing call (pipeline.edit.refine_alpha) at 1 and 12 MP.
+"""Seconds and peak memory of one editing call (pipeline.editing.edit.refine_alpha) at 1 and 12 MP.
 
     python scripts/bench_edit.py [--sizes 1,12] [--marks 1,5,20] [--repeats 3] [--image PATH]
 
@@ -7,7 +7,7 @@ stored form (the photo and the alpha as 8-bit arrays, as decoded from the stored
 plus the model's working-grid mask) is then edited in a fresh process per size, so the peak RSS
 printed is the editing process's own. Two timings per number of marks: a cold call (the whole list
 replayed from the stored cutout, nothing kept: the worst case) and the next call of an editing
-session (pipeline.edit.prepare once, each call sending the list grown by one mark, as the editor
+session (pipeline.editing.edit.prepare once, each call sending the list grown by one mark, as the editor
 page does: only the new mark is replayed, then one solve and one upsample). The marks mix taps (keep / drop a region) and keep / erase strokes along the
 subject's outline, placed deterministically from the cutout.
 Run it on a quiet machine (it waits while /tmp/cpu-busy exists).
@@ -63,7 +63,7 @@ def bench_marks(alpha: np.ndarray, count: int) -> list:
     subject: each grows a region, the engine's costliest mark) and keep / erase strokes on the outline."""
     from scipy import ndimage
 
-    from pipeline.edit import Stroke, Tap
+    from pipeline.editing.edit import Stroke, Tap
 
     height, width = alpha.shape
     subject = alpha >= 128
@@ -92,7 +92,7 @@ def bench_marks(alpha: np.ndarray, count: int) -> list:
 
 
 def child(path: Path, mark_counts: list[int], repeats: int) -> dict:
-    from pipeline.edit import EditSource, prepare, refine_alpha
+    from pipeline.editing.edit import EditSource, prepare, refine_alpha
 
     stored = np.load(path)
     source = EditSource(stored["image"], stored["mask"], stored["alpha"])

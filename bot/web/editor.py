@@ -25,7 +25,7 @@ from flask import Blueprint, Response, jsonify, request
 from bot.edits import EditLinks, Editor, NotEditable, TooManyVersions
 from bot.i18n import LANGUAGES, MESSAGES
 from bot.lane import LaneFull, WaitLane
-from pipeline.edit import MarkError
+from pipeline.editing.edit import MarkError
 from storage.jobs import Job
 from storage.urls import ExpiredToken, InvalidToken
 

@@ -1,7 +1,7 @@
 """POST /api/v1/refine: a photo plus the editor's marks -> the corrected cutout (issue 16).
 
 For integrators who run their own editor: the same photo parameters and outputs as
-/api/v1/removebg, plus `marks` (pipeline.edit's JSON marks, in the pixels of the photo as sent).
+/api/v1/removebg, plus `marks` (pipeline.editing.edit's JSON marks, in the pixels of the photo as sent).
 The photo is cut out as /api/v1/removebg would, then the marks are applied by the editing engine
 on the pipeline's thread; the answer is the corrected cutout.
 """
@@ -16,7 +16,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from pipeline.cutout import CutoutOptions, CutoutResult, Pipeline
 from pipeline.decode import ImageDecodeError, decode_image
-from pipeline.edit import MAX_MARKS, EditSource, MarkError, Mark, Stroke, Tap, marks_from_json, refine_alpha
+from pipeline.editing.edit import MAX_MARKS, EditSource, MarkError, Mark, Stroke, Tap, marks_from_json, refine_alpha
 from pipeline.worker import PipelineWorker, QueueFull
 
 

@@ -1,4 +1,4 @@
-"""The editing engine (pipeline.edit): taps, strokes, soft hair beside a stroke, replay, memory."""
+"""The editing engine (pipeline.editing.edit): taps, strokes, soft hair beside a stroke, replay, memory."""
 from __future__ import annotations
 
 import tracemalloc
@@ -6,7 +6,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from pipeline.edit import EditSource, MarkError, Stroke, Tap, marks_from_json, prepare, refine_alpha
+from pipeline.editing.edit import EditSource, MarkError, Stroke, Tap, marks_from_json, prepare, refine_alpha
 
 HEIGHT, WIDTH = 240, 360
 BACKGROUND = np.array([0.55, 0.65, 0.8], dtype=np.float32)

@@ -8,11 +8,11 @@ How (the cost does not grow with the number of marks: every mark is a region on 
 one solve and one upsample):
 1. On the editing grid (the model's working grid, ~1024 px long side: pipeline.cutout's), the
    marks are replayed in order over the cutout's subject (its alpha cut at 0.5). A stroke's
-   footprint is hard subject / background. A tap selects or drops a region (pipeline.regions:
+   footprint is hard subject / background. A tap selects or drops a region (pipeline.editing.regions:
    a separate part of the cutout whole, else a region grown from the tap over the photo).
    A later mark wins where marks overlap.
 2. Pixels within a few grid pixels of an edge the marks created or moved are reopened and
-   matted (closed-form, pipeline.scribble_matte): the strokes and everything not reopened are
+   matted (closed-form, pipeline.editing.scribble_matte): the strokes and everything not reopened are
    known values, soft hair included, so hair beside a keep stroke stays soft.
 3. Only the grid pixels that changed go back to full size, with the pipeline's colour guided
    upsample along the photo's own edges (pipeline.upsample); every other full-size pixel keeps
@@ -28,8 +28,8 @@ import numpy as np
 from scipy import ndimage
 
 from pipeline.edges import sharpen, split_soft_regions
-from pipeline.regions import stroke_footprint, tap_region
-from pipeline.scribble_matte import solve_reopened
+from pipeline.editing.regions import stroke_footprint, tap_region
+from pipeline.editing.scribble_matte import solve_reopened
 from pipeline.segment import resize_float
 from pipeline.upsample import GUIDE_EPS, GUIDE_RADIUS, guided_coefficients, resize_rows, row_bands
 
