@@ -1,7 +1,7 @@
-"""Simulated users correcting the shipped cutout with the editing engine (pipeline.edit).
+"""Simulated users correcting the shipped cutout with the editing engine (pipeline.editing.edit).
 
     python -m evaluation.interactive [--data ../shared/data] [--sets sod,dis5k,alphamatting] [--limit N]
-        [--masks /tmp/exp/cache] [--cache ~/.cache/cutout/interactive] [--max-marks 20]
+        [--masks /tmp/exp/cache] [--cache ~/.cache/cutout/interactive] [--max-marks 20] [--mark tap|brush]
 
 The standard interactive-segmentation protocol, started from what we ship: the first state is the
 shipped alpha (pipeline.cutout with its defaults, foreground off); each next mark goes to the
@@ -10,8 +10,10 @@ error region, computed at the photo's resolution — a keep tap where the truth 
 cutout is not, an erase tap where the cutout has subject the truth does not. Errors are judged at
 0.5 for the binary sets and, on alphamatting.com's soft truth, where |alpha - truth| > 0.5 (the
 pixels whose side is wrong). Each mark is the engine's Tap (it selects or drops a whole region,
-see pipeline/edit.py), so one mark is one touch of a user's finger. The engine is always given the
-whole list of marks so far, as the editor page sends it (undo = a shorter list).
+see pipeline/editing/edit.py), so one mark is one touch of a user's finger. The engine is always given the
+whole list of marks so far, as the editor page sends it (undo = a shorter list). With
+`--mark brush` each mark is instead one keep/erase brush dab at the same point, as wide as the
+error region is there (capped at a tenth of the photo's long side): the brush user's protocol.
 
 Reported: NoC@90 — the mean number of marks until IoU >= 0.90 (0 when the shipped cutout is
 already there, 20 when 20 marks do not reach it) — with the share of photos that never reach it,
@@ -132,8 +134,9 @@ def wrong_side(alpha: np.ndarray, truth: np.ndarray, soft_truth: bool) -> tuple[
     return positive & ~subject, subject & ~positive
 
 
-def next_click(alpha: np.ndarray, truth: np.ndarray, soft_truth: bool) -> tuple[int, int, bool] | None:
-    """(x, y, keep) at the centre of the largest error region, or None when nothing is wrong."""
+def next_click(alpha: np.ndarray, truth: np.ndarray, soft_truth: bool) -> tuple[int, int, bool, float] | None:
+    """(x, y, keep, depth) at the centre of the largest error region (depth: its distance to the
+    region's border there), or None when nothing is wrong."""
     missed, extra = wrong_side(alpha, truth, soft_truth)
     best: tuple[int, np.ndarray, bool] | None = None
     for errors, keep in ((missed, True), (extra, False)):
@@ -153,7 +156,7 @@ def next_click(alpha: np.ndarray, truth: np.ndarray, soft_truth: bool) -> tuple[
     # Padded so that the picture's border counts as the region's border too.
     depth = ndimage.distance_transform_edt(np.pad(piece, 1))[1:-1, 1:-1]
     y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
-    return int(left + x), int(top + y), keep
+    return int(left + x), int(top + y), keep, float(depth[y, x])
 
 
 def binary_iou(alpha: np.ndarray, truth: np.ndarray) -> float:
@@ -175,8 +178,22 @@ class Session:
         return cap
 
 
-def simulate(sample: Sample, cutouts: ShippedCutouts, max_marks: int, stop_at_iou: float | None) -> Session:
-    from pipeline.edit import EditSource, Tap, prepare, refine_alpha
+def simulated_mark(click: tuple[int, int, bool, float], kind: str, shape: tuple[int, int]):
+    """The user's mark for a click: a tap, or one brush dab that fills the error region's widest
+    point without painting outside it (radius = the distance to its border, at most a tenth of the
+    photo's long side: the largest brush a phone user would pick)."""
+    from pipeline.editing.edit import Stroke, Tap
+
+    x, y, keep, depth = click
+    if kind == "tap":
+        return Tap(x, y, keep)
+    radius = max(1.0, min(depth - 0.5, 0.1 * max(shape)))
+    return Stroke(((float(x), float(y)),), radius, keep)
+
+
+def simulate(sample: Sample, cutouts: ShippedCutouts, max_marks: int, stop_at_iou: float | None,
+             mark_kind: str = "tap") -> Session:
+    from pipeline.editing.edit import EditSource, prepare, refine_alpha
 
     image = decode_image(sample.image_path.read_bytes(), max_bytes=1 << 30, max_pixels=1 << 30)
     truth = load_grey(sample.truth_path)
@@ -193,7 +210,7 @@ def simulate(sample: Sample, cutouts: ShippedCutouts, max_marks: int, stop_at_io
         click = next_click(alpha, truth, sample.soft_truth)
         if click is None:
             break
-        marks.append(Tap(click[0], click[1], click[2]))
+        marks.append(simulated_mark(click, mark_kind, alpha.shape))
         started = time.perf_counter()
         alpha = refine_alpha(grid, marks)
         seconds.append(time.perf_counter() - started)
@@ -234,20 +251,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--masks", type=Path, default=DEFAULT_MASKS, help="cached ISNet masks (<set>_<id>.npz)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the shipped cutouts are cached")
     parser.add_argument("--max-marks", type=int, default=MAX_MARKS)
+    parser.add_argument("--mark", choices=("tap", "brush"), default="tap",
+                        help="tap: the engine's Tap (selects/drops a region); brush: one keep/erase dab")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"interactive: evaluation data not found at {args.data} (expected ../shared/data)", file=sys.stderr)
         return 2
     cutouts = ShippedCutouts(args.cache, args.masks if args.masks.is_dir() else None)
     sets = args.sets.split(",")
-    print(f"interactive {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPU cores; simulated taps at the "
+    print(f"interactive {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPU cores; simulated {args.mark}s at the "
           f"centre of the largest error region, at most {args.max_marks}")
     seconds: list[float] = []
     binary_rows, soft_rows = [], []
     for name in sets:
         sessions = []
         for sample in samples(args.data, name, args.limit):
-            session = simulate(sample, cutouts, args.max_marks, None if sample.soft_truth else IOU_TARGET)
+            session = simulate(sample, cutouts, args.max_marks, None if sample.soft_truth else IOU_TARGET, args.mark)
             sessions.append(session)
             seconds += session.seconds
             shown = session.scores[:6]
