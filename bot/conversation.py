@@ -35,7 +35,7 @@ from bot.replies import Reply, Text
 from bot.results import UrlBuilder, load_stored_cutout, store_composite, store_cutout, store_poster, store_preset
 from models import ModelUnavailableError, ensure_model, get_spec
 from models.specs import CAPTION_FONT
-from pipeline.cutout import CutoutOptions, Pipeline
+from pipeline.cutout import CutoutOptions, CutoutResult, Pipeline
 from pipeline.decode import ImageDecodeError, decode_image, format_megabytes
 from pipeline.stats import Metrics
 from pipeline.worker import PipelineWorker, QueueFull
@@ -433,24 +433,24 @@ class Conversation(PhotoSetSteps, EditSteps):
         self.jobs.update_result(job.id, job.result)
         self.deliver(job_id)
 
-    def compute_composite(self, job_id: str) -> None:
-        job = self.jobs.get(job_id)
+    def _source_cutout(self, job: Job) -> CutoutResult:
+        """The cutout a follow-up job (composite, preset) works from; expired when its files are gone."""
         source = self.jobs.get(job.result["source_job"])
         try:
-            stored = load_stored_cutout(self.blobs, source.result["cutout"], source.result.get("input"))
+            return load_stored_cutout(self.blobs, source.result["cutout"], source.result.get("input"))
         except BlobNotFound:
             raise UserFacingError("expired") from None
+
+    def compute_composite(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        stored = self._source_cutout(job)
         background = backgrounds.background_for(job.result["choice"], self.settings.brand_colors)
         job.result.update(store_composite(stored, background, job.id, job.result["choice"], self.blobs), stored=True)
         self.jobs.update_result(job.id, job.result)
 
     def compute_preset(self, job_id: str) -> None:
         job = self.jobs.get(job_id)
-        source = self.jobs.get(job.result["source_job"])
-        try:
-            stored = load_stored_cutout(self.blobs, source.result["cutout"], source.result.get("input"))
-        except BlobNotFound:
-            raise UserFacingError("expired") from None
+        stored = self._source_cutout(job)
         name = job.result["preset"]
         options = preset_options(name, job.result["scene"], self.settings.brand_colors)
         job.result.update(store_preset(stored, options, job.id, file_stem(name, options), self.blobs), stored=True)

@@ -157,16 +157,21 @@ def web_blueprint(settings: Settings, pipeline: Pipeline, worker: PipelineWorker
             return error_response(api_error)
         metrics.count("api", "finished")
         metrics.observe(timings)
-        headers = {"X-Width": str(rendered.width), "X-Height": str(rendered.height), "X-Type": "auto"}
-        if "application/json" in request.headers.get("Accept", ""):
-            return jsonify(data={"result_b64": base64.b64encode(rendered.data).decode("ascii"),
-                                 "content_type": rendered.content_type}), 200, headers
-        return Response(rendered.data, mimetype=rendered.content_type, headers=headers)
+        return image_response(rendered)
 
     from bot.web.refine import add_refine_route  # builds on this module's helpers
 
     add_refine_route(blueprint, settings, pipeline, worker, metrics, options, lane, signer, limiter, page_limiter)
     return blueprint
+
+
+def image_response(rendered) -> Response | tuple:
+    """The image as remove.bg answers it: raw bytes, or JSON with base64 when the client asks."""
+    headers = {"X-Width": str(rendered.width), "X-Height": str(rendered.height), "X-Type": "auto"}
+    if "application/json" in request.headers.get("Accept", ""):
+        return jsonify(data={"result_b64": base64.b64encode(rendered.data).decode("ascii"),
+                             "content_type": rendered.content_type}), 200, headers
+    return Response(rendered.data, mimetype=rendered.content_type, headers=headers)
 
 
 def cut_out_request(settings: Settings, pipeline: Pipeline, worker: PipelineWorker, options: CutoutOptions):

@@ -7,12 +7,11 @@ on the pipeline's thread; the answer is the corrected cutout.
 """
 from __future__ import annotations
 
-import base64
 import json
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, request
 
 from pipeline.cutout import CutoutOptions, CutoutResult, Pipeline
 from pipeline.decode import ImageDecodeError, decode_image
@@ -107,11 +106,7 @@ def add_refine_route(blueprint: Blueprint, settings, pipeline: Pipeline, worker:
             return api.error_response(api_error)
         metrics.count("api", "refined")
         metrics.observe(timings)
-        headers = {"X-Width": str(rendered.width), "X-Height": str(rendered.height), "X-Type": "auto"}
-        if "application/json" in request.headers.get("Accept", ""):
-            return jsonify(data={"result_b64": base64.b64encode(rendered.data).decode("ascii"),
-                                 "content_type": rendered.content_type}), 200, headers
-        return Response(rendered.data, mimetype=rendered.content_type, headers=headers)
+        return api.image_response(rendered)
 
 
 MARKS_SCHEMA = {
