@@ -17,6 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from bot.admin import admin_blueprint
 from bot.web.api_titles import localised_title
 from bot.campaigns import CampaignStore
+from bot.channels.icons import icon_blueprint
 from bot.channels.line import LineChannel
 from bot.channels.messenger import MessengerChannel
 from bot.conversation import Conversation
@@ -77,6 +78,8 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         channel = channel_class(settings)
         conversation.register(channel)
         app.register_blueprint(channel.blueprint(conversation.accept))
+    if conversation.channels:  # the quick replies' icons, once for every chat channel
+        app.register_blueprint(icon_blueprint(settings))
 
     app.extensions["cutout"] = {
         "settings": settings, "blobs": blobs, "jobs": jobs, "signer": signer, "urls": urls,

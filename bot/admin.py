@@ -18,7 +18,7 @@ from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.decode import ImageDecodeError, decode_image
 from pipeline.outputs.poster import PosterLayout
 from pipeline.outputs.render import encode_jpeg
-from pipeline.worker import PipelineWorker, QueueFull
+from pipeline.worker import PipelineWorker, QueueFull, result_or_cancel
 from settings import Settings
 
 PAGE = """<!doctype html><html lang="zh-Hant-TW"><head><meta charset="utf-8">
@@ -185,11 +185,7 @@ def admin_blueprint(settings: Settings, campaigns: CampaignStore, pipeline: Pipe
                                      settings.max_image_pixels)
                 future = worker.submit(lambda: campaigns.render(campaign, *_cut(pipeline, options, image),
                                                                 font_path()), "campaign preview")
-                try:
-                    poster = future.result(timeout=180)
-                except FutureTimeout:
-                    future.cancel()
-                    raise
+                poster = result_or_cancel(future, 180)
         except ImageDecodeError as error:
             status = 413 if error.reason in ("too_large", "too_many_pixels") else 400
             return jsonify(errors=[{"title": str(error), "code": error.reason}]), status

@@ -13,6 +13,7 @@ from pipeline.outputs import compose
 from pipeline.decode import decode_image
 from pipeline.outputs.presets import PresetOptions, render_preset, render_sticker_set
 from pipeline.outputs.render import Background, checkerboard_preview, encode_jpeg, render
+from pipeline.outputs.sticker import set_entry_names
 from storage.files import LocalBlobStore
 
 CHAT_ORIGINAL_MAX_BYTES = 10_000_000  # LINE: original image <= 10 MB
@@ -142,7 +143,7 @@ def store_preset(result: CutoutResult, options: PresetOptions, job_id: str, stem
                 for part, rendered in files.items()}
         preview_key = blobs.put(f"results/{job_id}/{stem}-preview.jpg", png_on_checkerboard(files["sticker"].data))
         zip_key = store_zip(blobs, f"results/{job_id}/{stem}-set.zip",
-                            [("01.png", keys["sticker"]), ("main.png", keys["main"]), ("tab.png", keys["tab"])])
+                            list(zip(set_entry_names(1), (keys["sticker"], keys["main"], keys["tab"]))))
         sticker = files["sticker"]
         return {"composite": keys["sticker"], "composite_preview": preview_key, "sticker_zip": zip_key,
                 "size": [sticker.width, sticker.height]}
@@ -165,14 +166,19 @@ def png_on_checkerboard(data: bytes) -> bytes:
                        max_bytes=CHAT_PREVIEW_MAX_BYTES, max_side=1024)
 
 
-def store_zip(blobs: LocalBlobStore, key: str, members: list[tuple[str, str]]) -> str:
-    """One ZIP of stored files ([(name inside the ZIP, blob key)]), itself stored in the blob store
-    (so it works on S3 like every other result). PNG and JPEG are compressed already: stored as is."""
+def zip_bytes(entries: list[tuple[str, bytes]]) -> bytes:
+    """A ZIP of [(name inside the ZIP, data)]. PNG and JPEG are compressed already: stored as is."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name, member_key in members:
-            archive.writestr(name, blobs.get(member_key))
-    return blobs.put(key, buffer.getvalue())
+        for name, data in entries:
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def store_zip(blobs: LocalBlobStore, key: str, members: list[tuple[str, str]]) -> str:
+    """One ZIP of stored files ([(name inside the ZIP, blob key)]), itself stored in the blob store
+    (so it works on S3 like every other result)."""
+    return blobs.put(key, zip_bytes([(name, blobs.get(member_key)) for name, member_key in members]))
 
 
 def store_poster(poster: np.ndarray, job_id: str, blobs: LocalBlobStore) -> dict[str, str]:

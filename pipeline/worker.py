@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -43,6 +44,16 @@ class WorkerStats:
     batched_items: int = 0
     busy_s: float = 0.0
     last_wait_s: float = 0.0
+
+
+def result_or_cancel(future: Future, timeout_s: float) -> Any:
+    """The future's result; on timeout it is cancelled (still queued: the pipeline skips it instead
+    of working for nobody) and the timeout raised."""
+    try:
+        return future.result(timeout=timeout_s)
+    except FutureTimeout:
+        future.cancel()
+        raise
 
 
 class PipelineWorker:

@@ -1,8 +1,8 @@
 """GET /icons/bg/<choice>.png: the quick-reply icons (small square PNGs, public, cached a day).
 
 LINE (quickReply imageUrl: HTTPS, PNG, 1:1, <= 1 MB) and Messenger (quick_replies image_url)
-fetch these from PUBLIC_BASE_URL. Every chat channel adds the route to its blueprint's app; it is
-registered once per app, whichever channels are on. Backgrounds and the presets
+fetch these from PUBLIC_BASE_URL. The app registers the route once when any chat channel is on.
+Backgrounds and the presets
 (`preset-<name>`, bot/chat/presets.py) share the route.
 """
 from __future__ import annotations
@@ -13,10 +13,11 @@ from bot import backgrounds
 from bot.chat import presets
 from settings import Settings
 
-ENDPOINT = "chat_background_icon"
 
+def icon_blueprint(settings: Settings) -> Blueprint:
+    blueprint = Blueprint("chat_icons", __name__)
 
-def add_icon_route(blueprint: Blueprint, settings: Settings) -> None:
+    @blueprint.get(f"{backgrounds.ICON_PATH}/<choice>.png")
     def view(choice: str):
         try:
             if choice.startswith(presets.ICON_PREFIX):
@@ -28,8 +29,4 @@ def add_icon_route(blueprint: Blueprint, settings: Settings) -> None:
         return data, 200, {"Content-Type": "image/png", "Cache-Control": "public, max-age=86400",
                            "X-Content-Type-Options": "nosniff"}
 
-    def register(state) -> None:
-        if ENDPOINT not in state.app.view_functions:
-            state.app.add_url_rule(f"{backgrounds.ICON_PATH}/<choice>.png", ENDPOINT, view, methods=["GET"])
-
-    blueprint.record(register)
+    return blueprint

@@ -44,7 +44,6 @@ from linebot.v3.webhooks import (
 
 from bot.channels.base import AcceptEvents, Delivery, DeliveryLog, SendError
 from bot.channels.flex import MAX_CAROUSEL_BUBBLES, card_message, carousel_message
-from bot.channels.icons import add_icon_route
 from bot.events import ChoiceMade, Event, Followed, ImageSource, PhotoReceived, TextReceived, Unsupported
 from bot.fetch import fetch_url
 from bot.replies import Card, Carousel, Choice, Image, Reply
@@ -84,7 +83,6 @@ class LineChannel:
     # --- inbound ------------------------------------------------------------------------------
     def blueprint(self, accept: AcceptEvents) -> Blueprint:
         blueprint = Blueprint("line", __name__)
-        add_icon_route(blueprint, self.settings)
 
         @blueprint.post("/callback/line")
         def callback():

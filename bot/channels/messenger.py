@@ -20,7 +20,6 @@ import requests
 from flask import Blueprint, abort, request
 
 from bot.channels.base import AcceptEvents, Delivery, DeliveryLog, SendError
-from bot.channels.icons import add_icon_route
 from bot.events import ChoiceMade, Event, Followed, ImageSource, PhotoReceived, TextReceived, Unsupported
 from bot.fetch import fetch_url
 from bot.replies import Card, Carousel, Choice, Image, Link, Reply
@@ -52,7 +51,6 @@ class MessengerChannel:
     # --- inbound ------------------------------------------------------------------------------
     def blueprint(self, accept: AcceptEvents) -> Blueprint:
         blueprint = Blueprint("messenger", __name__)
-        add_icon_route(blueprint, self.settings)
 
         @blueprint.get("/callback/messenger")
         def verify():

@@ -29,6 +29,7 @@ from bot.events import AlbumCollected, ChoiceMade, PhotoReceived, event_from_dic
 from bot.i18n import say
 from bot.replies import Text
 from bot.results import load_stored_cutout, store_composite, store_preset, store_zip
+from pipeline.outputs.sticker import set_entry_names
 from storage.files import BlobNotFound
 from storage.jobs import DuplicateJob, Job, JobStatus
 
@@ -216,12 +217,11 @@ class PhotoSetSteps(_Base):
                 background = backgrounds.background_for(choice, self.settings.brand_colors)
                 keys = store_composite(stored, background, job.id, f"{index:02d}-{choice}", self.blobs)
             items.append({"index": index, "source_job": member_id, **keys})
-            # A sticker set's files are numbered as LINE Creators Market asks: 01.png, 02.png, ...
-            entry = f"{len(files) + 1:02d}.png" if name == "sticker" else keys["composite"].rsplit("/", 1)[-1]
-            files.append((entry, keys["composite"]))
+            files.append((keys["composite"].rsplit("/", 1)[-1], keys["composite"]))
         if name == "sticker" and items:  # a sticker set needs one main and one tab image: the first photo's
             first = items[0]["composite"].rsplit(".", 1)[0]
-            files += [("main.png", f"{first}-main.png"), ("tab.png", f"{first}-tab.png")]
+            keys = [key for _, key in files] + [f"{first}-main.png", f"{first}-tab.png"]
+            files = list(zip(set_entry_names(len(items)), keys))  # named as LINE Creators Market asks
         zip_name = file_stem(name, options) if options is not None else job.result["all_bg"]
         job.result.update(set_items=items, zip=store_zip(self.blobs, f"results/{job.id}/{zip_name}.zip", files),
                           stored=True)

@@ -35,7 +35,7 @@ from pipeline.outputs.presets import render_preset
 from pipeline.outputs.region import back_on_photo, moved_subject, roi_box
 from pipeline.outputs.render import Background, encode_jpeg, render
 from pipeline.stats import Metrics
-from pipeline.worker import PipelineWorker, QueueFull
+from pipeline.worker import PipelineWorker, QueueFull, result_or_cancel
 from settings import Settings
 from storage.urls import InvalidToken, UrlSigner
 
@@ -187,11 +187,7 @@ def cut_out_request(settings: Settings, pipeline: Pipeline, worker: PipelineWork
     photo, roi = image, photo_roi(params["outputs"].roi, decoded_shape, image.shape[:2])
     image = roi.apply(image) if roi else image  # the model sees the region of interest alone
     future = worker.submit_batchable("cutout", image, lambda images: pipeline.cutout_batch(images, options), "api")
-    try:
-        result = future.result(timeout=API_TIMEOUT_S)
-    except FutureTimeout:
-        future.cancel()  # still queued: the pipeline skips it instead of working for nobody
-        raise
+    result = result_or_cancel(future, API_TIMEOUT_S)
     if not result.subject_found:
         # remove.bg's answer for a photo without a foreground: a 400, not an empty transparent PNG.
         raise ApiError(400, "Could not identify foreground in image: send a photo with a clear subject "

@@ -14,19 +14,17 @@ scales a request down for the live preview (same rule, a canvas of at most PREVI
 from __future__ import annotations
 
 import hashlib
-import io
-import zipfile
 from dataclasses import dataclass, replace
 
+from bot.results import zip_bytes
 from pipeline.outputs.placement import parse_position
 from pipeline.outputs.presets import PRESETS, PresetOptions, parse_margin, parse_size
+from pipeline.outputs.sticker import set_entry_names
 
 PREVIEW_SIDE = 480
 PAGE_PRESETS = ("original",) + PRESETS
 FORMATS = ("auto", "png", "jpg")
 FLAGS = {"1": True, "true": True, "on": True, "0": False, "false": False, "off": False, "": False}
-# LINE Creators Market's file names: stickers 01.png..40.png, the set's main.png and tab.png.
-STICKER_ENTRY, MAIN_ENTRY, TAB_ENTRY = "{n:02d}.png", "main.png", "tab.png"
 MAX_ZIP_JOBS = 50
 
 
@@ -113,24 +111,15 @@ def file_stem(upload: str, request: PageRequest) -> str:
 
 
 def sticker_zip(sticker_files: list[dict[str, bytes]]) -> bytes:
-    """One LINE sticker set: 01.png, 02.png, ... and the first subject's main.png and tab.png."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:  # PNGs are compressed already
-        for number, files in enumerate(sticker_files, start=1):
-            archive.writestr(STICKER_ENTRY.format(n=number), files["sticker"])
-        archive.writestr(MAIN_ENTRY, sticker_files[0]["main"])
-        archive.writestr(TAB_ENTRY, sticker_files[0]["tab"])
-    return buffer.getvalue()
+    """One LINE sticker set: the stickers, then the first subject's main and tab images."""
+    data = [files["sticker"] for files in sticker_files] + [sticker_files[0]["main"], sticker_files[0]["tab"]]
+    return zip_bytes(list(zip(set_entry_names(len(sticker_files)), data)))
 
 
 def files_zip(entries: list[tuple[str, bytes]]) -> bytes:
     """Files named after their uploads; a repeated name gets -2, -3, ... before its extension."""
-    buffer = io.BytesIO()
     taken: set[str] = set()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name, data in entries:
-            archive.writestr(unique_name(name, taken), data)
-    return buffer.getvalue()
+    return zip_bytes([(unique_name(name, taken), data) for name, data in entries])
 
 
 def unique_name(name: str, taken: set[str]) -> str:

@@ -16,7 +16,7 @@ from flask import Blueprint, request
 from pipeline.cutout import CutoutOptions, CutoutResult, Pipeline
 from pipeline.decode import ImageDecodeError, decode_image
 from pipeline.editing.edit import MAX_MARKS, EditSource, MarkError, Mark, Stroke, Tap, marks_from_json, refine_alpha
-from pipeline.worker import PipelineWorker, QueueFull
+from pipeline.worker import PipelineWorker, QueueFull, result_or_cancel
 
 
 def read_marks() -> Any:
@@ -67,18 +67,10 @@ def refine_request(settings, pipeline: Pipeline, worker: PipelineWorker, options
     image = api.downscale_for_size(image, params["size"])
     marks = scaled(marks, image.shape[1] / sent_w)
     future = worker.submit_batchable("cutout", image, lambda images: pipeline.cutout_batch(images, options), "api")
-    try:
-        result = future.result(timeout=api.API_TIMEOUT_S)
-    except FutureTimeout:
-        future.cancel()
-        raise
+    result = result_or_cancel(future, api.API_TIMEOUT_S)
     # The engine on the pipeline's thread too: it owns the CPU-heavy work.
     edit = worker.submit(lambda: refine_alpha(EditSource(result.image, result.mask, result.alpha), marks), "api")
-    try:
-        alpha = edit.result(timeout=api.API_TIMEOUT_S)
-    except FutureTimeout:
-        edit.cancel()
-        raise
+    alpha = result_or_cancel(edit, api.API_TIMEOUT_S)
     # Straight colour: pixels the shipped alpha left clear still hold the photo's colour.
     refined = CutoutResult(result.image, result.mask, alpha, result.foreground, result.timings, result.notes)
     if not refined.subject_found:

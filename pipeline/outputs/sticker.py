@@ -29,6 +29,12 @@ OUTLINE_PX = 6  # on a full-size sticker; main and tab images get it scaled down
 OUTLINE_COLOUR = (1.0, 1.0, 1.0)
 
 
+def set_entry_names(count: int) -> list[str]:
+    """The file names LINE Creators Market asks for in a sticker set: 01.png, 02.png, ... for the
+    stickers, then main.png and tab.png."""
+    return [f"{number:02d}.png" for number in range(1, count + 1)] + ["main.png", "tab.png"]
+
+
 @dataclass(frozen=True)
 class StickerImage:
     """Straight colour (h, w, 3) and alpha (h, w), in [0, 1]."""
