@@ -29,7 +29,7 @@ from models import ensure_model, get_spec
 from models.specs import DEFAULT_MODEL
 from pipeline.colour_prior import colour_probability, refine_mask_with_colour
 from pipeline.device import resolve_device
-from pipeline.edges import settle_confident_interiors, sharpen, split_soft_regions, steepen_doubt
+from pipeline.edges import keep_model_side, settle_confident_interiors, sharpen, split_soft_regions, steepen_doubt
 from pipeline.foreground import estimate_foreground
 from pipeline.fuse import fuse_masks
 from pipeline.matte import DEFAULT_MAX_SIDE, estimate_alpha
@@ -276,6 +276,8 @@ class Pipeline:
             log.warning("matting skipped: %s", error)
             return alpha, untouched
         notes.append(f"matted soft zones ({unknown.mean():.1%} of the picture)")
+        # The matte refines coverage within the model's decision; it never overturns it.
+        matted = keep_model_side(matted, alpha)
         return np.where(unknown, matted, alpha).astype(np.float32), unknown
 
     @staticmethod

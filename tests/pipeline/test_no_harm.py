@@ -160,3 +160,30 @@ def test_cofactor_solve_matches_numpy():
     upper = {(i, j): sigma[..., i, j] for i in range(3) for j in range(i, 3)}
     expected = np.linalg.solve(sigma, rhs[..., None])[..., 0]
     assert np.allclose(solve_symmetric_3x3(upper, rhs), expected, rtol=1e-3, atol=1e-3)
+
+
+def test_matting_refines_coverage_but_never_overturns_the_models_side():
+    from pipeline.edges import SIDE_CEILING, SIDE_FLOOR, keep_model_side
+
+    # A red subject on blue; the model reaches 30 px into the blue with a soft zone it calls subject
+    # (0.9 -> 0.6), which the colours say is background, then a doubtful tail (0.4 -> 0.06).
+    image = np.zeros((120, 240, 3), dtype=np.float32)
+    image[:, :100] = (0.9, 0.1, 0.1)
+    image[:, 100:] = (0.1, 0.2, 0.9)
+    image += np.random.default_rng(3).normal(0, 0.02, image.shape).astype(np.float32)
+    image = np.clip(image, 0, 1)
+    mask = np.zeros((120, 240), dtype=np.float32)
+    mask[:, :100] = 1.0
+    mask[:, 100:130] = np.linspace(0.9, 0.6, 30, dtype=np.float32)[None, :]
+    mask[:, 130:160] = np.linspace(0.4, 0.06, 30, dtype=np.float32)[None, :]
+    regions = split_soft_regions(mask)
+    notes: list[str] = []
+    alpha, matted = Pipeline(device="cpu")._matte_soft_zones(image, mask, regions.matter,
+                                                                  CutoutOptions(), notes)
+    assert matted[:, 115:158].all(), notes  # the colours were trusted: the zone was matted
+    assert (alpha[:, 115:130] >= SIDE_FLOOR - 1e-6).all()  # ... yet stays on the model's side
+    assert (alpha[:, 130:158] <= SIDE_CEILING + 1e-6).all()
+    # The matte did want to cross the model's 0.5 here: the clamp is what holds it.
+    assert np.isclose(alpha[:, 115:158], SIDE_FLOOR).any() or np.isclose(alpha[:, 115:158], SIDE_CEILING).any()
+    assert np.array_equal(keep_model_side(np.float32([0.2, 0.9]), np.float32([0.7, 0.3])),
+                          np.float32([SIDE_FLOOR, SIDE_CEILING]))
