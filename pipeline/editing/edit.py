@@ -167,6 +167,7 @@ class EditGrid:
     alpha: np.ndarray  # (h, w) float32 current alpha on the grid
     _replays: "OrderedDict[tuple[Mark, ...], Replay]" = field(default_factory=OrderedDict, repr=False)
     _region_image: np.ndarray | None = field(default=None, repr=False)
+    _model_on: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -187,6 +188,15 @@ class EditGrid:
                 size = max(1, round(width * scale)), max(1, round(height * scale))
                 self._region_image = np.clip(resize_float(self.image, *size), 0.0, 1.0)
         return self._region_image
+
+    def model_on(self, shape: tuple[int, int]) -> np.ndarray:
+        """The model's soft mask brought to `shape` (the editing or the region grid), kept per shape."""
+        if shape not in self._model_on:
+            mask = self.source.mask.astype(np.float32, copy=False)
+            if mask.shape != shape:
+                mask = resize_float(mask, shape[1], shape[0])
+            self._model_on[shape] = np.clip(mask, 0.0, 1.0)
+        return self._model_on[shape]
 
     def remembered(self, marks: tuple[Mark, ...]) -> tuple[int, Replay | None]:
         """The longest prefix of `marks` replayed before, and its replay (a copy)."""
@@ -300,13 +310,15 @@ def _tap(grid: EditGrid, state: np.ndarray, tap: Tap, held: np.ndarray) -> np.nd
     grid_y = min(state.shape[0] - 1, int(tap.y * state.shape[0] / full_h))
     grid_x = min(state.shape[1] - 1, int(tap.x * state.shape[1] / full_w))
     if (small_h, small_w) == state.shape:
-        return tap_region(image, state, y, x, tap.keep, held)
+        return tap_region(image, state, y, x, tap.keep, held, model=grid.model_on(image.shape[:2]))
     if np.linalg.norm(image[y, x] - grid.image[grid_y, grid_x]) > THIN_COLOUR_DISTANCE:
-        return tap_region(grid.image, state, grid_y, grid_x, tap.keep, held, smoothing=0.0)
+        return tap_region(grid.image, state, grid_y, grid_x, tap.keep, held, smoothing=0.0,
+                          model=grid.model_on(state.shape))
     small_held = resize_float(held.astype(np.float32), small_w, small_h) > 0.0
     small_state = resize_float(state.astype(np.float32), small_w, small_h) > 0.5
     small_state[y, x] = state[grid_y, grid_x]  # the tap's side is the editing grid's
-    small_region = tap_region(image, small_state, y, x, tap.keep, small_held)
+    small_region = tap_region(image, small_state, y, x, tap.keep, small_held,
+                              model=grid.model_on(image.shape[:2]))
     region = resize_float(small_region.astype(np.float32), state.shape[1], state.shape[0]) > 0.5
     # Only pixels on the tapped side change side; the matting band settles the edge.
     return region & (state == state[grid_y, grid_x]) & ~held

@@ -55,6 +55,23 @@ def test_keep_tap_on_a_missed_object_adds_that_object_only():
     assert edited[far_from_spoon].max() == 0.0
 
 
+def test_a_tap_goes_where_the_model_half_saw_not_over_a_backdrop_of_the_same_colour():
+    """A pale handle the colour of the wall behind it: the model saw it faintly (0.4), the shipped
+    cutout dropped it. Colours cannot bound a keep tap there; the model's evidence does."""
+    image, bowl, _ = scene()
+    handle = np.zeros(bowl.shape, dtype=bool)
+    handle[110:130, 195:330] = True
+    image[handle] = BACKGROUND + 0.01  # all but indistinguishable from the backdrop
+    model = bowl.astype(np.float32)
+    model[handle & ~bowl] = 0.4
+    alpha = bowl.astype(np.float32)
+    edited = refine_alpha(EditSource(image, model, alpha), [Tap(300, 120, keep=True)])
+    assert (edited[handle & ~bowl] > 0.5).mean() > 0.95
+    backdrop = ~bowl & ~disk(bowl.shape, 120, 300, 40) & ~handle
+    backdrop[100:140, :] = False  # the matted band along the handle's edges may be soft
+    assert edited[backdrop].max() == 0.0
+
+
 def test_keep_tap_selects_a_region_of_the_working_grid_at_full_size():
     """The upsampling path: a 4x larger photo edited on a smaller mask grid."""
     image, bowl, spoon = scene(scale=4)
