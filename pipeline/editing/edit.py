@@ -268,9 +268,13 @@ def edit_on_grid(grid: EditGrid, marks: list[Mark]) -> np.ndarray:
         _replay_mark(grid, replay, mark)
     if marks_key:
         grid.remember(marks_key, replay)
-    if not replay.edited.any() and not (replay.hard != 0).any():
+    # The tapped points hold their side in the alpha as a stroke's footprint does: without that, the
+    # matting band around an earlier edit could leave a tapped pixel on the other side, and the tap
+    # (which agrees with the state there) would change nothing however often it is repeated.
+    held = np.where(replay.hard != 0, replay.hard, replay.points)
+    if not replay.edited.any() and not (held != 0).any():
         return grid.alpha.copy()
-    return _solve_edges(grid, grid.alpha, replay.state, replay.hard, replay.flipped, replay.edited)
+    return _solve_edges(grid, grid.alpha, replay.state, held, replay.flipped, replay.edited)
 
 
 def _replay_mark(grid: EditGrid, replay: Replay, mark: Mark) -> None:

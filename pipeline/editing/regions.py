@@ -44,6 +44,9 @@ STAY_LIKENESS = 0.2
 # tenth of what it is at the tap (DIS5K dev: keep taps on thin parts the cutout lost had model
 # 0.26-0.99 there and 0.0000-0.015 over the sky they flooded).
 EVIDENCE_SPAN = 10.0
+# ... unless the model's evidence at the tap is itself below this: then it did not see what was
+# tapped at all (its mask over an object it did not pick reads 0.0000-0.01), and colours decide.
+NO_EVIDENCE = 0.02
 # Texture is no edge: the photo is smoothed (Gaussian sigma, grid pixels) before growing a region.
 SMOOTHING = 1.0
 
@@ -212,6 +215,8 @@ def _within_models_evidence(part: np.ndarray, model: np.ndarray, y: int, x: int,
     """
     evidence = model if keep else 1.0 - model
     at_tap = float(evidence[max(0, y - 1):y + 2, max(0, x - 1):x + 2].max())
+    if at_tap < NO_EVIDENCE:
+        return part  # the model was sure of the other side here: it has nothing to bound with
     trusted = evidence >= at_tap / EVIDENCE_SPAN
     trusted[y, x] = True
     return component_at(part & trusted, y, x)

@@ -72,6 +72,24 @@ def test_a_tap_goes_where_the_model_half_saw_not_over_a_backdrop_of_the_same_col
     assert edited[backdrop].max() == 0.0
 
 
+def test_a_tapped_point_ends_on_the_tapped_side_even_in_an_edges_matted_band():
+    """After a keep tap adds the spoon, the matted band along its edge leaves pixels above 0.5 that
+    the engine's region left out. An erase tap on one must clear it (it used to agree with the
+    engine's own idea of the subject there and change nothing, however often it was repeated)."""
+    image, bowl, spoon = scene()
+    alpha = bowl.astype(np.float32)
+    grid = prepare(EditSource(image, alpha, alpha))
+    first = [Tap(285, 120, keep=True)]
+    added = refine_alpha(grid, first)
+    _, replay = grid.remembered(tuple(first))
+    halo = np.argwhere((added > 0.5) & ~replay.state)
+    assert len(halo), "the band put no pixel outside the region above 0.5: nothing to test"
+    y, x = halo[len(halo) // 2]
+    erased = refine_alpha(grid, first + [Tap(float(x), float(y), keep=False)])
+    assert erased[y, x] < 0.5
+    assert (erased[spoon] > 0.5).mean() > 0.95  # the spoon stays
+
+
 def test_keep_tap_selects_a_region_of_the_working_grid_at_full_size():
     """The upsampling path: a 4x larger photo edited on a smaller mask grid."""
     image, bowl, spoon = scene(scale=4)
