@@ -26,7 +26,7 @@ from bot.chat.presets import CHAT_PRESETS, file_stem, preset_options
 from bot.chat.set_cards import SetCards
 from bot.chat.edit_steps import EditSteps, is_fix_choice
 from bot.chat.set_steps import PhotoSetSteps
-from bot.edits import EDIT_KIND, EditLinks, Editor
+from bot.edits import EDIT_KIND, EditLinks, Editor, second_opinion_from
 from bot.events import ChoiceMade, Event, Followed, PhotoReceived, TextReceived, Unsupported, event_from_dict
 from bot.fetch import FetchError
 from bot.campaigns import Campaign, CampaignStore
@@ -127,7 +127,8 @@ class Conversation(PhotoSetSteps, EditSteps):
         self._active_lock = threading.Lock()
         # The editor (bot/edits.py): its links on result cards, its engine shared with the page.
         self.edit_links = EditLinks(self.settings, self.urls.signer, self.jobs)
-        self.editor = Editor(self.settings, self.jobs, self.blobs)
+        self.editor = Editor(self.settings, self.jobs, self.blobs,
+                             second_opinion=second_opinion_from(self.pipeline, self.worker))
         self.cards = ResultCards(self.settings, self.blobs, self.urls, self.edit_links)
         self.set_cards = SetCards(self.cards)
         self.albums = AlbumBook(self.jobs, self.blobs)

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urlencode
 
 import numpy as np
@@ -27,10 +27,11 @@ from PIL import Image
 from scipy import ndimage
 
 from bot.results import grey_png, object_parts, read_grey_png, store_cutout_files
-from pipeline.cutout import CutoutResult
+from pipeline.cutout import CutoutResult, Pipeline
 from pipeline.decode import decode_image
 from pipeline.editing.edit import EditGrid, EditSource, edit_on_grid, marks_from_json, prepare, refine_alpha
 from pipeline.outputs.render import encode_jpeg
+from pipeline.worker import PipelineWorker
 from settings import Settings
 from storage.files import BlobStore
 from storage.jobs import Job
@@ -45,6 +46,25 @@ COLOUR_FROM_CUTOUT = 0.02
 # Saved versions per result: each is a few files and (on LINE) a billed push; a link holder
 # pressing Save in a loop stops here.
 MAX_VERSIONS = 20
+# The second model a keep tap asks where the first saw nothing (pipeline.editing.edit), the photo's
+# long side it is given (the model itself runs at 320 px), and how long a preview waits for it.
+SECOND_OPINION_MODEL = "u2netp"
+SECOND_OPINION_SIDE = 1024
+SECOND_OPINION_TIMEOUT_S = 20.0
+
+
+def second_opinion_from(pipeline: Pipeline, worker: PipelineWorker) -> Callable[[np.ndarray], np.ndarray]:
+    """The editor's second opinion for keep taps the first model did not see: U^2-Net-p's soft mask
+    for the photo, run on the pipeline thread (it owns the models)."""
+    def ask(photo: np.ndarray) -> np.ndarray:
+        height, width = photo.shape[:2]
+        scale = min(1.0, SECOND_OPINION_SIDE / max(height, width))
+        small = Image.fromarray(photo).resize((max(1, round(width * scale)), max(1, round(height * scale))),
+                                              Image.BILINEAR)
+        image = np.asarray(small, dtype=np.float32) / 255.0
+        return worker.call(lambda: pipeline.segmenter(SECOND_OPINION_MODEL).predict_small(image),
+                           "second opinion", SECOND_OPINION_TIMEOUT_S)
+    return ask
 
 
 class NotEditable(Exception):
@@ -97,8 +117,11 @@ class EditLinks:
 class Editor:
     """The engine for chat results: previews on a cached grid, saves as new versions."""
 
-    def __init__(self, settings: Settings, jobs, blobs: BlobStore, cached: int = CACHED_GRIDS) -> None:
+    def __init__(self, settings: Settings, jobs, blobs: BlobStore, cached: int = CACHED_GRIDS,
+                 second_opinion: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        """second_opinion: photo (H, W, 3) uint8 -> a second model's soft mask (see second_opinion_from)."""
         self.settings, self.jobs, self.blobs = settings, jobs, blobs
+        self.second_opinion = second_opinion
         self._cache: "OrderedDict[str, EditGrid]" = OrderedDict()
         self._cached = cached
         self._lock = threading.Lock()
@@ -159,7 +182,9 @@ class Editor:
             alpha = np.ascontiguousarray(rgba[:, :, 3])
         mask = read_grey_png(self.blobs.get(result["edit_mask"])) \
             if "edit_mask" in result and self.blobs.exists(result["edit_mask"]) else alpha
-        return prepare(EditSource(image=image, mask=mask.astype(np.float32) / 255.0, alpha=alpha))
+        ask = self.second_opinion
+        return prepare(EditSource(image=image, mask=mask.astype(np.float32) / 255.0, alpha=alpha,
+                                  second_opinion=(lambda: ask(image)) if ask is not None else None))
 
     # --- what the page shows --------------------------------------------------------------------
     def display_size(self, job: Job) -> tuple[int, int]:

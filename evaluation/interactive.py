@@ -49,6 +49,7 @@ DEFAULT_MASKS = Path("/tmp/exp/cache")
 MAX_MARKS = 20
 IOU_TARGET = 0.90
 SAD_AFTER = (0, 1, 3, 5)
+SECOND_MODEL = "u2netp"  # what the product asks for a second opinion (bot.edits)
 SETS = {"sod": ("sod_dev", "sod"), "dis5k": ("dis5k_te_dev", "dis"), "alphamatting": ("alphamatting_training_lowres", "am")}
 
 
@@ -111,6 +112,17 @@ class ShippedCutouts:
         alpha = np.round(np.clip(result.alpha, 0.0, 1.0) * 255).astype(np.uint8)
         np.savez_compressed(path, mask=working_mask.astype(np.float16), alpha=alpha)
         return working_mask.astype(np.float32), alpha
+
+    def second_opinion(self, sample: Sample, image: np.ndarray):
+        """The product's second opinion for keep taps (U^2-Net-p), from --masks' "u2" when cached."""
+        def ask() -> np.ndarray:
+            cached = self.masks / f"{sample.set_tag}_{sample.name}.npz" if self.masks else None
+            if cached is not None and cached.exists():
+                stored = np.load(cached)
+                if "u2" in stored:
+                    return stored["u2"].astype(np.float32)
+            return self.pipeline.segmenter(SECOND_MODEL).predict_small(image)
+        return ask
 
     def _network_mask(self, sample: Sample, image: np.ndarray) -> np.ndarray:
         segmenter = self.pipeline.segmenter("isnet")
@@ -192,7 +204,7 @@ def simulated_mark(click: tuple[int, int, bool, float], kind: str, shape: tuple[
 
 
 def simulate(sample: Sample, cutouts: ShippedCutouts, max_marks: int, stop_at_iou: float | None,
-             mark_kind: str = "tap") -> Session:
+             mark_kind: str = "tap", second_opinion: bool = True) -> Session:
     from pipeline.editing.edit import EditSource, prepare, refine_alpha
 
     image = decode_image(sample.image_path.read_bytes(), max_bytes=1 << 30, max_pixels=1 << 30)
@@ -200,7 +212,8 @@ def simulate(sample: Sample, cutouts: ShippedCutouts, max_marks: int, stop_at_io
     if not sample.soft_truth:
         truth = (truth > 0.5).astype(np.float32)
     mask, shipped = cutouts.load(sample, image)
-    grid = prepare(EditSource(image, mask, shipped))
+    grid = prepare(EditSource(image, mask, shipped,
+                              second_opinion=cutouts.second_opinion(sample, image) if second_opinion else None))
     alpha = shipped.astype(np.float32) / 255.0
     score = (lambda a: metrics.sad(a, truth)) if sample.soft_truth else (lambda a: binary_iou(a, truth))
     scores, seconds, marks = [score(alpha)], [], []
@@ -253,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-marks", type=int, default=MAX_MARKS)
     parser.add_argument("--mark", choices=("tap", "brush"), default="tap",
                         help="tap: the engine's Tap (selects/drops a region); brush: one keep/erase dab")
+    parser.add_argument("--no-second-opinion", action="store_true",
+                        help="taps use the first model only (the product asks U^2-Net-p too)")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"interactive: evaluation data not found at {args.data} (expected ../shared/data)", file=sys.stderr)
@@ -260,13 +275,15 @@ def main(argv: list[str] | None = None) -> int:
     cutouts = ShippedCutouts(args.cache, args.masks if args.masks.is_dir() else None)
     sets = args.sets.split(",")
     print(f"interactive {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPU cores; simulated {args.mark}s at the "
-          f"centre of the largest error region, at most {args.max_marks}")
+          f"centre of the largest error region, at most {args.max_marks}; second opinion "
+          f"{'off' if args.no_second_opinion else SECOND_MODEL}")
     seconds: list[float] = []
     binary_rows, soft_rows = [], []
     for name in sets:
         sessions = []
         for sample in samples(args.data, name, args.limit):
-            session = simulate(sample, cutouts, args.max_marks, None if sample.soft_truth else IOU_TARGET, args.mark)
+            session = simulate(sample, cutouts, args.max_marks, None if sample.soft_truth else IOU_TARGET, args.mark,
+                               not args.no_second_opinion)
             sessions.append(session)
             seconds += session.seconds
             shown = session.scores[:6]

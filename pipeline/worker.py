@@ -124,6 +124,13 @@ class PipelineWorker:
     def alive(self) -> bool:
         return bool(self._thread and self._thread.is_alive())
 
+    def call(self, function: Callable[[], Any], label: str, timeout_s: float) -> Any:
+        """`function()` on the pipeline thread, waited for; run in place when already on it (a
+        task asking for more model work must not queue behind itself) or when no thread runs."""
+        if threading.current_thread() is self._thread or not self.alive:
+            return function()
+        return result_or_cancel(self.submit(function, label), timeout_s)
+
     def work(self, burst: bool = False) -> int:
         """Process tasks until stopped (or, in burst mode, until the queue is empty)."""
         done = 0

@@ -11,8 +11,10 @@ import json
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
+import numpy as np
 from flask import Blueprint, request
 
+from bot.edits import second_opinion_from
 from pipeline.cutout import CutoutOptions, CutoutResult, Pipeline
 from pipeline.decode import ImageDecodeError, decode_image
 from pipeline.editing.edit import MAX_MARKS, EditSource, MarkError, Mark, Stroke, Tap, marks_from_json, refine_alpha
@@ -69,7 +71,11 @@ def refine_request(settings, pipeline: Pipeline, worker: PipelineWorker, options
     future = worker.submit_batchable("cutout", image, lambda images: pipeline.cutout_batch(images, options), "api")
     result = result_or_cancel(future, api.API_TIMEOUT_S)
     # The engine on the pipeline's thread too: it owns the CPU-heavy work.
-    edit = worker.submit(lambda: refine_alpha(EditSource(result.image, result.mask, result.alpha), marks), "api")
+    # Already on the pipeline thread there: the second opinion runs in place (worker.call).
+    second = second_opinion_from(pipeline, worker)
+    source = EditSource(result.image, result.mask, result.alpha,
+                        second_opinion=lambda: second(np.round(result.image * 255.0).astype(np.uint8)))
+    edit = worker.submit(lambda: refine_alpha(source, marks), "api")
     alpha = result_or_cancel(edit, api.API_TIMEOUT_S)
     # Straight colour: pixels the shipped alpha left clear still hold the photo's colour.
     refined = CutoutResult(result.image, result.mask, alpha, result.foreground, result.timings, result.notes)

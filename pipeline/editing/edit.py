@@ -20,9 +20,10 @@ one solve and one upsample):
 """
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Union
+from typing import Any, Callable, Iterable, Union
 
 import numpy as np
 from scipy import ndimage
@@ -31,6 +32,8 @@ from pipeline.edges import sharpen, split_soft_regions
 from pipeline.editing.regions import stroke_footprint, tap_region
 from pipeline.editing.scribble_matte import solve_reopened
 from pipeline.segment import resize_float
+
+log = logging.getLogger(__name__)
 from pipeline.upsample import GUIDE_EPS, GUIDE_RADIUS, guided_coefficients, resize_rows, row_bands
 
 # Grid pixels on each side of an edited edge that the matting solve reopens.
@@ -42,6 +45,10 @@ REGION_SIDE = 512
 # A tapped pixel whose colour on the region grid is this far (RGB distance) from its colour on the
 # editing grid lies on a structure too thin for the region grid.
 THIN_COLOUR_DISTANCE = 0.1
+# A keep tap where the first model's mask is below this (it did not call the spot subject) asks
+# the second model (EditSource.second_opinion): SOD dev's first keep taps that U^2-Net-p saw
+# (57 of 174) gained IoU .726 -> .804 from its object over a region grown by colour.
+SECOND_OPINION_BELOW = 0.5
 # Replays an editing grid remembers (each ~4 bytes per grid pixel: ~3 MB at 1024 x 768).
 REMEMBERED_REPLAYS = 12
 # Half-side (grid pixels) of the square around a tap's point that later taps cannot flip back.
@@ -131,11 +138,15 @@ class EditSource:
     image: (H, W, 3) the photo, uint8 or float in [0, 1].
     mask: (h, w) the segmentation model's soft mask on its working grid (any size up to the photo's).
     alpha: (H, W) the current alpha, uint8 or float in [0, 1].
+    second_opinion: returns a second salient-object model's soft mask for the photo (any size),
+        asked at most once per grid, and only when a keep tap lands where the first model saw
+        nothing; None (or an exception from it) means no second opinion.
     """
 
     image: np.ndarray
     mask: np.ndarray
     alpha: np.ndarray
+    second_opinion: Callable[[], np.ndarray] | None = None
 
 
 @dataclass
@@ -168,6 +179,8 @@ class EditGrid:
     _replays: "OrderedDict[tuple[Mark, ...], Replay]" = field(default_factory=OrderedDict, repr=False)
     _region_image: np.ndarray | None = field(default=None, repr=False)
     _model_on: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
+    _second: np.ndarray | None = field(default=None, repr=False)
+    _second_asked: bool = field(default=False, repr=False)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -197,6 +210,21 @@ class EditGrid:
                 mask = resize_float(mask, shape[1], shape[0])
             self._model_on[shape] = np.clip(mask, 0.0, 1.0)
         return self._model_on[shape]
+
+    def second_on(self, shape: tuple[int, int]) -> np.ndarray | None:
+        """The second model's soft mask brought to `shape`, or None without one (asked once)."""
+        if not self._second_asked:
+            self._second_asked = True
+            if self.source.second_opinion is not None:
+                try:
+                    self._second = np.clip(np.asarray(self.source.second_opinion(), dtype=np.float32), 0.0, 1.0)
+                except Exception as error:  # noqa: BLE001 - a tap without it is still a tap
+                    log.warning("second opinion unavailable, taps use the first model only: %s", error)
+        if self._second is None:
+            return None
+        if self._second.shape != shape:
+            return np.clip(resize_float(self._second, shape[1], shape[0]), 0.0, 1.0)
+        return self._second
 
     def remembered(self, marks: tuple[Mark, ...]) -> tuple[int, Replay | None]:
         """The longest prefix of `marks` replayed before, and its replay (a copy)."""
@@ -314,18 +342,32 @@ def _tap(grid: EditGrid, state: np.ndarray, tap: Tap, held: np.ndarray) -> np.nd
     grid_y = min(state.shape[0] - 1, int(tap.y * state.shape[0] / full_h))
     grid_x = min(state.shape[1] - 1, int(tap.x * state.shape[1] / full_w))
     if (small_h, small_w) == state.shape:
-        return tap_region(image, state, y, x, tap.keep, held, model=grid.model_on(image.shape[:2]))
+        return tap_region(image, state, y, x, tap.keep, held, model=grid.model_on(image.shape[:2]),
+                          second=_second_for(grid, image.shape[:2], tap))
     if np.linalg.norm(image[y, x] - grid.image[grid_y, grid_x]) > THIN_COLOUR_DISTANCE:
         return tap_region(grid.image, state, grid_y, grid_x, tap.keep, held, smoothing=0.0,
-                          model=grid.model_on(state.shape))
+                          model=grid.model_on(state.shape), second=_second_for(grid, state.shape, tap))
     small_held = resize_float(held.astype(np.float32), small_w, small_h) > 0.0
     small_state = resize_float(state.astype(np.float32), small_w, small_h) > 0.5
     small_state[y, x] = state[grid_y, grid_x]  # the tap's side is the editing grid's
     small_region = tap_region(image, small_state, y, x, tap.keep, small_held,
-                              model=grid.model_on(image.shape[:2]))
+                              model=grid.model_on(image.shape[:2]), second=_second_for(grid, image.shape[:2], tap))
     region = resize_float(small_region.astype(np.float32), state.shape[1], state.shape[0]) > 0.5
     # Only pixels on the tapped side change side; the matting band settles the edge.
     return region & (state == state[grid_y, grid_x]) & ~held
+
+
+def _second_for(grid: EditGrid, shape: tuple[int, int], tap: Tap) -> np.ndarray | None:
+    """The second model's mask for a keep tap where the first model saw nothing, else None."""
+    if not tap.keep:
+        return None
+    model = grid.model_on(grid.shape)
+    full_h, full_w = grid.full_shape
+    y = min(grid.shape[0] - 1, int(tap.y * grid.shape[0] / full_h))
+    x = min(grid.shape[1] - 1, int(tap.x * grid.shape[1] / full_w))
+    if float(model[max(0, y - 1):y + 2, max(0, x - 1):x + 2].max()) >= SECOND_OPINION_BELOW:
+        return None
+    return grid.second_on(shape)
 
 
 def _solve_edges(grid: EditGrid, base: np.ndarray, state: np.ndarray, hard: np.ndarray,

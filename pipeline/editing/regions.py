@@ -152,7 +152,7 @@ def largest_component(region: np.ndarray) -> np.ndarray:
 
 def tap_region(image: np.ndarray, state: np.ndarray, y: int, x: int, keep: bool,
                held: np.ndarray | None = None, smoothing: float | None = None,
-               model: np.ndarray | None = None) -> np.ndarray:
+               model: np.ndarray | None = None, second: np.ndarray | None = None) -> np.ndarray:
     """The pixels a tap at (y, x) selects (keep) or drops (not keep), given the current subject `state`.
 
     Parameters
@@ -162,6 +162,9 @@ def tap_region(image: np.ndarray, state: np.ndarray, y: int, x: int, keep: bool,
     held: (h, w) bool, pixels earlier marks set to the other side (earlier taps' points, strokes):
         the region never takes them, and they compete against the tap.
     smoothing: Gaussian sigma (grid pixels) applied to the photo first (None: SMOOTHING).
+    model: (h, w) the segmentation model's soft mask: bounds the region where it saw the tapped spot.
+    second: (h, w) a second model's soft mask, given for keep taps the first model did not see:
+        where it has the tapped spot above 0.5, the region is its object there.
 
     Returns
     -------
@@ -176,6 +179,9 @@ def tap_region(image: np.ndarray, state: np.ndarray, y: int, x: int, keep: bool,
     held = np.zeros(state.shape, dtype=bool) if held is None else held & part
     if on_subject and not held.any() and not (part & largest_component(state)).any():
         return part  # a separate object beside the main one: drop it whole
+    if second is not None and keep and second[y, x] >= 0.5:
+        # The first model missed what was tapped and a second one saw it: its object, whole.
+        return (component_at((second >= 0.5) & part, y, x) | disk(state.shape, y, x, TAP_SEED_RADIUS) & part) & ~held
     if model is not None:
         part = _within_models_evidence(part, model, y, x, keep)
     smoothing = SMOOTHING if smoothing is None else smoothing

@@ -90,6 +90,44 @@ def test_a_tapped_point_ends_on_the_tapped_side_even_in_an_edges_matted_band():
     assert (erased[spoon] > 0.5).mean() > 0.95  # the spoon stays
 
 
+def test_a_keep_tap_the_first_model_did_not_see_takes_the_second_models_object():
+    """The spoon is the backdrop's colour and the first model never saw it (0 there): a second
+    model that did see it gives its object, asked once, and only for such keep taps."""
+    image, bowl, spoon = scene()
+    image[spoon] = BACKGROUND + 0.01
+    first_model = bowl.astype(np.float32)
+    asked = []
+
+    def second_opinion():
+        asked.append(1)
+        mask = (bowl | spoon).astype(np.float32)
+        return mask[::2, ::2]  # any size: the engine brings it to its grids
+
+    source = EditSource(image, first_model, first_model, second_opinion=second_opinion)
+    grid = prepare(source)
+    assert refine_alpha(grid, [Tap(150, 120, keep=False)]) is not None and not asked  # erase: not asked
+    edited = refine_alpha(grid, [Tap(285, 120, keep=True)])
+    assert (edited[spoon] > 0.5).mean() > 0.95
+    assert edited[~spoon & ~bowl & ~disk(bowl.shape, 120, 285, 75)].max() == 0.0
+    refine_alpha(grid, [Tap(285, 120, keep=True), Tap(285, 70, keep=True)])
+    assert len(asked) == 1
+    # Without a second opinion the same tap cannot tell the spoon from the backdrop around it.
+    alone = refine_alpha(EditSource(image, first_model, first_model), [Tap(285, 120, keep=True)])
+    assert (alone[~spoon & ~bowl] > 0.5).sum() > spoon.sum()  # it floods the backdrop
+
+
+def test_a_failing_second_opinion_leaves_the_tap_to_the_first_model():
+    image, bowl, spoon = scene()
+    alpha = bowl.astype(np.float32)
+
+    def broken():
+        raise RuntimeError("model file missing")
+
+    edited = refine_alpha(EditSource(image, alpha, alpha, second_opinion=broken), [Tap(285, 120, keep=True)])
+    plain = refine_alpha(EditSource(image, alpha, alpha), [Tap(285, 120, keep=True)])
+    assert np.array_equal(edited, plain)
+
+
 def test_keep_tap_selects_a_region_of_the_working_grid_at_full_size():
     """The upsampling path: a 4x larger photo edited on a smaller mask grid."""
     image, bowl, spoon = scene(scale=4)

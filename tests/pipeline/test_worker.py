@@ -69,3 +69,18 @@ def test_under_load_items_wait_briefly_to_share_a_batch():
         assert sizes[0] == 4  # the late item joined the batch already queued
     finally:
         worker.stop()
+
+
+def test_call_runs_on_the_pipeline_thread_and_in_place_when_already_there():
+    worker = PipelineWorker()
+    worker.start()
+    try:
+        assert worker.call(lambda: threading.current_thread().name, "which", 5.0) == worker.name
+        # A task that asks for more model work (the refine API's second opinion) must not wait on
+        # the queue behind itself: it runs in place.
+        nested = worker.submit(lambda: worker.call(lambda: threading.current_thread().name, "inner", 5.0))
+        assert nested.result(timeout=5.0) == worker.name
+    finally:
+        worker.stop()
+    stopped = PipelineWorker()  # no thread (tests, burst mode): the caller runs it
+    assert stopped.call(lambda: 42, "inline", 1.0) == 42
