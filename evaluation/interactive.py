@@ -2,6 +2,7 @@
 
     python -m evaluation.interactive [--data ../shared/data] [--sets sod,dis5k,alphamatting] [--limit N]
         [--masks /tmp/exp/cache] [--cache ~/.cache/cutout/interactive] [--max-marks 20] [--mark tap|brush]
+        [--no-second-opinion]
 
 The standard interactive-segmentation protocol, started from what we ship: the first state is the
 shipped alpha (pipeline.cutout with its defaults, foreground off); each next mark goes to the
@@ -19,6 +20,9 @@ Reported: NoC@90 — the mean number of marks until IoU >= 0.90 (0 when the ship
 already there, 20 when 20 marks do not reach it) — with the share of photos that never reach it,
 on SOD dev (196) and DIS5K dev (36); SAD after 0, 1, 3 and 5 marks on alphamatting.com (27); the
 engine's median and worst seconds per call.
+
+The engine gets the product's second opinion (U^2-Net-p's mask, asked only when a keep tap lands
+where ISNet saw nothing; from --masks' "u2" when cached); `--no-second-opinion` leaves it out.
 
 The shipped cutouts are computed once and cached (ISNet masks are taken from --masks, a folder of
 <set>_<id>.npz files with the network-resolution mask under "isnet", when present; otherwise the
