@@ -29,7 +29,7 @@ import numpy as np
 from scipy import ndimage
 
 from pipeline.edges import sharpen, split_soft_regions
-from pipeline.editing.regions import stroke_footprint, tap_region
+from pipeline.editing.regions import NO_EVIDENCE, stroke_footprint, tap_region
 from pipeline.editing.scribble_matte import solve_reopened
 from pipeline.segment import resize_float
 
@@ -45,10 +45,13 @@ REGION_SIDE = 512
 # A tapped pixel whose colour on the region grid is this far (RGB distance) from its colour on the
 # editing grid lies on a structure too thin for the region grid.
 THIN_COLOUR_DISTANCE = 0.1
-# A keep tap where the first model's mask is below this (it did not call the spot subject) asks
-# the second model (EditSource.second_opinion): SOD dev's first keep taps that U^2-Net-p saw
-# (57 of 174) gained IoU .726 -> .804 from its object over a region grown by colour.
-SECOND_OPINION_BELOW = 0.5
+# A keep tap where the first model saw nothing (its mask below this, as regions.NO_EVIDENCE) asks
+# the second model (EditSource.second_opinion) and takes its object there. Asked wherever the
+# first model was below 0.5, it helped SOD dev's missed objects (first keep taps U^2-Net-p saw:
+# IoU .723 -> .787) but on DIS5K's fine structures its 320 px blob swallowed the background
+# between a pipe's bends (IoU .84 -> .25) where ISNet had seen the pipe faintly (0.055); where the
+# first model saw the spot at all, its own evidence bounds the tap instead.
+SECOND_OPINION_BELOW = NO_EVIDENCE
 # Replays an editing grid remembers (each ~4 bytes per grid pixel: ~3 MB at 1024 x 768).
 REMEMBERED_REPLAYS = 12
 # Half-side (grid pixels) of the square around a tap's point that later taps cannot flip back.
