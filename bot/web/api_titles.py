@@ -34,6 +34,30 @@ ZH_TW_TITLES = {
     "invalid_marks": "marks 的格式不正確（detail 或說明有寫是哪一個標記），請對照 /api/v1/openapi.json。",
     "roi_with_marks": "修正時不能同時用 roi：請用 marks 指出要保留或去掉的部分。",
     "empty_cutout": "照這些標記修正後就沒有主體了，請保留至少一部分。",
+    "invalid_json": "請求的 JSON 內容必須是一個物件（{{...}}）。",
+    "invalid_size": "size 要是 preview、full 或 auto。",
+    "invalid_format": "format 要是 png、jpg 或 auto。",
+    "invalid_channels": "channels 要是 rgba 或 alpha。",
+    "invalid_bg_color": "bg_color 不是看得懂的顏色，請用像 ff0000 或 red 這樣的寫法。",
+    "invalid_bg_image": "背景圖片無法讀取，請換一張 JPEG、PNG 或 WebP 圖片。",
+    "invalid_crop_margin": "crop_margin 的格式不正確，例如 30px 或 10%。",
+    "invalid_crop": "crop 要是 true 或 false。",
+    "invalid_add_shadow": "add_shadow 要是 true 或 false。",
+    "job_not_found": "找不到這張照片：它可能已經過期了，請重新傳送。",
+    "expired": "這張照片已經過期了，請重新傳送。",
+    "not_ready": "去背還沒完成，請稍等一下。",
+    "missing_ids": "請送出要打包的照片清單（ids）。",
+    "too_many_ids": "一次打包的照片太多了，請分批下載。",
+    "not_your_photo": "只能打包從這個頁面傳送的照片。",
+}
+# Downloads (bot/fetch.py's reasons) of the photo (url_<reason>) or of a background (bg_url_<reason>).
+URL_FIELDS = {"url_": "照片網址", "bg_url_": "背景圖片網址"}
+URL_REASONS = {
+    "blocked": "{what}無法使用：只接受公開的 https 圖片網址。",
+    "network": "{what}下載失敗（連不上），請確認網址後再試，或直接上傳檔案。",
+    "http": "{what}下載失敗（對方伺服器回應錯誤），請確認網址是否正確。",
+    "timeout": "{what}下載太久了，請直接上傳檔案，或換一個網址。",
+    "too_large": "{what}的圖片太大了，請換小一點的圖片，或直接上傳檔案。",
 }
 LIMIT = re.compile(r"limit ([^)]+)\)")
 
@@ -45,8 +69,16 @@ def wants_chinese() -> bool:
 
 def localised_title(code: str, title: str) -> str:
     """The title in the request's language where we have one for this code; else the English title."""
-    template = ZH_TW_TITLES.get(code)
+    template = ZH_TW_TITLES.get(code) or _url_template(code)
     if template is None or not wants_chinese():
         return title
     limit = LIMIT.search(title)
     return template.format(limit=limit.group(1) if limit else "20 MB")
+
+
+def _url_template(code: str) -> str | None:
+    # bg_url_ before url_: the longer prefix names the field.
+    for prefix in sorted(URL_FIELDS, key=len, reverse=True):
+        if code.startswith(prefix) and code[len(prefix):] in URL_REASONS:
+            return URL_REASONS[code[len(prefix):]].replace("{what}", URL_FIELDS[prefix])
+    return None

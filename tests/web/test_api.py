@@ -339,6 +339,29 @@ def test_the_page_needs_no_api_key_and_gets_its_own_quota(make_api):
     assert post(client, headers={"X-Page-Token": "made-up"}).status_code == 403
 
 
+def test_every_error_code_the_api_and_page_send_has_a_zh_tw_title(make_api):
+    import re
+    from pathlib import Path
+
+    from bot.fetch import FetchError
+    from bot.web.api_titles import URL_FIELDS, URL_REASONS, ZH_TW_TITLES
+
+    web = Path(__file__).resolve().parents[2] / "bot" / "web"
+    source = "\n".join(path.read_text() for path in web.glob("*.py"))
+    literal = set(re.findall(r'ApiError\(\s*\d+,[^\n]*?"([a-z_]+)"(?:,|\))', source))
+    booleans = {f"invalid_{name}" for name in re.findall(r'boolean\(values, "([a-z_]+)"\)', source)}
+    assert "missing_source" in literal and "expired" in literal and booleans  # the scan sees the codes
+    assert not (literal | booleans) - set(ZH_TW_TITLES), "codes without a zh-TW title"
+    fetch = Path(__file__).resolve().parents[2] / "bot" / "fetch.py"
+    reasons = set(re.findall(r'FetchError\("([a-z_]+)"', fetch.read_text()))
+    assert reasons and reasons <= set(URL_REASONS) and {"url_", "bg_url_"} == set(URL_FIELDS)
+    assert issubclass(FetchError, ValueError)
+    client = make_api()
+    blocked = post(client, {"image_url": "http://127.0.0.1:9/photo.jpg"}, headers={"Accept-Language": "zh-TW"})
+    error = blocked.get_json()["errors"][0]
+    assert error["code"] == "url_blocked" and error["title"].startswith("照片網址無法使用")
+
+
 def test_error_titles_follow_accept_language_and_keep_their_codes(make_api):
     client = make_api()
     english = post(client, headers={"Accept-Language": "en-US,en;q=0.9"}).get_json()["errors"][0]
