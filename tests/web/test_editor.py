@@ -298,3 +298,33 @@ def test_messenger_save_sends_the_corrected_cutout_with_the_send_api(tmp_path, r
         app.extensions["cutout"]["worker"].stop()
         app.extensions["cutout"]["conversation"].io.shutdown(wait=True)
         driver.stop()
+
+
+def test_the_editors_second_opinion_is_u2netp_on_the_pipeline_thread(real_pipeline, portrait_truth):
+    """What a keep tap ISNet did not see asks for (bot.edits.second_opinion_from): the real
+    U^2-Net-p, run on the pipeline thread that owns the models, for the stored 8-bit photo."""
+    import threading
+
+    from bot.edits import second_opinion_from
+    from pipeline.worker import PipelineWorker
+
+    asked = []
+
+    class Recording:
+        def segmenter(self, name):
+            asked.append((name, threading.current_thread().name))
+            return real_pipeline.segmenter(name)
+
+    worker = PipelineWorker(name="pipeline-under-test")
+    worker.start()
+    try:
+        photo = np.asarray(Image.open(shared_image("GT04")).convert("RGB"))
+        mask = second_opinion_from(Recording(), worker)(photo)
+    finally:
+        worker.stop()
+    assert asked == [("u2netp", "pipeline-under-test")]
+    assert mask.ndim == 2 and mask.min() >= 0.0 and mask.max() <= 1.0
+    height, width = portrait_truth.shape
+    resized = np.asarray(Image.fromarray(mask.astype(np.float32), "F").resize((width, height)))
+    subject, truth = resized > 0.5, portrait_truth > 0.5
+    assert (subject & truth).sum() / (subject | truth).sum() > 0.6  # it does see the trolls
