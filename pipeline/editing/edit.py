@@ -32,9 +32,9 @@ from pipeline.edges import sharpen, split_soft_regions
 from pipeline.editing.regions import NO_EVIDENCE, stroke_footprint, tap_region
 from pipeline.editing.scribble_matte import solve_reopened
 from pipeline.segment import resize_float
+from pipeline.upsample import GUIDE_EPS, GUIDE_RADIUS, guided_coefficients, resize_rows, row_bands
 
 log = logging.getLogger(__name__)
-from pipeline.upsample import GUIDE_EPS, GUIDE_RADIUS, guided_coefficients, resize_rows, row_bands
 
 # Grid pixels on each side of an edited edge that the matting solve reopens.
 BAND = 3

@@ -181,7 +181,8 @@ def tap_region(image: np.ndarray, state: np.ndarray, y: int, x: int, keep: bool,
         return part  # a separate object beside the main one: drop it whole
     if second is not None and keep and second[y, x] >= 0.5:
         # The first model missed what was tapped and a second one saw it: its object, whole.
-        return (component_at((second >= 0.5) & part, y, x) | disk(state.shape, y, x, TAP_SEED_RADIUS) & part) & ~held
+        its_object = component_at((second >= 0.5) & part, y, x)
+        return (its_object | disk(state.shape, y, x, TAP_SEED_RADIUS) & part) & ~held
     if model is not None:
         part = _within_models_evidence(part, model, y, x, keep)
     smoothing = SMOOTHING if smoothing is None else smoothing
@@ -260,4 +261,3 @@ def tap_likeness(image: np.ndarray, part: np.ndarray, from_tap: np.ndarray) -> n
     likeness = (tapped / np.maximum(tapped + rest, 1e-12)).ravel()[bins]
     likeness[near] = np.maximum(likeness[near], 0.5)
     return likeness.astype(np.float32)
-
