@@ -29,7 +29,7 @@ import numpy as np
 from scipy import ndimage
 
 from pipeline.edges import sharpen, split_soft_regions
-from pipeline.editing.regions import NO_EVIDENCE, stroke_footprint, tap_region
+from pipeline.editing.regions import NO_EVIDENCE, evidence_at, stroke_footprint, tap_region
 from pipeline.editing.scribble_matte import solve_reopened
 from pipeline.segment import resize_float
 from pipeline.upsample import GUIDE_EPS, GUIDE_RADIUS, guided_coefficients, resize_rows, row_bands
@@ -181,7 +181,7 @@ class EditGrid:
     alpha: np.ndarray  # (h, w) float32 current alpha on the grid
     _replays: "OrderedDict[tuple[Mark, ...], Replay]" = field(default_factory=OrderedDict, repr=False)
     _region_image: np.ndarray | None = field(default=None, repr=False)
-    _model_on: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
+    _masks_on: dict[tuple[str, tuple[int, int]], np.ndarray] = field(default_factory=dict, repr=False)
     _second: np.ndarray | None = field(default=None, repr=False)
     _second_asked: bool = field(default=False, repr=False)
 
@@ -206,13 +206,8 @@ class EditGrid:
         return self._region_image
 
     def model_on(self, shape: tuple[int, int]) -> np.ndarray:
-        """The model's soft mask brought to `shape` (the editing or the region grid), kept per shape."""
-        if shape not in self._model_on:
-            mask = self.source.mask.astype(np.float32, copy=False)
-            if mask.shape != shape:
-                mask = resize_float(mask, shape[1], shape[0])
-            self._model_on[shape] = np.clip(mask, 0.0, 1.0)
-        return self._model_on[shape]
+        """The model's soft mask brought to `shape` (the editing or the region grid)."""
+        return self._fitted("model", self.source.mask, shape)
 
     def second_on(self, shape: tuple[int, int]) -> np.ndarray | None:
         """The second model's soft mask brought to `shape`, or None without one (asked once)."""
@@ -220,14 +215,20 @@ class EditGrid:
             self._second_asked = True
             if self.source.second_opinion is not None:
                 try:
-                    self._second = np.clip(np.asarray(self.source.second_opinion(), dtype=np.float32), 0.0, 1.0)
+                    self._second = np.asarray(self.source.second_opinion(), dtype=np.float32)
                 except Exception as error:  # noqa: BLE001 - a tap without it is still a tap
                     log.warning("second opinion unavailable, taps use the first model only: %s", error)
-        if self._second is None:
-            return None
-        if self._second.shape != shape:
-            return np.clip(resize_float(self._second, shape[1], shape[0]), 0.0, 1.0)
-        return self._second
+        return None if self._second is None else self._fitted("second", self._second, shape)
+
+    def _fitted(self, name: str, mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """A soft mask resized to `shape` and clipped to [0, 1], kept per (name, shape)."""
+        key = (name, shape)
+        if key not in self._masks_on:
+            mask = mask.astype(np.float32, copy=False)
+            if mask.shape != shape:
+                mask = resize_float(mask, shape[1], shape[0])
+            self._masks_on[key] = np.clip(mask, 0.0, 1.0)
+        return self._masks_on[key]
 
     def remembered(self, marks: tuple[Mark, ...]) -> tuple[int, Replay | None]:
         """The longest prefix of `marks` replayed before, and its replay (a copy)."""
@@ -344,33 +345,24 @@ def _tap(grid: EditGrid, state: np.ndarray, tap: Tap, held: np.ndarray) -> np.nd
     x = min(small_w - 1, int(tap.x * small_w / full_w))
     grid_y = min(state.shape[0] - 1, int(tap.y * state.shape[0] / full_h))
     grid_x = min(state.shape[1] - 1, int(tap.x * state.shape[1] / full_w))
+    # A keep tap where the first model saw nothing asks the second one.
+    wants_second = tap.keep and evidence_at(grid.model_on(state.shape), grid_y, grid_x, True) < SECOND_OPINION_BELOW
+
+    def models_on(shape: tuple[int, int]) -> dict[str, np.ndarray | None]:
+        return {"model": grid.model_on(shape), "second": grid.second_on(shape) if wants_second else None}
+
     if (small_h, small_w) == state.shape:
-        return tap_region(image, state, y, x, tap.keep, held, model=grid.model_on(image.shape[:2]),
-                          second=_second_for(grid, image.shape[:2], tap))
+        return tap_region(image, state, y, x, tap.keep, held, **models_on(state.shape))
     if np.linalg.norm(image[y, x] - grid.image[grid_y, grid_x]) > THIN_COLOUR_DISTANCE:
         return tap_region(grid.image, state, grid_y, grid_x, tap.keep, held, smoothing=0.0,
-                          model=grid.model_on(state.shape), second=_second_for(grid, state.shape, tap))
+                          **models_on(state.shape))
     small_held = resize_float(held.astype(np.float32), small_w, small_h) > 0.0
     small_state = resize_float(state.astype(np.float32), small_w, small_h) > 0.5
     small_state[y, x] = state[grid_y, grid_x]  # the tap's side is the editing grid's
-    small_region = tap_region(image, small_state, y, x, tap.keep, small_held,
-                              model=grid.model_on(image.shape[:2]), second=_second_for(grid, image.shape[:2], tap))
+    small_region = tap_region(image, small_state, y, x, tap.keep, small_held, **models_on((small_h, small_w)))
     region = resize_float(small_region.astype(np.float32), state.shape[1], state.shape[0]) > 0.5
     # Only pixels on the tapped side change side; the matting band settles the edge.
     return region & (state == state[grid_y, grid_x]) & ~held
-
-
-def _second_for(grid: EditGrid, shape: tuple[int, int], tap: Tap) -> np.ndarray | None:
-    """The second model's mask for a keep tap where the first model saw nothing, else None."""
-    if not tap.keep:
-        return None
-    model = grid.model_on(grid.shape)
-    full_h, full_w = grid.full_shape
-    y = min(grid.shape[0] - 1, int(tap.y * grid.shape[0] / full_h))
-    x = min(grid.shape[1] - 1, int(tap.x * grid.shape[1] / full_w))
-    if float(model[max(0, y - 1):y + 2, max(0, x - 1):x + 2].max()) >= SECOND_OPINION_BELOW:
-        return None
-    return grid.second_on(shape)
 
 
 def _solve_edges(grid: EditGrid, base: np.ndarray, state: np.ndarray, hard: np.ndarray,

@@ -212,6 +212,13 @@ def tap_region(image: np.ndarray, state: np.ndarray, y: int, x: int, keep: bool,
     return (component_at(grown, y, x) | seed) & ~held
 
 
+def evidence_at(model: np.ndarray, y: int, x: int, keep: bool) -> float:
+    """The model's evidence for the tapped side at a tap: its mask (keep) or one minus it (erase),
+    the best of the 3x3 pixels around the tap (a finger is not a pixel)."""
+    window = model[max(0, y - 1):y + 2, max(0, x - 1):x + 2]
+    return float(window.max() if keep else 1.0 - window.min())
+
+
 def _within_models_evidence(part: np.ndarray, model: np.ndarray, y: int, x: int, keep: bool) -> np.ndarray:
     """The tapped part, less the pixels where the model is far surer of the other side than at the tap.
 
@@ -220,10 +227,10 @@ def _within_models_evidence(part: np.ndarray, model: np.ndarray, y: int, x: int,
     response can. How far to trust the model is read at the tap: where it saw nothing (an object it
     did not pick), nothing is excluded and colours alone decide.
     """
-    evidence = model if keep else 1.0 - model
-    at_tap = float(evidence[max(0, y - 1):y + 2, max(0, x - 1):x + 2].max())
+    at_tap = evidence_at(model, y, x, keep)
     if at_tap < NO_EVIDENCE:
         return part  # the model was sure of the other side here: it has nothing to bound with
+    evidence = model if keep else 1.0 - model
     trusted = evidence >= at_tap / EVIDENCE_SPAN
     trusted[y, x] = True
     return component_at(part & trusted, y, x)
