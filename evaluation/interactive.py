@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import resource
 import statistics
 import sys
 import time
@@ -41,13 +40,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 
 from evaluation import metrics
+from evaluation.benchmark import DEFAULT_DATA, load_grey, peak_rss_gb
 from pipeline.decode import decode_image
 
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cutout" / "interactive"
 DEFAULT_MASKS = Path("/tmp/exp/cache")
 MAX_MARKS = 20
@@ -64,10 +62,6 @@ class Sample:
     image_path: Path
     truth_path: Path
     soft_truth: bool
-
-
-def load_grey(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255.0
 
 
 def samples(data: Path, set_name: str, limit: int | None) -> list[Sample]:
@@ -175,10 +169,6 @@ def next_click(alpha: np.ndarray, truth: np.ndarray, soft_truth: bool) -> tuple[
     return int(left + x), int(top + y), keep, float(depth[y, x])
 
 
-def binary_iou(alpha: np.ndarray, truth: np.ndarray) -> float:
-    return metrics.iou(alpha, (truth > 0.5).astype(np.float32))
-
-
 @dataclass
 class Session:
     """One simulated user on one photo: the scores after each mark and the engine's seconds per call."""
@@ -219,7 +209,7 @@ def simulate(sample: Sample, cutouts: ShippedCutouts, max_marks: int, stop_at_io
     grid = prepare(EditSource(image, mask, shipped,
                               second_opinion=cutouts.second_opinion(sample, image) if second_opinion else None))
     alpha = shipped.astype(np.float32) / 255.0
-    score = (lambda a: metrics.sad(a, truth)) if sample.soft_truth else (lambda a: binary_iou(a, truth))
+    score = (lambda a: metrics.sad(a, truth)) if sample.soft_truth else (lambda a: metrics.iou(a, truth))
     scores, seconds, marks = [score(alpha)], [], []
     while len(marks) < max_marks:
         if stop_at_iou is not None and scores[-1] >= stop_at_iou:
@@ -235,10 +225,6 @@ def simulate(sample: Sample, cutouts: ShippedCutouts, max_marks: int, stop_at_io
     while len(scores) <= max_marks:  # a user with nothing left to fix stays where they are
         scores.append(scores[-1])
     return Session(sample.name, scores, seconds)
-
-
-def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
 def report_binary(title: str, sessions: list[Session], max_marks: int) -> str:
