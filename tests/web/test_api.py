@@ -15,32 +15,10 @@ import pytest
 import requests
 from PIL import Image
 
-from app import create_app
-from settings import Settings
-from tests.conftest import jpeg_bytes, shared_image
 from tests.damaged_files import DAMAGED_KINDS, damaged_file
 from tests.gunicorn_server import GunicornServer
 
 
-@pytest.fixture(scope="module")
-def small_photo() -> bytes:
-    return jpeg_bytes(shared_image("GT04"), 320)
-
-
-@pytest.fixture
-def make_api(tmp_path, real_pipeline):
-    apps = []
-
-    def factory(**overrides):
-        values = dict(data_dir=tmp_path / "var", warm_up=False)
-        values.update(overrides)
-        app = create_app(Settings(**values), pipeline=real_pipeline)
-        apps.append(app)
-        return app.test_client()
-
-    yield factory
-    for app in apps:
-        app.extensions["cutout"]["worker"].stop()
 
 
 class QuietHandler(BaseHTTPRequestHandler):

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import SHARED_DATA, jpeg_bytes, loud_skip
-from tests.web.test_api import make_api, post  # noqa: F401  (make_api is a fixture)
+from tests.web.test_api import post
 
 
 @pytest.fixture(scope="module")

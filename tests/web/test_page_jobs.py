@@ -12,36 +12,27 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app import create_app
 from bot.web.page_jobs import PageJobs, download_name, upload_stem
 from pipeline.cutout import CutoutOptions
 from pipeline.worker import PipelineWorker
-from settings import Settings
 from tests.conftest import jpeg_bytes, shared_image
 
 
 @pytest.fixture(scope="module")
-def troll() -> bytes:
-    return jpeg_bytes(shared_image("GT04"), 320)
+def troll(small_photo) -> bytes:
+    return small_photo
 
 
 @pytest.fixture
-def make_page(tmp_path, real_pipeline):
-    apps = []
-
+def make_page(make_api):
+    """A test client of a fresh app that has loaded the page once: it holds the page's pass."""
     def factory(**overrides):
-        values = dict(data_dir=tmp_path / "var", warm_up=False)
-        values.update(overrides)
-        app = create_app(Settings(**values), pipeline=real_pipeline)
-        apps.append(app)
-        client = app.test_client()
+        client = make_api(**overrides)
         html = client.get("/").get_data(as_text=True)
         client.token = re.search(r'name="cutout-page-token" content="([^"]+)"', html).group(1)
         return client
 
-    yield factory
-    for app in apps:
-        app.extensions["cutout"]["worker"].stop()
+    return factory
 
 
 def submit(client, data: bytes | None = None, name: str = "troll.jpg", headers: dict | None = None, **fields):

@@ -9,21 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app import create_app
-from settings import Settings
-from tests.conftest import jpeg_bytes, shared_image
-
-
-@pytest.fixture(scope="module")
-def small_photo() -> bytes:
-    return jpeg_bytes(shared_image("GT04"), 320)
-
 
 @pytest.fixture
-def client(tmp_path, real_pipeline):
-    app = create_app(Settings(data_dir=tmp_path / "var", warm_up=False), pipeline=real_pipeline)
-    yield app.test_client()
-    app.extensions["cutout"]["worker"].stop()
+def client(make_api):
+    return make_api()
 
 
 def alpha_of(response) -> np.ndarray:
