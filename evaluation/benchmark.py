@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import resource
 import statistics
@@ -198,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", action="store_true", help="also score the rembg-style baseline (slow)")
     parser.add_argument("--square", action="store_true", help="also score the raw mask at the model's square")
     parser.add_argument("--assist", default=None, help="score with this assist model fused in (e.g. u2netp)")
+    parser.add_argument("--rows", type=Path, default=None,
+                        help="write every image's scores here as JSON (to compare two runs image by image)")
     parser.add_argument("--no-trimaps", action="store_true",
                         help="skip the matting stage given the set's trimaps (~20 s an image, unchanged by the chain)")
     args = parser.parse_args(argv)
@@ -208,11 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     pipeline = Pipeline()
     pipeline.warm_up(options)
     sets = args.sets.split(",")
-    print(f"benchmark {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPU cores, options {options}")
+    every_row: dict[str, dict[str, list[dict]]] = {}
+    print(f"benchmark {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPU cores, device {pipeline.device}, "
+          f"options {options}")
     if "alphamatting" in sets:
         square = square_segmenter(pipeline, CutoutOptions()) if args.square else None
         rows = run_alphamatting(pipeline, args.data / "alphamatting_training_lowres", args.limit, args.baseline,
                                 options=options, square=square, trimaps=not args.no_trimaps)
+        every_row["alphamatting"] = rows
         print(summarise("alphamatting.com training set (SAD, Grad, Conn /1000; alpha in [0,1]; "
                         "hair = mean alpha minus truth's in the partial region)", rows,
                         ["SAD", "MSE", "Grad", "Conn", "IoU", "hair"]))
@@ -225,8 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, folder, title in (("sod", "sod_dev", "SOD dev split"), ("dis5k", "dis5k_te_dev", "DIS5K dev (full resolution)")):
         if name in sets:
             rows = run_mask_set(pipeline, args.data / folder, args.limit, name, options)
+            every_row[name] = rows
             print(summarise(title, rows, ["MAE", "maxF", "IoU", "bMAE"]))
             print(harm_report(rows, "raw model mask", "MAE"))
+    if args.rows:
+        args.rows.write_text(json.dumps(every_row, indent=1))
     return 0
 
 

@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -57,6 +58,13 @@ MATTING_MIN_RELIABILITY = 0.9
 def default_segment_side() -> int | None:
     configured = os.environ.get("CUTOUT_SEGMENT_SIDE")
     return int(configured) if configured else None
+
+
+def default_refine_threads(device: str) -> int:
+    configured = os.environ.get("CUTOUT_REFINE_THREADS")
+    if configured:
+        return max(1, int(configured))
+    return max(1, os.cpu_count() or 1) if device == "cuda" else 1
 
 
 def default_keep_aspect() -> bool:
@@ -106,10 +114,12 @@ class Pipeline:
 
     def __init__(self, model_dir: Path | str | None = None, cache_dir: Path | str | None = None,
                  threads: int | None = None, device: str | None = None, segment_side: int | None = None,
-                 keep_aspect: bool | None = None) -> None:
+                 keep_aspect: bool | None = None, refine_threads: int | None = None) -> None:
         """segment_side: long side of the segmentation input, below the model's native side (None: native).
 
         keep_aspect: segment at the photo's aspect ratio rather than the stretched square (None: default).
+        refine_threads: images of one batch refined side by side (None: CUTOUT_REFINE_THREADS, else
+        every core on the GPU path and one on the CPU path).
         """
         self.model_dir = model_dir
         self.cache_dir = cache_dir
@@ -119,6 +129,8 @@ class Pipeline:
         self.keep_aspect = default_keep_aspect() if keep_aspect is None else keep_aspect
         self._segmenters: dict[str, Segmenter] = {}
         self._lock = threading.Lock()
+        self.refine_threads = default_refine_threads(self.device) if refine_threads is None else refine_threads
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def uses_torch(self) -> bool:
@@ -132,7 +144,8 @@ class Pipeline:
                 if self.uses_torch:
                     from pipeline.torch_path.segment import TorchSegmenter
 
-                    self._segmenters[name] = TorchSegmenter(spec, path, "cuda" if self.device == "cuda" else "cpu")
+                    self._segmenters[name] = TorchSegmenter(spec, path, "cuda" if self.device == "cuda" else "cpu",
+                                                            keep_aspect=self.keep_aspect)
                 else:
                     self._segmenters[name] = Segmenter(spec, path, self.threads, input_side=self.segment_side,
                                                          keep_aspect=self.keep_aspect)
@@ -167,11 +180,30 @@ class Pipeline:
         if options.assist_model:
             assists = self._predict_small_all(options.assist_model, images)
         seconds = (time.perf_counter() - started) / len(images)
-        results = []
-        for index, (image, mask, assist) in enumerate(zip(images, masks, assists)):
+
+        def refine(index: int) -> CutoutResult:
             report(index, "refining")
-            results.append(self._refine(image, mask, assist, options, {"segment": seconds}))
-        return results
+            return self._refine(images[index], masks[index], assists[index], options, {"segment": seconds})
+
+        pool = self._refine_pool() if len(images) > 1 else None
+        if pool is None:
+            return [refine(index) for index in range(len(images))]
+        return list(pool.map(refine, range(len(images))))
+
+    def _refine_pool(self) -> ThreadPoolExecutor | None:
+        """Threads that refine a batch's images side by side (None: one after another).
+
+        The refinement is mostly NumPy/SciPy work that leaves the GIL; on a GPU host the pipeline
+        thread would otherwise refine a batch of 64 on one core while the others idle. On the CPU
+        path onnxruntime already uses every core, so one at a time stays the default there.
+        """
+        threads = self.refine_threads
+        if threads <= 1:
+            return None
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="refine")
+            return self._pool
 
     @staticmethod
     def _as_unit_float(image: np.ndarray) -> np.ndarray:
@@ -184,6 +216,8 @@ class Pipeline:
     def _predict_small_all(self, name: str, images: list[np.ndarray]) -> list[np.ndarray]:
         """Masks at the segmenter's working grid (full-size masks where it only gives those)."""
         segmenter = self.segmenter(name)
+        if hasattr(segmenter, "predict_small_batch"):  # the torch path: one forward pass per network shape
+            return segmenter.predict_small_batch(images)
         if hasattr(segmenter, "predict_small"):
             return [segmenter.predict_small(image) for image in images]
         if hasattr(segmenter, "predict_batch"):

@@ -27,6 +27,25 @@ def default_thread_count() -> int:
     return int(configured) if configured else max(1, os.cpu_count() or 1)
 
 
+# Beyond this stretch the short side is not shrunk further: the network never saw panoramas.
+MAX_ASPECT = 2.0
+# A photo-shaped mask with less foreground (share of the picture) than this counts as empty.
+EMPTY_MASK_SHARE = 0.005
+
+
+def photo_shaped_size(height: int, width: int, side: int, multiple: int) -> tuple[int, int]:
+    """(height, width) of a network input with long side `side` and the photo's aspect ratio, each side
+    a multiple of `multiple`, the short side no shorter than side / MAX_ASPECT."""
+    shortest = max(multiple, round(side / MAX_ASPECT / multiple) * multiple)
+
+    def short_side(short: int, long: int) -> int:
+        return min(side, max(shortest, round(side * short / long / multiple) * multiple))
+
+    if height >= width:
+        return side, short_side(width, height)
+    return short_side(height, width), side
+
+
 class Segmenter:
     """One onnxruntime session for one salient-object model, reused for every image.
 
@@ -38,11 +57,6 @@ class Segmenter:
     too (the shape the model was trained on). The mask is resized back to the photo. With
     `flip_average` the mirrored image is predicted too and the two masks are averaged.
     """
-
-    # Beyond this stretch the short side is not shrunk further: the network never saw panoramas.
-    MAX_ASPECT = 2.0
-    # A photo-shaped mask with less foreground (share of the picture) than this counts as empty.
-    EMPTY_MASK_SHARE = 0.005
 
     def __init__(self, spec: ModelSpec, model_path: Path, threads: int | None = None,
                  input_side: int | None = None, keep_aspect: bool = True) -> None:
@@ -85,15 +99,7 @@ class Segmenter:
         """(height, width) of the network input for a photo of this size."""
         if not self.keep_aspect:
             return self.input_size
-        side, multiple = self.input_size[0], self.size_multiple or 1
-        shortest = max(multiple, round(side / self.MAX_ASPECT / multiple) * multiple)
-
-        def short_side(short: int, long: int) -> int:
-            return min(side, max(shortest, round(side * short / long / multiple) * multiple))
-
-        if height >= width:
-            return side, short_side(width, height)
-        return short_side(height, width), side
+        return photo_shaped_size(height, width, self.input_size[0], self.size_multiple or 1)
 
     def preprocess(self, image: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
         """(h, w, 3) RGB in [0, 1] -> (1, 3, H, W) float32 network input, (H, W) = size or the photo's."""
@@ -123,7 +129,7 @@ class Segmenter:
         height, width = image.shape[:2]
         size = self.network_size(height, width)
         mask = self._predict_at(image, size, flip_average)
-        if size != self.input_size and float((mask > 0.5).mean()) < self.EMPTY_MASK_SHARE:
+        if size != self.input_size and float((mask > 0.5).mean()) < EMPTY_MASK_SHARE:
             # The model was trained on stretched squares; where the photo shape finds nothing, ask
             # that way too (SOD dev: 19 of 196 photos, most of them found at the square).
             log.info("%s found no subject at %s, asking at the square %s", self.spec.name, size, self.input_size)

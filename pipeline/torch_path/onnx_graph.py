@@ -1,10 +1,16 @@
 """Run an ONNX graph as a torch module: the ISNet graph on the GPU without onnxruntime.
 
 ISNet and U^2-Net-p use a handful of operators (Conv, Relu, MaxPool, Resize, Concat, Add, Sigmoid,
-Cast and the Shape/Slice/Gather/Unsqueeze arithmetic feeding Resize); interpreting them directly with torch.nn.functional keeps
-the weights identical to the onnxruntime path and needs neither onnx2torch nor torchvision (which
-must match the installed torch exactly). Weights load once; `Cast` nodes map to the module's
-compute dtype, so the same graph runs in fp16 on a GPU and fp32 on a CPU.
+Cast and the Shape/Slice/Gather/Unsqueeze/Mul/Div arithmetic feeding Resize); interpreting them
+directly with torch.nn.functional keeps the weights identical to the onnxruntime path and needs
+neither onnx2torch nor torchvision (which must match the installed torch exactly). Weights load
+once; `Cast` nodes map to the module's compute dtype, so the same graph runs in fp16 on a GPU and
+fp32 on a CPU.
+
+Two things keep it fit for a GPU: integer constants (the size arithmetic) stay on the host, so
+reading a Resize target never waits for the GPU and the forward pass can be captured in a CUDA
+graph; and each intermediate is dropped after its last reader, so a batch of 64 holds only the
+activations still needed rather than all of them.
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 SUPPORTED = {"Constant", "Conv", "Relu", "Cast", "Concat", "Shape", "Slice", "Resize", "MaxPool", "Add", "Sigmoid",
-             "Gather", "Unsqueeze"}
+             "Gather", "Unsqueeze", "Mul", "Div"}
 
 
 def _attributes(node) -> dict:
@@ -25,12 +31,13 @@ def _attributes(node) -> dict:
 
 
 class OnnxGraphModule(torch.nn.Module):
-    def __init__(self, model_path: Path | str, output_name: str | None = None) -> None:
+    def __init__(self, model: Path | str | bytes, output_name: str | None = None) -> None:
+        """model: an ONNX file, or a serialized model (pipeline/free_input_size's rewrite)."""
         super().__init__()
         import onnx
         from onnx import numpy_helper
 
-        model = onnx.load(str(model_path))
+        model = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
         graph = model.graph
         unsupported = {node.op_type for node in graph.node} - SUPPORTED
         if unsupported:
@@ -38,6 +45,7 @@ class OnnxGraphModule(torch.nn.Module):
         self.input_name = graph.input[0].name
         self.output_name = output_name or graph.output[0].name
         self._names: dict[str, str] = {}
+        self._host_constants: dict[str, torch.Tensor] = {}  # integer constants: never moved to the GPU
         for initializer in graph.initializer:
             self._add_constant(initializer.name, numpy_helper.to_array(initializer))
         self.nodes: list[tuple[str, list[str], list[str], dict]] = []
@@ -48,19 +56,35 @@ class OnnxGraphModule(torch.nn.Module):
                 continue
             self.nodes.append((node.op_type, list(node.input), list(node.output), attributes))
         self.nodes = self._prune(self._topological(self.nodes))
+        self._released_after = self._last_uses()
         self.compute_dtype = torch.float32
 
     def _add_constant(self, name: str, array: np.ndarray) -> None:
-        buffer_name = f"c{len(self._names)}"
         tensor = torch.from_numpy(np.array(array))
-        if tensor.is_floating_point():
-            tensor = tensor.float()  # stored fp32; `to(dtype)` of the module converts for fp16 runs
-        self.register_buffer(buffer_name, tensor, persistent=False)
+        if not tensor.is_floating_point():
+            self._host_constants[name] = tensor
+            return
+        buffer_name = f"c{len(self._names)}"
+        # Stored fp32; `to(dtype)` of the module converts for fp16 runs.
+        self.register_buffer(buffer_name, tensor.float(), persistent=False)
         self._names[name] = buffer_name
+
+    def _last_uses(self) -> list[list[str]]:
+        """For each node, the intermediates no later node reads (dropped right after it runs)."""
+        last: dict[str, int] = {}
+        for index, (_, inputs, _, _) in enumerate(self.nodes):
+            for name in inputs:
+                if name and name not in self._names and name not in self._host_constants:
+                    last[name] = index
+        released: list[list[str]] = [[] for _ in self.nodes]
+        for name, index in last.items():
+            if name not in (self.output_name, self.input_name):
+                released[index].append(name)
+        return released
 
     def _topological(self, nodes):
         """fp16-converted graphs append their Cast nodes at the end: put every node after its inputs."""
-        available = set(self._names) | {self.input_name, ""}
+        available = set(self._names) | set(self._host_constants) | {self.input_name, ""}
         ordered, pending = [], list(nodes)
         while pending:
             ready = [node for node in pending if all(name in available for name in node[1])]
@@ -91,10 +115,14 @@ class OnnxGraphModule(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values: dict[str, torch.Tensor] = {name: getattr(self, buffer) for name, buffer in self._names.items()}
+        values.update(self._host_constants)
         values[self.input_name] = x
-        for op_type, inputs, outputs, attributes in self.nodes:
+        for (op_type, inputs, outputs, attributes), released in zip(self.nodes, self._released_after):
             arguments = [values[name] if name else None for name in inputs]
             values[outputs[0]] = getattr(self, f"_op_{op_type.lower()}")(arguments, attributes)
+            del arguments
+            for name in released:
+                del values[name]
         return values[self.output_name]
 
     # --- operators ------------------------------------------------------------------------------
@@ -112,6 +140,14 @@ class OnnxGraphModule(torch.nn.Module):
 
     def _op_add(self, a, attributes):
         return a[0] + a[1]
+
+    def _op_mul(self, a, attributes):
+        return a[0] * a[1]
+
+    def _op_div(self, a, attributes):
+        if a[0].is_floating_point():
+            return a[0] / a[1]
+        return torch.div(a[0], a[1], rounding_mode="trunc")  # ONNX integer Div truncates
 
     def _op_concat(self, a, attributes):
         return torch.cat(a, dim=attributes["axis"])

@@ -1,63 +1,186 @@
-"""Segmentation with torch (the GPU path): the same ISNet weights, batched, fp16 + channels-last on CUDA.
+"""Segmentation with torch (the GPU path): the same ISNet weights and input geometry as the CPU path, batched.
 
-Chosen when CUTOUT_DEVICE=cuda, or automatically when torch sees a GPU (pipeline.device).
-On a CPU it runs in fp32 and matches the onnxruntime path at the square input (tests check the
-difference). Unlike the onnxruntime path it keeps ISNet's stretched 1024^2 square for every photo:
-one shape per batch is what makes batches of 64 fast on a GPU.
+Chosen when CUTOUT_DEVICE=cuda, or automatically when torch sees a GPU (pipeline.device). Like the
+onnxruntime Segmenter it runs ISNet at the photo's aspect ratio (long side 1024, the graph freed by
+models/free_input_size) and asks again at the square where the photo shape found nothing, so the
+GPU and CPU paths cut out the same thing. Photos of one network shape share a forward pass (a
+phone's 4:3 photos all run at 1024x768); on CUDA the pass is fp16 and channels-last, cuDNN picks its
+fastest kernels per shape, and small batches replay a captured CUDA graph, because at batch 1 the
+interpreter's Python per operator would otherwise cost more than the GPU's work.
 """
 from __future__ import annotations
 
+import logging
+import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models.free_input_size import GraphNotResizable, graph_with_free_input_size
 from models.specs import ModelSpec
+from pipeline.segment import EMPTY_MASK_SHARE, photo_shaped_size
 from pipeline.torch_path.onnx_graph import OnnxGraphModule
+
+log = logging.getLogger(__name__)
+
+# Batches up to this size replay CUDA graphs (one per batch shape); larger ones keep the GPU busy
+# enough that launching eagerly costs nothing measurable. CUTOUT_CUDA_GRAPHS=0 turns graphs off.
+GRAPH_MAX_BATCH = 4
+# Captured graphs kept (each holds its own activation memory): phone shapes x small batch sizes.
+GRAPHS_KEPT = 12
+
+
+def graphs_enabled() -> bool:
+    return os.environ.get("CUTOUT_CUDA_GRAPHS", "1") != "0"
 
 
 class TorchSegmenter:
-    def __init__(self, spec: ModelSpec, model_path: Path, device: str = "cuda") -> None:
+    def __init__(self, spec: ModelSpec, model_path: Path, device: str = "cuda", keep_aspect: bool = True,
+                 dtype: torch.dtype | None = None, cuda_graphs: bool | None = None) -> None:
         if spec.task != "salient":
             raise ValueError(f"model {spec.name} is a {spec.task} model, not a segmentation model")
         self.spec = spec
         self.device = torch.device(device)
-        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        module = OnnxGraphModule(model_path).eval().to(self.device).to(self.dtype)
-        if self.device.type == "cuda":
+        on_cuda = self.device.type == "cuda"
+        self.dtype = dtype or (torch.float16 if on_cuda else torch.float32)
+        self.input_size = spec.input_size
+        self.size_multiple: int | None = None
+        source: Path | bytes = model_path
+        native_side = spec.input_size[0]
+        if keep_aspect and spec.input_size == (native_side, native_side):
+            try:
+                free = graph_with_free_input_size(model_path, native_side)
+                source, self.size_multiple = free.model, free.multiple
+            except GraphNotResizable as error:
+                log.info("%s runs at its native %d px square: %s", spec.name, native_side, error)
+        self.keep_aspect = self.size_multiple is not None
+        module = OnnxGraphModule(source).eval().to(self.device).to(self.dtype)
+        if on_cuda:
+            torch.backends.cudnn.benchmark = True  # one algorithm search per shape, then the fastest
             module = module.to(memory_format=torch.channels_last)
         self.module = module
         self.mean = torch.tensor(spec.mean, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(spec.std, device=self.device).view(1, 3, 1, 1)
+        self.use_graphs = on_cuda and (graphs_enabled() if cuda_graphs is None else cuda_graphs)
+        self._graphs: OrderedDict[tuple[int, ...], tuple] = OrderedDict()
         self._lock = threading.Lock()
 
-    @torch.inference_mode()
-    def predict_tensors(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
-        """(3, h, w) float tensors in [0, 1] on the device -> (h, w) masks, one forward pass for all."""
-        net_h, net_w = self.spec.input_size
-        batch = torch.cat([F.interpolate(image[None].float(), size=(net_h, net_w), mode="bilinear",
-                                         align_corners=False, antialias=True) for image in images])
+    def network_size(self, height: int, width: int) -> tuple[int, int]:
+        if not self.keep_aspect:
+            return self.input_size
+        return photo_shaped_size(height, width, self.input_size[0], self.size_multiple or 1)
+
+    # --- the network --------------------------------------------------------------------------
+    def _network_input(self, images: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """(3, h, w) tensors in [0, 1] -> one normalised (n, 3, H, W) batch at `size` (PIL-like antialiased resize)."""
+        batch = torch.cat([F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False,
+                                         antialias=True) for image in images])
         batch = ((batch - self.mean) / self.std).to(self.dtype)
         if self.device.type == "cuda":
             batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """The network's (n, 1, H, W) output in float32, values in [0, 1]."""
         with self._lock:
-            output = self.module(batch).float()
-        if self.spec.name.startswith("u2net"):
+            if self.use_graphs and batch.shape[0] <= GRAPH_MAX_BATCH:
+                output = self._replay(batch)
+            else:
+                output = self.module(batch)
+            output = output.float()
+        if self.spec.name.startswith("u2net"):  # U^2-Net's side output is min-max scaled per image (as rembg)
             low = output.amin(dim=(1, 2, 3), keepdim=True)
             high = output.amax(dim=(1, 2, 3), keepdim=True)
             output = (output - low) / (high - low).clamp_min(1e-6)
-        masks = []
-        for index, image in enumerate(images):
-            mask = F.interpolate(output[index:index + 1], size=image.shape[1:], mode="bilinear", align_corners=False)
-            masks.append(mask[0, 0].clamp(0, 1))
-        return masks
+        return output.clamp(0, 1)
+
+    def _replay(self, batch: torch.Tensor) -> torch.Tensor:
+        key = tuple(batch.shape)
+        captured = self._graphs.get(key)
+        if captured is None:
+            try:
+                captured = self._capture(batch)
+            except RuntimeError as error:  # a driver or op that cannot be captured: eager from now on
+                log.warning("CUDA graph capture failed, running eagerly: %s", error)
+                self.use_graphs = False
+                return self.module(batch)
+            self._graphs[key] = captured
+            while len(self._graphs) > GRAPHS_KEPT:
+                self._graphs.popitem(last=False)
+        self._graphs.move_to_end(key)
+        graph, static_input, static_output = captured
+        static_input.copy_(batch)
+        graph.replay()
+        return static_output.clone()
+
+    def _capture(self, batch: torch.Tensor) -> tuple:
+        static_input = batch.clone()
+        side_stream = torch.cuda.Stream()
+        side_stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side_stream):  # warm-up off the capture: cuDNN's search must not be recorded
+            for _ in range(2):
+                self.module(static_input)
+        torch.cuda.current_stream().wait_stream(side_stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_output = self.module(static_input)
+        return graph, static_input, static_output
+
+    # --- masks ----------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def predict_small_tensors(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
+        """(3, h, w) tensors in [0, 1] on the device -> (H, W) masks at each photo's network size.
+
+        Photos of one network shape share a forward pass. Where the photo shape found no subject
+        the square is asked too, as on the CPU path, and its mask brought back to the photo's shape.
+        """
+        sizes = [self.network_size(*image.shape[1:]) for image in images]
+        masks: list[torch.Tensor | None] = [None] * len(images)
+        for size in dict.fromkeys(sizes):
+            members = [index for index, other in enumerate(sizes) if other == size]
+            output = self._forward(self._network_input([images[index] for index in members], size))
+            for row, index in enumerate(members):
+                masks[index] = output[row, 0]
+        empty = [index for index, mask in enumerate(masks)
+                 if sizes[index] != self.input_size and float((mask > 0.5).float().mean()) < EMPTY_MASK_SHARE]
+        if empty:
+            log.info("%s found no subject in %d photo(s) at their shape, asking at the square", self.spec.name, len(empty))
+            output = self._forward(self._network_input([images[index] for index in empty], self.input_size))
+            for row, index in enumerate(empty):
+                square = F.interpolate(output[row:row + 1], size=sizes[index], mode="bilinear", align_corners=False)
+                masks[index] = square[0, 0].clamp(0, 1)
+        return masks  # type: ignore[return-value]
+
+    def to_device(self, image: np.ndarray) -> torch.Tensor:
+        """(h, w, 3) float array -> (3, h, w) float32 tensor on the device."""
+        tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+        if self.device.type == "cuda":
+            tensor = tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.permute(2, 0, 1)
+
+    def predict_small_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """(h, w, 3) RGB arrays in [0, 1] -> (H, W) float32 masks at each photo's network size."""
+        masks = self.predict_small_tensors([self.to_device(image) for image in images])
+        return [mask.cpu().numpy().astype(np.float32) for mask in masks]
+
+    def predict_small(self, image: np.ndarray, flip_average: bool = False) -> np.ndarray:
+        if flip_average:
+            masks = self.predict_small_batch([image, np.ascontiguousarray(image[:, ::-1])])
+            return 0.5 * (masks[0] + masks[1][:, ::-1])
+        return self.predict_small_batch([image])[0]
 
     def predict_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """(h, w, 3) RGB arrays in [0, 1] -> (h, w) float32 masks."""
-        tensors = [torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(self.device) for image in images]
-        return [mask.cpu().numpy().astype(np.float32) for mask in self.predict_tensors(tensors)]
+        """(h, w, 3) RGB arrays in [0, 1] -> (h, w) float32 masks at each photo's size."""
+        out = []
+        with torch.inference_mode():
+            for image, mask in zip(images, self.predict_small_tensors([self.to_device(image) for image in images])):
+                full = F.interpolate(mask[None, None], size=image.shape[:2], mode="bilinear", align_corners=False)
+                out.append(full[0, 0].clamp(0, 1).cpu().numpy().astype(np.float32))
+        return out
 
     def predict(self, image: np.ndarray, flip_average: bool = False) -> np.ndarray:
         if flip_average:

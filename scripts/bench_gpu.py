@@ -1,0 +1,309 @@
+"""The GPU pipeline measured in one run, beside the CPU path on the same machine.
+
+    python scripts/bench_gpu.py [--out DIR] [--data ../shared/data] [--photos 256] [--skip-cpu]
+
+Sections (each one's failure is reported and the run goes on):
+- segmentation: ISNet forward passes/s at batch 1, 16 and 64, at the 1024^2 square and at a phone
+  photo's 1024x768, for fp16 channels-last (the default; CUDA graphs at small batches) and the
+  variants it was chosen over (no graphs, bf16, NCHW), with peak GPU memory; plus one batch of 64
+  1 MP photos including the on-device resize and normalisation.
+- lone requests: one 1 MP (and 12 MP) photo at a time, JPEG bytes -> decode -> cutout -> PNG:
+  p50 / p99 before encoding and in all, and the stages.
+- saturated: the service's shape. Client threads decode and encode (the request / IO threads),
+  the pipeline thread (PipelineWorker) takes up to --batch photos per forward pass and refines
+  them in the pipeline's refine pool. images/s at 1 MP and at 12 MP, batch sizes, where time goes.
+- the CPU path (onnxruntime, every core of this machine) for the same lone requests.
+- a torch profile of one batch-64 forward pass (top kernels).
+Photos: DIS5K dev's 22 MP car and alphamatting.com inputs cropped to 4:3 (a phone photo's shape)
+and resized to 1 and 12 MP. Prints markdown; writes results.json and bench_gpu.md under --out.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import json
+import os
+import resource
+import statistics
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from evaluation.benchmark import DEFAULT_DATA  # noqa: E402
+from pipeline.cutout import CutoutOptions, Pipeline  # noqa: E402
+from pipeline.decode import decode_image  # noqa: E402
+from pipeline.outputs.render import Background, render  # noqa: E402
+from pipeline.worker import PipelineWorker  # noqa: E402
+
+LIMITS = {"max_bytes": 1 << 30, "max_pixels": 1 << 30}
+
+
+def sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def peak_gpu_gb() -> float:
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def photo_jpegs(data: Path, megapixels: float, count: int) -> list[bytes]:
+    """count JPEGs of about `megapixels`, 4:3, from the evaluation photos (the 22 MP car first for big sizes)."""
+    car = data / "dis5k_te_dev" / "image" / "te3-car-1233511291.jpg"
+    sources = sorted((data / "alphamatting_training_lowres" / "input").glob("*.png"))
+    if megapixels > 2 and car.exists():
+        sources = [car] + sorted((data / "dis5k_te_dev" / "image").glob("*.jpg"))
+    if not sources:
+        raise SystemExit(f"no photos under {data}")
+    made: dict[Path, bytes] = {}
+    for path in sources[:count]:
+        photo = Image.open(path).convert("RGB")
+        width, height = photo.size
+        if width * 3 > height * 4:  # crop to 4:3 (landscape) or 3:4 (portrait)
+            keep = height * 4 // 3
+            photo = photo.crop(((width - keep) // 2, 0, (width - keep) // 2 + keep, height))
+        elif height * 3 > width * 4:
+            keep = width * 4 // 3
+            photo = photo.crop((0, (height - keep) // 2, width, (height - keep) // 2 + keep))
+        scale = (megapixels * 1e6 / (photo.width * photo.height)) ** 0.5
+        photo = photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.BICUBIC)
+        buffer = io.BytesIO()
+        photo.save(buffer, "JPEG", quality=92)
+        made[path] = buffer.getvalue()
+    jpegs = list(made.values())
+    return [jpegs[index % len(jpegs)] for index in range(count)]
+
+
+def lone_requests(pipeline: Pipeline, jpegs: list[bytes], warm: int = 2) -> dict:
+    before, total, encode, stages = [], [], [], {}
+    for index, data in enumerate(jpegs):
+        started = time.perf_counter()
+        image = decode_image(data, **LIMITS)
+        decoded = time.perf_counter()
+        result = pipeline.cutout(image)
+        computed = time.perf_counter()
+        render(result, Background("transparent"), fmt="png")
+        finished = time.perf_counter()
+        if index < warm:
+            continue
+        before.append(computed - started)
+        total.append(finished - started)
+        encode.append(finished - computed)
+        for stage, seconds in {"decode": decoded - started, **result.timings}.items():
+            stages.setdefault(stage, []).append(seconds)
+    return {"n": len(before), "before_png_ms_p50": 1000 * statistics.median(before),
+            "before_png_ms_p99": 1000 * percentile(before, 0.99), "total_ms_p50": 1000 * statistics.median(total),
+            "total_ms_p99": 1000 * percentile(total, 0.99), "encode_png_ms_p50": 1000 * statistics.median(encode),
+            "stages_ms_p50": {k: round(1000 * statistics.median(v), 1) for k, v in stages.items()}}
+
+
+def saturated(pipeline: Pipeline, jpegs: list[bytes], batch: int, clients: int) -> dict:
+    """Throughput the way the service runs: clients decode + encode, the pipeline thread batches."""
+    worker = PipelineWorker(queue_size=len(jpegs) + 8, max_batch=batch, max_wait_s=0.005)
+    worker.start()
+    options = CutoutOptions()
+    lock = threading.Lock()
+    stages: dict[str, list[float]] = {}
+
+    def one(data: bytes) -> None:
+        started = time.perf_counter()
+        image = decode_image(data, **LIMITS)
+        decoded = time.perf_counter()
+        future = worker.submit_batchable("cutout", image, lambda images: pipeline.cutout_batch(images, options))
+        result = future.result()
+        computed = time.perf_counter()
+        render(result, Background("transparent"), fmt="png")
+        finished = time.perf_counter()
+        with lock:
+            for stage, seconds in {"decode": decoded - started, "pipeline (queue + batch)": computed - decoded,
+                                   "encode_png": finished - computed, **result.timings}.items():
+                stages.setdefault(stage, []).append(seconds)
+
+    try:
+        with ThreadPoolExecutor(clients) as pool:  # warm: every shape's first batch pays cuDNN's search
+            list(pool.map(one, jpegs[: min(len(jpegs), batch)]))
+        stages.clear()
+        worker.stats.batches = worker.stats.batched_items = 0
+        worker.stats.busy_s = 0.0
+        started = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(one, jpegs))
+        elapsed = time.perf_counter() - started
+    finally:
+        worker.stop()
+    return {"n": len(jpegs), "batch": batch, "clients": clients, "images_per_s": len(jpegs) / elapsed,
+            "mean_batch": worker.stats.batched_items / max(1, worker.stats.batches),
+            "pipeline_thread_busy": worker.stats.busy_s / elapsed,
+            "stages_ms_mean": {k: round(1000 * statistics.fmean(v), 1) for k, v in stages.items()}}
+
+
+def segmentation(pipeline: Pipeline, batches: tuple[int, ...]) -> list[dict]:
+    import torch
+
+    from models import ensure_model, get_spec
+    from pipeline.torch_path.segment import TorchSegmenter
+
+    spec = get_spec("isnet")
+    path = ensure_model(spec)
+    default = pipeline.segmenter("isnet")
+    variants = {"fp16 channels-last (default)": default}
+    rows = []
+
+    def rate(segmenter: TorchSegmenter, shape: tuple[int, int], batch: int, channels_last: bool = True) -> dict:
+        x = torch.randn(batch, 3, *shape, device=segmenter.device).to(segmenter.dtype)
+        if channels_last and segmenter.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        sync()
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        with torch.inference_mode():
+            for _ in range(3 if segmenter.device.type == "cuda" else 1):
+                segmenter._forward(x)
+            sync()
+            repeats = max(3, 96 // batch) if segmenter.device.type == "cuda" else 1
+            started = time.perf_counter()
+            for _ in range(repeats):
+                segmenter._forward(x)
+            sync()
+        seconds = (time.perf_counter() - started) / repeats
+        return {"images_per_s": batch / seconds, "ms_per_batch": 1000 * seconds, "peak_gpu_gb": peak_gpu_gb()}
+
+    for shape in ((1024, 1024), (768, 1024)):
+        for batch in batches:
+            rows.append({"variant": "fp16 channels-last (default)", "shape": shape, "batch": batch,
+                         **rate(default, shape, batch)})
+            print(f"  segmentation {rows[-1]}", flush=True)
+    if default.device.type != "cuda":
+        return rows
+    eager = TorchSegmenter(spec, path, "cuda", cuda_graphs=False)
+    rows.append({"variant": "fp16 channels-last, no CUDA graph", "shape": (1024, 1024), "batch": 1,
+                 **rate(eager, (1024, 1024), 1)})
+    nchw = eager
+    nchw.module = nchw.module.to(memory_format=torch.contiguous_format)
+    rows.append({"variant": "fp16 NCHW", "shape": (1024, 1024), "batch": 64 if 64 in batches else batches[-1],
+                 **rate(nchw, (1024, 1024), 64 if 64 in batches else batches[-1], channels_last=False)})
+    del eager, nchw
+    bf16 = TorchSegmenter(spec, path, "cuda", dtype=torch.bfloat16)
+    for batch in (1, batches[-1]):
+        rows.append({"variant": "bf16 channels-last", "shape": (1024, 1024), "batch": batch,
+                     **rate(bf16, (1024, 1024), batch)})
+    del bf16, variants
+    torch.cuda.empty_cache()
+    for row in rows[-4:]:
+        print(f"  segmentation {row}", flush=True)
+    return rows
+
+
+def segmentation_with_preprocessing(pipeline: Pipeline, jpegs: list[bytes], batch: int) -> dict:
+    """images/s of predict_small_tensors for `batch` 1 MP photos already on the GPU (resize included)."""
+    import torch
+
+    segmenter = pipeline.segmenter("isnet")
+    images = [segmenter.to_device(decode_image(data, **LIMITS)) for data in jpegs[:batch]]
+    with torch.inference_mode():
+        segmenter.predict_small_tensors(images)
+        sync()
+        started = time.perf_counter()
+        segmenter.predict_small_tensors(images)
+        sync()
+    return {"batch": len(images), "images_per_s": len(images) / (time.perf_counter() - started)}
+
+
+def kernel_profile(pipeline: Pipeline) -> str:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    segmenter = pipeline.segmenter("isnet")
+    x = torch.randn(64, 3, 1024, 1024, device="cuda").to(segmenter.dtype).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        segmenter._forward(x)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            segmenter._forward(x)
+            torch.cuda.synchronize()
+    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=15, max_name_column_width=60)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--photos", type=int, default=256, help="1 MP photos in the saturated run")
+    parser.add_argument("--big-photos", type=int, default=32, help="12 MP photos in the saturated run")
+    parser.add_argument("--batches", default="1,16,64")
+    parser.add_argument("--lone", type=int, default=32, help="1 MP photos timed one at a time")
+    parser.add_argument("--skip-cpu", action="store_true")
+    parser.add_argument("--device", default="cuda", help="torch-cpu runs the same sections on the CPU (a smoke test)")
+    parser.add_argument("--sections", default="segmentation,lone,saturated,big,cpu,profile")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    sections = args.sections.split(",")
+    import torch
+
+    results: dict = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
+                     "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                     "torch": torch.__version__, "cpu_cores": os.cpu_count()}
+    print(json.dumps(results), flush=True)
+
+    def save() -> None:
+        (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+
+    def section(name: str, function) -> None:
+        if name not in sections:
+            return
+        started = time.perf_counter()
+        try:
+            results[name] = function()
+        except Exception as error:  # one section's failure must not lose the others
+            results[name] = {"failed": f"{type(error).__name__}: {error}", "trace": traceback.format_exc()[-2000:]}
+        print(f"## {name} ({time.perf_counter() - started:.0f} s)\n{json.dumps(results[name], indent=1, default=str)}",
+              flush=True)
+        save()
+
+    started = time.perf_counter()
+    pipeline = Pipeline(device=args.device)
+    pipeline.warm_up()
+    results["load_s"] = time.perf_counter() - started
+    results["refine_threads"] = pipeline.refine_threads
+    small = photo_jpegs(args.data, 1.0, args.photos)
+    big = photo_jpegs(args.data, 12.0, args.big_photos)
+    batches = tuple(int(b) for b in args.batches.split(","))
+    section("segmentation", lambda: segmentation(pipeline, batches))
+    section("segmentation_with_preprocessing", lambda: segmentation_with_preprocessing(pipeline, small, batches[-1]))
+    section("lone", lambda: {"1MP": lone_requests(pipeline, small[:args.lone]), "12MP": lone_requests(pipeline, big[:6])})
+    section("saturated", lambda: {f"batch {b}": saturated(pipeline, small, b, clients=2 * b)
+                                  for b in batches if b > 1})
+    section("big", lambda: saturated(pipeline, big, 8, clients=16))
+    if not args.skip_cpu:
+        cpu = Pipeline(device="cpu")
+        cpu.warm_up()
+        section("cpu", lambda: {"1MP": lone_requests(cpu, small[:8]), "12MP": lone_requests(cpu, big[:3], warm=1)})
+    if pipeline.device == "cuda":
+        section("profile", lambda: kernel_profile(pipeline))
+    results["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    results["peak_gpu_gb"] = peak_gpu_gb()
+    save()
+    print(json.dumps({k: results[k] for k in ("peak_rss_gb", "peak_gpu_gb")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
