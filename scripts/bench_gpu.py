@@ -9,13 +9,13 @@ Sections (each one's failure is reported and the run goes on):
   1 MP photos including the on-device resize and normalisation.
 - lone requests: one 1 MP (and 12 MP) photo at a time, JPEG bytes -> decode -> cutout -> PNG:
   p50 / p99 before encoding and in all, and the stages.
-- saturated: the service's shape. Client threads decode and encode (the request / IO threads),
+- saturated: the service's shape (products at each batch size, portraits at the largest). Client threads decode and encode (the request / IO threads),
   the pipeline thread (PipelineWorker) takes up to --batch photos per forward pass and refines
   them in the pipeline's refine pool. images/s at 1 MP and at 12 MP, batch sizes, where time goes.
 - the CPU path (onnxruntime, every core of this machine) for the same lone requests.
 - a torch profile of one batch-64 forward pass (top kernels).
-Photos: DIS5K dev's 22 MP car and alphamatting.com inputs cropped to 4:3 (a phone photo's shape)
-and resized to 1 and 12 MP. Prints markdown; writes results.json and bench_gpu.md under --out.
+Photos, cropped to 4:3 (a phone photo's shape) and resized to 1 and 12 MP: products = DIS5K dev's
+object photos (the 22 MP car first), portraits = the alphamatting.com inputs (hair: the matting path). Prints markdown; writes results.json and bench_gpu.md under --out.
 """
 from __future__ import annotations
 
@@ -65,15 +65,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def photo_jpegs(data: Path, megapixels: float, count: int) -> list[bytes]:
-    """count JPEGs of about `megapixels`, 4:3, from the evaluation photos (the 22 MP car first for big sizes)."""
-    car = data / "dis5k_te_dev" / "image" / "te3-car-1233511291.jpg"
-    sources = sorted((data / "alphamatting_training_lowres" / "input").glob("*.png"))
-    if megapixels > 2 and car.exists():
-        sources = [car] + sorted((data / "dis5k_te_dev" / "image").glob("*.jpg"))
+def photo_jpegs(data: Path, megapixels: float, count: int, kind: str = "products") -> list[bytes]:
+    """count 4:3 JPEGs of about `megapixels`: products = DIS5K dev's object photos (the 22 MP car
+    first), portraits = the alphamatting.com inputs (hair, fur: the matting path)."""
+    if kind == "portraits":
+        sources = sorted((data / "alphamatting_training_lowres" / "input").glob("*.png"))
+    else:
+        images = data / "dis5k_te_dev" / "image"
+        car = images / "te3-car-1233511291.jpg"
+        sources = ([car] if car.exists() else []) + sorted(set(images.glob("*.jpg")) - {car})
     if not sources:
-        raise SystemExit(f"no photos under {data}")
-    made: dict[Path, bytes] = {}
+        raise SystemExit(f"no {kind} photos under {data}")
+    made: list[bytes] = []
     for path in sources[:count]:
         photo = Image.open(path).convert("RGB")
         width, height = photo.size
@@ -87,9 +90,8 @@ def photo_jpegs(data: Path, megapixels: float, count: int) -> list[bytes]:
         photo = photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.BICUBIC)
         buffer = io.BytesIO()
         photo.save(buffer, "JPEG", quality=92)
-        made[path] = buffer.getvalue()
-    jpegs = list(made.values())
-    return [jpegs[index % len(jpegs)] for index in range(count)]
+        made.append(buffer.getvalue())
+    return [made[index % len(made)] for index in range(count)]
 
 
 def lone_requests(pipeline: Pipeline, jpegs: list[bytes], warm: int = 2) -> dict:
@@ -155,7 +157,7 @@ def saturated(pipeline: Pipeline, jpegs: list[bytes], batch: int, clients: int) 
             "stages_ms_mean": {k: round(1000 * statistics.fmean(v), 1) for k, v in stages.items()}}
 
 
-def segmentation(pipeline: Pipeline, batches: tuple[int, ...]) -> list[dict]:
+def segmentation(pipeline: Pipeline, batches: tuple[int, ...], variants: bool = True) -> list[dict]:
     import torch
 
     from models import ensure_model, get_spec
@@ -191,7 +193,7 @@ def segmentation(pipeline: Pipeline, batches: tuple[int, ...]) -> list[dict]:
             rows.append({"variant": "fp16 channels-last (default)", "shape": shape, "batch": batch,
                          **rate(default, shape, batch)})
             print(f"  segmentation {rows[-1]}", flush=True)
-    if default.device.type != "cuda":
+    if default.device.type != "cuda" or not variants:
         return rows
     eager = TorchSegmenter(spec, path, "cuda", cuda_graphs=False)
     rows.append({"variant": "fp16 channels-last, no CUDA graph", "shape": (1024, 1024), "batch": 1,
@@ -251,6 +253,8 @@ def main() -> int:
     parser.add_argument("--batches", default="1,16,64")
     parser.add_argument("--lone", type=int, default=32, help="1 MP photos timed one at a time")
     parser.add_argument("--skip-cpu", action="store_true")
+    parser.add_argument("--no-variants", dest="variants", action="store_false",
+                        help="segmentation at the default settings only (skip no-graph, NCHW and bf16)")
     parser.add_argument("--device", default="cuda", help="torch-cpu runs the same sections on the CPU (a smoke test)")
     parser.add_argument("--sections", default="segmentation,lone,saturated,big,cpu,profile")
     args = parser.parse_args()
@@ -283,19 +287,24 @@ def main() -> int:
     pipeline.warm_up()
     results["load_s"] = time.perf_counter() - started
     results["refine_threads"] = pipeline.refine_threads
-    small = photo_jpegs(args.data, 1.0, args.photos)
-    big = photo_jpegs(args.data, 12.0, args.big_photos)
+    products = photo_jpegs(args.data, 1.0, args.photos, "products")
+    portraits = photo_jpegs(args.data, 1.0, args.photos // 2, "portraits")
+    big = photo_jpegs(args.data, 12.0, args.big_photos, "products")
     batches = tuple(int(b) for b in args.batches.split(","))
-    section("segmentation", lambda: segmentation(pipeline, batches))
-    section("segmentation_with_preprocessing", lambda: segmentation_with_preprocessing(pipeline, small, batches[-1]))
-    section("lone", lambda: {"1MP": lone_requests(pipeline, small[:args.lone]), "12MP": lone_requests(pipeline, big[:6])})
-    section("saturated", lambda: {f"batch {b}": saturated(pipeline, small, b, clients=2 * b)
-                                  for b in batches if b > 1})
+    section("segmentation", lambda: segmentation(pipeline, batches, args.variants))
+    section("segmentation_with_preprocessing", lambda: segmentation_with_preprocessing(pipeline, products, batches[-1]))
+    section("lone", lambda: {"1MP products": lone_requests(pipeline, products[:args.lone]),
+                             "1MP portraits": lone_requests(pipeline, portraits[:args.lone]),
+                             "12MP products": lone_requests(pipeline, big[:6])})
+    section("saturated", lambda: {**{f"1MP products, batch {b}": saturated(pipeline, products, b, clients=2 * b)
+                                     for b in batches if b > 1},
+                                  f"1MP portraits, batch {batches[-1]}": saturated(pipeline, portraits, batches[-1],
+                                                                                  clients=2 * batches[-1])})
     section("big", lambda: saturated(pipeline, big, 8, clients=16))
     if not args.skip_cpu:
         cpu = Pipeline(device="cpu")
         cpu.warm_up()
-        section("cpu", lambda: {"1MP": lone_requests(cpu, small[:8]), "12MP": lone_requests(cpu, big[:3], warm=1)})
+        section("cpu", lambda: {"1MP": lone_requests(cpu, products[:8]), "12MP": lone_requests(cpu, big[:3], warm=1)})
     if pipeline.device == "cuda":
         section("profile", lambda: kernel_profile(pipeline))
     results["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6

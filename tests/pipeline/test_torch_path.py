@@ -99,3 +99,77 @@ def test_compose_rgba_on_device():
     rgba = compose_rgba_torch(foreground, alpha)
     assert rgba.shape == (4, 5, 4) and rgba.dtype == torch.uint8
     assert rgba[0, 0].tolist() == [0, 0, 0, 0] and rgba[1, 1].tolist() == [128, 128, 128, 255]
+
+
+def _blobby_mask(seed: int, shape=(120, 160)) -> np.ndarray:
+    """A soft mask with crisp outlines, a wide grey zone and confident interiors."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[: shape[0], : shape[1]]
+    mask = np.clip(1.6 - np.hypot(ys - 60, xs - 70) / 30, 0, 1)  # a disc with a soft rim
+    mask[:, 120:] = np.clip((xs[:, 120:] - 130) / 3, 0, 1)  # a crisp step
+    mask[10:30, 10:50] = rng.uniform(0.2, 0.8, (20, 40))  # a wide grey zone
+    return mask.astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_device_soft_regions_and_settling_match_the_numpy_steps(seed):
+    from pipeline import edges
+    from pipeline.torch_path import refine as on_device
+
+    mask = _blobby_mask(seed)
+    regions = edges.split_soft_regions(mask)
+    transition, matter = on_device.split_soft_regions(torch.from_numpy(mask))
+    assert np.array_equal(transition.numpy(), regions.transition) and np.array_equal(matter.numpy(), regions.matter)
+    assert regions.transition.any() and regions.matter.any()
+    settled = on_device.settle_confident_interiors(torch.from_numpy(mask)).numpy()
+    assert np.array_equal(settled, edges.settle_confident_interiors(mask))
+    whole = np.full((20, 20), 0.97, np.float32)  # nothing to measure from: nothing settles, as scipy's -1
+    assert np.array_equal(on_device.settle_confident_interiors(torch.from_numpy(whole)).numpy(), whole)
+    from scipy import ndimage
+
+    assert np.array_equal(on_device.dilate_cross(torch.from_numpy(regions.transition), 2).numpy(),
+                          ndimage.binary_dilation(regions.transition, iterations=2))
+
+
+def test_device_guided_upsample_matches_the_numpy_one(troll_small):
+    from pipeline.torch_path import refine as on_device
+    from pipeline.upsample import guided_coefficients, guided_upsample
+
+    image, truth, _ = troll_small
+    small_h, small_w = image.shape[0] // 2, image.shape[1] // 2
+    from pipeline.segment import resize_float
+
+    small_image = np.clip(resize_float(image, small_w, small_h), 0, 1)
+    small_alpha = np.clip(resize_float(truth, small_w, small_h), 0, 1)
+    chw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+    ours_a, ours_b = on_device.guided_coefficients(chw(small_image), torch.from_numpy(small_alpha))
+    theirs_a, theirs_b = guided_coefficients(small_image, small_alpha)
+    assert np.allclose(ours_a.numpy().transpose(1, 2, 0), theirs_a, atol=2e-3)
+    assert np.allclose(ours_b.numpy(), theirs_b, atol=2e-3)
+    ours = on_device.guided_upsample(chw(image), chw(small_image), torch.from_numpy(small_alpha)).numpy()
+    theirs = guided_upsample(image, small_alpha, small_image=small_image)
+    assert np.abs(ours - theirs).mean() < 2e-3 and np.quantile(np.abs(ours - theirs), 0.999) < 0.05
+
+
+def test_device_refinement_cuts_out_like_the_numpy_chain(torch_pipeline, cpu_pipeline):
+    """The whole refinement on the device against the NumPy one, from the same model mask."""
+    from pipeline.segment import resize_float
+
+    for name in ("GT04", "GT01"):
+        image, truth, _ = load(name, 600)
+        mask = cpu_pipeline.segmenter("isnet").predict_small(image)
+        small = np.clip(resize_float(mask, mask.shape[1] // 2, mask.shape[0] // 2), 0, 1)  # a grid below the photo's
+        for model_mask in (mask, small):
+            ours = torch_pipeline._refine(image, model_mask, None, CutoutOptions(), {})
+            theirs = cpu_pipeline._refine(image, model_mask, None, CutoutOptions(), {})
+            assert ours.alpha.shape == theirs.alpha.shape == truth.shape and ours.foreground.shape == image.shape
+            # The two matting solvers differ a little (see test_torch_matting_matches_the_cpu_solver).
+            assert abs(metrics.sad(ours.alpha, truth) - metrics.sad(theirs.alpha, truth)) <= 0.05 * metrics.sad(theirs.alpha, truth) + 0.3
+            assert abs(metrics.iou(ours.alpha, truth) - metrics.iou(theirs.alpha, truth)) < 0.01
+            assert [n.split("(")[0] for n in ours.notes] == [n.split("(")[0] for n in theirs.notes]
+            # Without matting every step is the same arithmetic: the alphas agree pixel by pixel.
+            unmatted = CutoutOptions(matting=False)
+            ours = torch_pipeline._refine(image, model_mask, None, unmatted, {})
+            theirs = cpu_pipeline._refine(image, model_mask, None, unmatted, {})
+            difference = np.abs(ours.alpha - theirs.alpha)
+            assert difference.mean() < 2e-3 and np.quantile(difference, 0.999) < 0.05
