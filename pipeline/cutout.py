@@ -153,8 +153,11 @@ class Pipeline:
             return self._segmenters[name]
 
     def warm_up(self, options: CutoutOptions = CutoutOptions()) -> None:
-        """Load every model `options` needs, so the first user does not wait for it."""
-        self.segmenter(options.model)
+        """Load every model `options` needs, so the first user does not wait for it (on a GPU, also
+        the per-shape kernel search for phone photos' shapes)."""
+        segmenter = self.segmenter(options.model)
+        if self.device == "cuda" and hasattr(segmenter, "warm"):
+            segmenter.warm()
         if options.assist_model:
             self.segmenter(options.assist_model)
 

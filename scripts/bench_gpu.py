@@ -166,7 +166,6 @@ def segmentation(pipeline: Pipeline, batches: tuple[int, ...], variants: bool = 
     spec = get_spec("isnet")
     path = ensure_model(spec)
     default = pipeline.segmenter("isnet")
-    variants = {"fp16 channels-last (default)": default}
     rows = []
 
     def rate(segmenter: TorchSegmenter, shape: tuple[int, int], batch: int, channels_last: bool = True) -> dict:
@@ -207,7 +206,7 @@ def segmentation(pipeline: Pipeline, batches: tuple[int, ...], variants: bool = 
     for batch in (1, batches[-1]):
         rows.append({"variant": "bf16 channels-last", "shape": (1024, 1024), "batch": batch,
                      **rate(bf16, (1024, 1024), batch)})
-    del bf16, variants
+    del bf16
     torch.cuda.empty_cache()
     for row in rows[-4:]:
         print(f"  segmentation {row}", flush=True)

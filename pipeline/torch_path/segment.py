@@ -130,6 +130,13 @@ class TorchSegmenter:
             static_output = self.module(static_input)
         return graph, static_input, static_output
 
+    def warm(self, shapes: tuple[tuple[int, int], ...] = ((1024, 768), (768, 1024), (1024, 1024))) -> None:
+        """Run each network shape once at batch 1, so cuDNN's kernel search and the CUDA graph
+        capture (~2 s per new shape on an H200, the first request's p99) happen at start-up."""
+        with torch.inference_mode():
+            for shape in shapes:
+                self._forward(torch.zeros(1, 3, *shape, device=self.device, dtype=self.dtype))
+
     # --- masks ----------------------------------------------------------------------------------
     @torch.inference_mode()
     def predict_small_tensors(self, images: list[torch.Tensor]) -> list[torch.Tensor]:

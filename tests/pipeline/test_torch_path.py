@@ -173,3 +173,15 @@ def test_device_refinement_cuts_out_like_the_numpy_chain(torch_pipeline, cpu_pip
             theirs = cpu_pipeline._refine(image, model_mask, None, unmatted, {})
             difference = np.abs(ours.alpha - theirs.alpha)
             assert difference.mean() < 2e-3 and np.quantile(difference, 0.999) < 0.05
+
+
+def test_warm_runs_each_shape_once(torch_pipeline):
+    segmenter = torch_pipeline.segmenter("isnet")
+    shapes = []
+    original = segmenter._forward
+    segmenter._forward = lambda batch: shapes.append(tuple(batch.shape)) or original(batch)
+    try:
+        segmenter.warm(((64, 96), (96, 64)))
+    finally:
+        segmenter._forward = original
+    assert shapes == [(1, 3, 64, 96), (1, 3, 96, 64)]
