@@ -120,7 +120,7 @@ def main() -> int:
     saturated = len(images) / (time.perf_counter() - started)
 
     seg_started = time.perf_counter()
-    pipeline._predict_all(options.model, images)
+    pipeline._predict_small_all(options.model, images)
     segment_rate = len(images) / (time.perf_counter() - seg_started)
 
     lines = [
