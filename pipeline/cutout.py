@@ -179,7 +179,17 @@ class Pipeline:
             report(index, "segmenting")
         images = [self._as_unit_float(image) for image in images]
         started = time.perf_counter()
-        masks = self._predict_small_all(options.model, images)
+        on_device = self._refines_on_device(options)
+        photos: list = [None] * len(images)
+        if on_device:  # photos go to the device once; masks stay there for the refinement
+            import torch
+
+            segmenter = self.segmenter(options.model)
+            with torch.inference_mode():
+                photos = segmenter.upload(images)
+                masks = segmenter.predict_small_tensors(photos)
+        else:
+            masks = self._predict_small_all(options.model, images)
         assists: list[np.ndarray | None] = [None] * len(images)
         if options.assist_model:
             assists = self._predict_small_all(options.assist_model, images)
@@ -187,6 +197,8 @@ class Pipeline:
 
         def refine(index: int) -> CutoutResult:
             report(index, "refining")
+            if on_device:
+                return self._refine_on_device(images[index], masks[index], options, {"segment": seconds}, photos[index])
             return self._refine(images[index], masks[index], assists[index], options, {"segment": seconds})
 
         pool = self._refine_pool() if len(images) > 1 else None
@@ -242,7 +254,7 @@ class Pipeline:
 
     def _refine(self, image: np.ndarray, mask: np.ndarray, assist: np.ndarray | None, options: CutoutOptions,
                 timings: dict[str, float]) -> CutoutResult:
-        if self.uses_torch and assist is None and not options.colour_prior:
+        if assist is None and self._refines_on_device(options):
             return self._refine_on_device(image, mask, options, timings)
         notes: list[str] = []
         height, width = image.shape[:2]
@@ -294,11 +306,17 @@ class Pipeline:
         raw = small_mask if at_full_size else np.clip(resize_float(small_mask, width, height), 0.0, 1.0)
         return CutoutResult(image, raw, full_alpha, foreground, timings, notes)
 
-    def _refine_on_device(self, image: np.ndarray, mask: np.ndarray, options: CutoutOptions,
-                          timings: dict[str, float]) -> CutoutResult:
+    def _refines_on_device(self, options: CutoutOptions) -> bool:
+        """The torch path refines on its device, except for the opt-in fusion and colour prior."""
+        return self.uses_torch and not options.assist_model and not options.colour_prior
+
+    def _refine_on_device(self, image: np.ndarray, mask, options: CutoutOptions, timings: dict[str, float],
+                          photo=None) -> CutoutResult:
         """_refine's chain with torch on the pipeline's device (pipeline.torch_path.refine): the same
         steps and decisions; the matting gate (colour reliability, soft-zone trimap) stays in NumPy
-        at working size, where it is cheap."""
+        at working size, where it is cheap. mask: array or device tensor; photo: `image` already on
+        the device as (3, h, w), if the caller has it. Each host read of a device value waits for
+        the GPU (and, under load, for the GIL), so the decisions are read together, once each."""
         import torch
 
         from pipeline.torch_path import refine as on_device
@@ -306,20 +324,23 @@ class Pipeline:
         notes: list[str] = []
         device = self._torch_device()
         height, width = image.shape[:2]
-        work_h, work_w = self.working_size(image.shape, mask.shape)
+        work_h, work_w = self.working_size(image.shape, tuple(mask.shape))
         at_full_size = (work_h, work_w) == (height, width)
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         with torch.inference_mode():
             started = time.perf_counter()
-            photo = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)
+            if photo is None:
+                photo = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)
             small_image = photo if at_full_size else on_device.resize(photo, work_h, work_w, antialias=True).clamp(0, 1)
-            small_mask = torch.from_numpy(np.ascontiguousarray(mask)).to(device)
+            small_mask = mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(mask))
+            small_mask = small_mask.to(device)
             if small_mask.shape != (work_h, work_w):
                 small_mask = on_device.resize(small_mask, work_h, work_w, antialias=True).clamp(0, 1)
             alpha = small_mask
             transition, matter = on_device.split_soft_regions(alpha)
             matted = torch.zeros_like(matter)
-            if options.matting and float(matter.float().mean()) >= MIN_SOFT_ZONE_SHARE:
+            matter_share, has_transition = torch.stack([matter.float().mean(), transition.any().float()]).tolist()
+            if options.matting and matter_share >= MIN_SOFT_ZONE_SHARE:
                 started_matte = time.perf_counter()
                 host_alpha, host_matted = self._matte_soft_zones(
                     small_image.permute(1, 2, 0).cpu().numpy(), alpha.cpu().numpy(), matter.cpu().numpy(), options, notes)
@@ -328,7 +349,7 @@ class Pipeline:
                 timings["matte"] = time.perf_counter() - started_matte
             started = time.perf_counter()
             crisp = on_device.dilate_cross(transition, 1) & ~matter & ~matted
-            doubt = matter & ~matted if bool(transition.any()) else torch.zeros_like(matted)
+            doubt = matter & ~matted if has_transition else torch.zeros_like(matted)
             if options.full_resolution:
                 alpha = on_device.settle_confident_interiors(alpha)
             full_alpha = on_device.to_full_size(photo, small_image, alpha, crisp, doubt, options.full_resolution)
@@ -347,7 +368,7 @@ class Pipeline:
                 foreground = foreground.permute(1, 2, 0).contiguous().cpu().numpy()
                 timings["foreground"] = time.perf_counter() - started
             raw = small_mask if at_full_size else on_device.resize(small_mask, height, width).clamp(0, 1)
-            full_alpha, raw = full_alpha.cpu().numpy(), raw.cpu().numpy()
+            full_alpha, raw = torch.stack([full_alpha.float(), raw.float()]).cpu().numpy()  # one transfer
         return CutoutResult(image, raw, full_alpha, image if foreground is None else foreground, timings, notes)
 
     def _matte_soft_zones(self, image: np.ndarray, alpha: np.ndarray, soft_zone: np.ndarray,

@@ -42,7 +42,7 @@ def split_soft_regions(mask: torch.Tensor, width: int = TRANSITION_WIDTH) -> tup
     """pipeline.edges.split_soft_regions on a tensor -> (transition, matter) bool masks."""
     soft = (mask > CONFIDENT_LOW) & (mask < CONFIDENT_HIGH)
     fg, bg = mask >= CONFIDENT_HIGH, mask <= CONFIDENT_LOW
-    if not bool(fg.any()) or not bool(bg.any()):
+    if not all(torch.stack([fg.any(), bg.any()]).tolist()):  # one wait for the GPU, not two
         return torch.zeros_like(soft), soft
     # to_fg + to_bg <= width for a grey pixel (both >= 1) <=> to_fg <= i and to_bg <= width - i for some i.
     near_fg = [within_chessboard(fg, i) for i in range(width)]
@@ -57,8 +57,10 @@ def split_soft_regions(mask: torch.Tensor, width: int = TRANSITION_WIDTH) -> tup
 def settle_confident_interiors(alpha: torch.Tensor, depth: int = SETTLED_DEPTH) -> torch.Tensor:
     """pipeline.edges.settle_confident_interiors: exactly 0 / 1 more than `depth` pixels from any doubt."""
     settled = alpha.clone()
-    for confident, value in ((alpha >= CONFIDENT_HIGH, 1.0), (alpha <= CONFIDENT_LOW, 0.0)):
-        if bool(confident.all()):  # no pixel to measure from: scipy's transform answers -1, nothing settles
+    sides = ((alpha >= CONFIDENT_HIGH, 1.0), (alpha <= CONFIDENT_LOW, 0.0))
+    everywhere = torch.stack([confident.all() for confident, _ in sides]).tolist()
+    for (confident, value), whole_picture in zip(sides, everywhere):
+        if whole_picture:  # no pixel to measure from: scipy's transform answers -1, nothing settles
             continue
         deep = ~within_chessboard(~confident, depth)
         settled[deep] = value
@@ -143,10 +145,9 @@ def to_full_size(image: torch.Tensor, small_image: torch.Tensor, alpha: torch.Te
     full = guided_upsample(image, small_image, alpha)
     crisp_weight = resize(crisp.float(), height, width).clamp(0, 1)
     full = full + crisp_weight * (sharpen(full) - full)
-    if bool(doubt.any()):
-        doubt_weight = resize(doubt.float(), height, width).clamp(0, 1)
-        full = full + doubt_weight * (steepen_doubt(full) - full)
-    return full
+    # Applied even where no pixel is in doubt (weight 0 changes nothing): asking would wait for the GPU.
+    doubt_weight = resize(doubt.float(), height, width).clamp(0, 1)
+    return full + doubt_weight * (steepen_doubt(full) - full)
 
 
 def foreground_at_full_size(image: torch.Tensor, small_image: torch.Tensor, small_foreground: torch.Tensor,

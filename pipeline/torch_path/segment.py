@@ -34,6 +34,18 @@ GRAPH_MAX_BATCH = 4
 GRAPHS_KEPT = 12
 
 
+def to_host(tensors: list[torch.Tensor]) -> list[np.ndarray]:
+    """Device tensors -> float32 arrays with one transfer (one wait) for all of them."""
+    if not tensors:
+        return []
+    flat = torch.cat([tensor.reshape(-1).float() for tensor in tensors]).cpu().numpy()
+    arrays, offset = [], 0
+    for tensor in tensors:
+        arrays.append(flat[offset:offset + tensor.numel()].reshape(tuple(tensor.shape)))
+        offset += tensor.numel()
+    return arrays
+
+
 def graphs_enabled() -> bool:
     return os.environ.get("CUTOUT_CUDA_GRAPHS", "1") != "0"
 
@@ -152,8 +164,11 @@ class TorchSegmenter:
             output = self._forward(self._network_input([images[index] for index in members], size))
             for row, index in enumerate(members):
                 masks[index] = output[row, 0]
-        empty = [index for index, mask in enumerate(masks)
-                 if sizes[index] != self.input_size and float((mask > 0.5).float().mean()) < EMPTY_MASK_SHARE]
+        # One reading of every mask's subject share: each host read waits for the GPU, and under load
+        # each wait also gives the GIL away to the request threads (docs/performance.md).
+        shares = torch.stack([(mask > 0.5).float().mean() for mask in masks]).tolist()  # type: ignore[union-attr]
+        empty = [index for index, share in enumerate(shares)
+                 if sizes[index] != self.input_size and share < EMPTY_MASK_SHARE]
         if empty:
             log.info("%s found no subject in %d photo(s) at their shape, asking at the square", self.spec.name, len(empty))
             output = self._forward(self._network_input([images[index] for index in empty], self.input_size))
@@ -164,15 +179,31 @@ class TorchSegmenter:
 
     def to_device(self, image: np.ndarray) -> torch.Tensor:
         """(h, w, 3) float array -> (3, h, w) float32 tensor on the device."""
-        tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
-        if self.device.type == "cuda":
-            tensor = tensor.pin_memory().to(self.device, non_blocking=True)
-        return tensor.permute(2, 0, 1)
+        return self.upload([image])[0]
+
+    def upload(self, images: list[np.ndarray]) -> list[torch.Tensor]:
+        """(h, w, 3) float arrays -> (3, h, w) float32 tensors on the device: on CUDA one pinned
+        staging buffer and one copy for the whole batch, not a copy (and a wait) per photo."""
+        arrays = [np.ascontiguousarray(image, dtype=np.float32) for image in images]
+        if self.device.type != "cuda":
+            return [torch.from_numpy(array).permute(2, 0, 1) for array in arrays]
+        staging = torch.empty(sum(array.size for array in arrays), dtype=torch.float32, pin_memory=True)
+        offset = 0
+        for array in arrays:
+            staging[offset:offset + array.size].copy_(torch.from_numpy(array).reshape(-1))
+            offset += array.size
+        flat = staging.to(self.device, non_blocking=True)
+        tensors, offset = [], 0
+        for array in arrays:
+            tensors.append(flat[offset:offset + array.size].view(array.shape).permute(2, 0, 1))
+            offset += array.size
+        return tensors
 
     def predict_small_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """(h, w, 3) RGB arrays in [0, 1] -> (H, W) float32 masks at each photo's network size."""
-        masks = self.predict_small_tensors([self.to_device(image) for image in images])
-        return [mask.cpu().numpy().astype(np.float32) for mask in masks]
+        with torch.inference_mode():
+            masks = self.predict_small_tensors(self.upload(images))
+            return to_host(masks)
 
     def predict_small(self, image: np.ndarray, flip_average: bool = False) -> np.ndarray:
         if flip_average:
@@ -184,10 +215,10 @@ class TorchSegmenter:
         """(h, w, 3) RGB arrays in [0, 1] -> (h, w) float32 masks at each photo's size."""
         out = []
         with torch.inference_mode():
-            for image, mask in zip(images, self.predict_small_tensors([self.to_device(image) for image in images])):
+            for image, mask in zip(images, self.predict_small_tensors(self.upload(images))):
                 full = F.interpolate(mask[None, None], size=image.shape[:2], mode="bilinear", align_corners=False)
-                out.append(full[0, 0].clamp(0, 1).cpu().numpy().astype(np.float32))
-        return out
+                out.append(full[0, 0].clamp(0, 1))
+            return to_host(out)
 
     def predict(self, image: np.ndarray, flip_average: bool = False) -> np.ndarray:
         if flip_average:
