@@ -206,10 +206,7 @@ class TorchSegmenter:
             return to_host(masks)
 
     def predict_small(self, image: np.ndarray, flip_average: bool = False) -> np.ndarray:
-        if flip_average:
-            masks = self.predict_small_batch([image, np.ascontiguousarray(image[:, ::-1])])
-            return 0.5 * (masks[0] + masks[1][:, ::-1])
-        return self.predict_small_batch([image])[0]
+        return _one_photo(self.predict_small_batch, image, flip_average)
 
     def predict_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """(h, w, 3) RGB arrays in [0, 1] -> (h, w) float32 masks at each photo's size."""
@@ -221,7 +218,12 @@ class TorchSegmenter:
             return to_host(out)
 
     def predict(self, image: np.ndarray, flip_average: bool = False) -> np.ndarray:
-        if flip_average:
-            masks = self.predict_batch([image, np.ascontiguousarray(image[:, ::-1])])
-            return 0.5 * (masks[0] + masks[1][:, ::-1])
-        return self.predict_batch([image])[0]
+        return _one_photo(self.predict_batch, image, flip_average)
+
+
+def _one_photo(predict_many, image: np.ndarray, flip_average: bool) -> np.ndarray:
+    """One photo's mask from a batch predictor; with flip_average, averaged with its mirror's."""
+    if not flip_average:
+        return predict_many([image])[0]
+    masks = predict_many([image, np.ascontiguousarray(image[:, ::-1])])
+    return 0.5 * (masks[0] + masks[1][:, ::-1])
