@@ -150,6 +150,20 @@ def test_a_window_of_rows_and_columns_matches_a_whole_image_resize():
     assert np.abs(piece - whole[512:1000, 130:420]).max() < 1e-4
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (2, 5), (37, 64)])
+@pytest.mark.parametrize("radius", [1, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_box_mean_is_scipys_reflecting_uniform_filter(shape, radius, dtype):
+    from scipy import ndimage
+
+    from pipeline.blur import box_mean
+
+    array = np.random.default_rng(radius).random(shape).astype(dtype)
+    ours, theirs = box_mean(array, radius), ndimage.uniform_filter(array, 2 * radius + 1, mode="reflect")
+    assert ours.dtype == theirs.dtype == dtype and ours.shape == theirs.shape
+    assert np.allclose(ours, theirs, atol=1e-6)
+
+
 def test_cofactor_solve_matches_numpy():
     from pipeline.upsample import solve_symmetric_3x3
 
