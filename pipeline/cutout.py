@@ -35,8 +35,7 @@ from pipeline.foreground import estimate_foreground
 from pipeline.fuse import fuse_masks
 from pipeline.matte import DEFAULT_MAX_SIDE, estimate_alpha
 from pipeline.segment import Segmenter, resize_float
-from pipeline.outputs.compose import subject_box
-from pipeline.trimap import UNKNOWN, make_soft_zone_trimap, split_trimap
+from pipeline.trimap import UNKNOWN, make_soft_zone_trimap
 from pipeline.upsample import guided_upsample, resize_rows, row_bands
 
 log = logging.getLogger(__name__)
@@ -306,70 +305,21 @@ class Pipeline:
         raw = small_mask if at_full_size else np.clip(resize_float(small_mask, width, height), 0.0, 1.0)
         return CutoutResult(image, raw, full_alpha, foreground, timings, notes)
 
+    @property
+    def torch_device(self) -> str:
+        """Where the torch path runs: "cuda" or "cpu" (torch-cpu)."""
+        return "cuda" if self.device == "cuda" else "cpu"
+
     def _refines_on_device(self, options: CutoutOptions) -> bool:
         """The torch path refines on its device, except for the opt-in fusion and colour prior."""
         return self.uses_torch and not options.assist_model and not options.colour_prior
 
     def _refine_on_device(self, image: np.ndarray, mask, options: CutoutOptions, timings: dict[str, float],
                           photo=None) -> CutoutResult:
-        """_refine's chain with torch on the pipeline's device (pipeline.torch_path.refine): the same
-        steps and decisions; the matting gate (colour reliability, soft-zone trimap) stays in NumPy
-        at working size, where it is cheap. mask: array or device tensor; photo: `image` already on
-        the device as (3, h, w), if the caller has it. Each host read of a device value waits for
-        the GPU (and, under load, for the GIL), so the decisions are read together, once each."""
-        import torch
+        """_refine's chain with torch on the pipeline's device (pipeline/torch_path/chain.py)."""
+        from pipeline.torch_path.chain import refine_on_device
 
-        from pipeline.torch_path import refine as on_device
-
-        notes: list[str] = []
-        device = self._torch_device()
-        height, width = image.shape[:2]
-        work_h, work_w = self.working_size(image.shape, tuple(mask.shape))
-        at_full_size = (work_h, work_w) == (height, width)
-        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        with torch.inference_mode():
-            started = time.perf_counter()
-            if photo is None:
-                photo = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)
-            small_image = photo if at_full_size else on_device.resize(photo, work_h, work_w, antialias=True).clamp(0, 1)
-            small_mask = mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(mask))
-            small_mask = small_mask.to(device)
-            if small_mask.shape != (work_h, work_w):
-                small_mask = on_device.resize(small_mask, work_h, work_w, antialias=True).clamp(0, 1)
-            alpha = small_mask
-            transition, matter = on_device.split_soft_regions(alpha)
-            matted = torch.zeros_like(matter)
-            matter_share, has_transition = torch.stack([matter.float().mean(), transition.any().float()]).tolist()
-            if options.matting and matter_share >= MIN_SOFT_ZONE_SHARE:
-                started_matte = time.perf_counter()
-                host_alpha, host_matted = self._matte_soft_zones(
-                    small_image.permute(1, 2, 0).cpu().numpy(), alpha.cpu().numpy(), matter.cpu().numpy(), options, notes)
-                alpha = torch.from_numpy(host_alpha).to(device)
-                matted = torch.from_numpy(host_matted).to(device)
-                timings["matte"] = time.perf_counter() - started_matte
-            started = time.perf_counter()
-            crisp = on_device.dilate_cross(transition, 1) & ~matter & ~matted
-            doubt = matter & ~matted if has_transition else torch.zeros_like(matted)
-            if options.full_resolution:
-                alpha = on_device.settle_confident_interiors(alpha)
-            full_alpha = on_device.to_full_size(photo, small_image, alpha, crisp, doubt, options.full_resolution)
-            sync()
-            timings["outline"] = time.perf_counter() - started
-            if options.full_resolution:
-                notes.append(f"outline refined at {width}x{height} from the {work_w}x{work_h} working grid"
-                             if not at_full_size else "outline steepened where the mask steps crisply")
-            foreground = None
-            if options.foreground:
-                started = time.perf_counter()
-                from pipeline.torch_path.matte import estimate_foreground_torch
-
-                small_foreground = estimate_foreground_torch(small_image, alpha)
-                foreground = on_device.foreground_at_full_size(photo, small_image, small_foreground, full_alpha)
-                foreground = foreground.permute(1, 2, 0).contiguous().cpu().numpy()
-                timings["foreground"] = time.perf_counter() - started
-            raw = small_mask if at_full_size else on_device.resize(small_mask, height, width).clamp(0, 1)
-            full_alpha, raw = torch.stack([full_alpha.float(), raw.float()]).cpu().numpy()  # one transfer
-        return CutoutResult(image, raw, full_alpha, image if foreground is None else foreground, timings, notes)
+        return refine_on_device(self, image, mask, options, timings, photo)
 
     def _matte_soft_zones(self, image: np.ndarray, alpha: np.ndarray, soft_zone: np.ndarray,
                           options: CutoutOptions, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -384,7 +334,9 @@ class Pipeline:
         unknown = trimap == UNKNOWN
         try:
             if self.uses_torch:
-                matted = self._matte_torch(image, trimap, alpha)
+                from pipeline.torch_path.chain import matte_on_device
+
+                matted = matte_on_device(self.torch_device, image, trimap, alpha)
             else:
                 matted = estimate_alpha(image, trimap, prior=alpha, max_side=options.matting_max_side)
         except (ValueError, MemoryError, ArithmeticError) as error:
@@ -430,7 +382,9 @@ class Pipeline:
         varies slowly, so a working-size solve carries the information at a bounded cost.
         """
         if self.uses_torch:
-            small = self._foreground_torch(small_image, alpha)
+            from pipeline.torch_path.chain import foreground_on_device
+
+            small = foreground_on_device(self.torch_device, small_image, alpha)
         else:
             small = estimate_foreground(small_image, alpha)
         if small.shape[:2] == image.shape[:2]:
@@ -450,41 +404,6 @@ class Pipeline:
                 shift = resize_rows(correction[..., channel], width, height, top, bottom, left, right)
                 band[..., channel] = np.where(partial, np.clip(band[..., channel] + shift, 0.0, 1.0), band[..., channel])
         return foreground
-
-    def _torch_device(self):
-        import torch
-
-        return torch.device("cuda" if self.device == "cuda" else "cpu")
-
-    def _matte_torch(self, image: np.ndarray, trimap: np.ndarray, prior: np.ndarray) -> np.ndarray:
-        import torch
-
-        from pipeline.torch_path.matte import estimate_alpha_torch
-
-        device = self._torch_device()
-        as_tensor = lambda array: torch.from_numpy(np.ascontiguousarray(array)).to(device)
-        # Solved in the unknown band's bounding box (+2 px, the 3x3 windows' reach), as on the CPU:
-        # exact for closed-form matting, and the conjugate-gradient steps touch only that box.
-        is_fg, _, is_unknown = split_trimap(trimap)
-        alpha = is_fg.astype(np.float32)
-        if not is_unknown.any():
-            return alpha
-        box = subject_box(is_unknown, margin=2, threshold=0.5)
-        solved = estimate_alpha_torch(as_tensor(box.apply(image).transpose(2, 0, 1)), as_tensor(box.apply(trimap)),
-                                      as_tensor(box.apply(prior)))
-        box.apply(alpha)[...] = solved.cpu().numpy()
-        return alpha
-
-    def _foreground_torch(self, image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-        import torch
-
-        from pipeline.torch_path.matte import estimate_foreground_torch
-
-        device = self._torch_device()
-        foreground = estimate_foreground_torch(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(device),
-                                               torch.from_numpy(np.ascontiguousarray(alpha)).to(device))
-        return foreground.cpu().numpy().transpose(1, 2, 0).astype(np.float32)
-
 
 _default_pipeline: Pipeline | None = None
 _default_lock = threading.Lock()
