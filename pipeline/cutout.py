@@ -144,8 +144,7 @@ class Pipeline:
                 if self.uses_torch:
                     from pipeline.torch_path.segment import TorchSegmenter
 
-                    self._segmenters[name] = TorchSegmenter(spec, path, "cuda" if self.device == "cuda" else "cpu",
-                                                            keep_aspect=self.keep_aspect)
+                    self._segmenters[name] = TorchSegmenter(spec, path, self.torch_device, keep_aspect=self.keep_aspect)
                 else:
                     self._segmenters[name] = Segmenter(spec, path, self.threads, input_side=self.segment_side,
                                                          keep_aspect=self.keep_aspect)
@@ -196,9 +195,8 @@ class Pipeline:
 
         def refine(index: int) -> CutoutResult:
             report(index, "refining")
-            if on_device:
-                return self._refine_on_device(images[index], masks[index], options, {"segment": seconds}, photos[index])
-            return self._refine(images[index], masks[index], assists[index], options, {"segment": seconds})
+            return self._refine(images[index], masks[index], assists[index], options, {"segment": seconds},
+                                photos[index])
 
         pool = self._refine_pool() if len(images) > 1 else None
         if pool is None:
@@ -229,32 +227,32 @@ class Pipeline:
         return image
 
     def _predict_small_all(self, name: str, images: list[np.ndarray]) -> list[np.ndarray]:
-        """Masks at the segmenter's working grid (full-size masks where it only gives those)."""
+        """Masks at the segmenter's working grid (the network's, at the photo's aspect)."""
         segmenter = self.segmenter(name)
         if hasattr(segmenter, "predict_small_batch"):  # the torch path: one forward pass per network shape
             return segmenter.predict_small_batch(images)
-        if hasattr(segmenter, "predict_small"):
-            return [segmenter.predict_small(image) for image in images]
-        if hasattr(segmenter, "predict_batch"):
-            return segmenter.predict_batch(images)
-        return [segmenter.predict(image) for image in images]
+        return [segmenter.predict_small(image) for image in images]
 
     @staticmethod
     def working_size(image_shape: tuple[int, ...], mask_shape: tuple[int, ...]) -> tuple[int, int]:
         """(height, width) the refinement runs at: the network's grid, or the photo's if smaller."""
         height, width = image_shape[:2]
         if tuple(mask_shape[:2]) == (height, width):
-            # A segmenter that returns full-size masks (the torch path): the native grid's size.
+            # A full-size mask (the editor's, made from a stored alpha): the native grid's size.
             scale = min(1.0, WORKING_LONG_SIDE / max(height, width))
             return max(1, round(height * scale)), max(1, round(width * scale))
         if mask_shape[0] * mask_shape[1] >= height * width:
             return height, width
         return mask_shape[0], mask_shape[1]
 
-    def _refine(self, image: np.ndarray, mask: np.ndarray, assist: np.ndarray | None, options: CutoutOptions,
-                timings: dict[str, float]) -> CutoutResult:
-        if assist is None and self._refines_on_device(options):
-            return self._refine_on_device(image, mask, options, timings)
+    def _refine(self, image: np.ndarray, mask, assist: np.ndarray | None, options: CutoutOptions,
+                timings: dict[str, float], photo=None) -> CutoutResult:
+        """One photo's cutout from its model mask. On the torch path (pipeline/torch_path/chain.py) the
+        mask may be a device tensor and `photo` the image already on the device."""
+        if self._refines_on_device(options):
+            from pipeline.torch_path.chain import refine_on_device
+
+            return refine_on_device(self, image, mask, options, timings, photo)
         notes: list[str] = []
         height, width = image.shape[:2]
         work_h, work_w = self.working_size(image.shape, mask.shape)
@@ -313,13 +311,6 @@ class Pipeline:
     def _refines_on_device(self, options: CutoutOptions) -> bool:
         """The torch path refines on its device, except for the opt-in fusion and colour prior."""
         return self.uses_torch and not options.assist_model and not options.colour_prior
-
-    def _refine_on_device(self, image: np.ndarray, mask, options: CutoutOptions, timings: dict[str, float],
-                          photo=None) -> CutoutResult:
-        """_refine's chain with torch on the pipeline's device (pipeline/torch_path/chain.py)."""
-        from pipeline.torch_path.chain import refine_on_device
-
-        return refine_on_device(self, image, mask, options, timings, photo)
 
     def _matte_soft_zones(self, image: np.ndarray, alpha: np.ndarray, soft_zone: np.ndarray,
                           options: CutoutOptions, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -218,7 +218,7 @@ def segmentation_with_preprocessing(pipeline: Pipeline, jpegs: list[bytes], batc
     import torch
 
     segmenter = pipeline.segmenter("isnet")
-    images = [segmenter.to_device(decode_image(data, **LIMITS)) for data in jpegs[:batch]]
+    images = segmenter.upload([decode_image(data, **LIMITS) for data in jpegs[:batch]])
     with torch.inference_mode():
         segmenter.predict_small_tensors(images)
         sync()

@@ -177,10 +177,6 @@ class TorchSegmenter:
                 masks[index] = square[0, 0].clamp(0, 1)
         return masks  # type: ignore[return-value]
 
-    def to_device(self, image: np.ndarray) -> torch.Tensor:
-        """(h, w, 3) float array -> (3, h, w) float32 tensor on the device."""
-        return self.upload([image])[0]
-
     def upload(self, images: list[np.ndarray]) -> list[torch.Tensor]:
         """(h, w, 3) float arrays -> (3, h, w) float32 tensors on the device: on CUDA one pinned
         staging buffer and one copy for the whole batch, not a copy (and a wait) per photo."""
