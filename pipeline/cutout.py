@@ -34,7 +34,7 @@ from pipeline.edges import keep_model_side, settle_confident_interiors, sharpen,
 from pipeline.foreground import estimate_foreground
 from pipeline.fuse import fuse_masks
 from pipeline.matte import DEFAULT_MAX_SIDE, estimate_alpha
-from pipeline.segment import Segmenter, resize_float
+from pipeline.segment import Segmenter, default_fine_views, resize_float
 from pipeline.trimap import UNKNOWN, make_soft_zone_trimap
 from pipeline.upsample import guided_upsample, resize_rows, row_bands
 
@@ -114,12 +114,14 @@ class Pipeline:
 
     def __init__(self, model_dir: Path | str | None = None, cache_dir: Path | str | None = None,
                  threads: int | None = None, device: str | None = None, segment_side: int | None = None,
-                 keep_aspect: bool | None = None, refine_threads: int | None = None) -> None:
+                 keep_aspect: bool | None = None, refine_threads: int | None = None,
+                 fine_views: bool | None = None) -> None:
         """segment_side: long side of the segmentation input, below the model's native side (None: native).
 
         keep_aspect: segment at the photo's aspect ratio rather than the stretched square (None: default).
         refine_threads: images of one batch refined side by side (None: CUTOUT_REFINE_THREADS, else
         every core on the GPU path and one on the CPU path).
+        fine_views: large photos also asked at the model's finer side (None: CUTOUT_FINE_VIEW, on).
         """
         self.model_dir = model_dir
         self.cache_dir = cache_dir
@@ -127,6 +129,7 @@ class Pipeline:
         self.device = resolve_device(device)
         self.segment_side = segment_side or default_segment_side()
         self.keep_aspect = default_keep_aspect() if keep_aspect is None else keep_aspect
+        self.fine_views = default_fine_views() if fine_views is None else fine_views
         self._segmenters: dict[str, Segmenter] = {}
         self._lock = threading.Lock()
         self.refine_threads = default_refine_threads(self.device) if refine_threads is None else refine_threads
@@ -144,10 +147,11 @@ class Pipeline:
                 if self.uses_torch:
                     from pipeline.torch_path.segment import TorchSegmenter
 
-                    self._segmenters[name] = TorchSegmenter(spec, path, self.torch_device, keep_aspect=self.keep_aspect)
+                    self._segmenters[name] = TorchSegmenter(spec, path, self.torch_device, keep_aspect=self.keep_aspect,
+                                                            fine_views=self.fine_views)
                 else:
                     self._segmenters[name] = Segmenter(spec, path, self.threads, input_side=self.segment_side,
-                                                         keep_aspect=self.keep_aspect)
+                                                         keep_aspect=self.keep_aspect, fine_views=self.fine_views)
             return self._segmenters[name]
 
     def warm_up(self, options: CutoutOptions = CutoutOptions()) -> None:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from models.free_input_size import GraphNotResizable, graph_with_free_input_size
 from models.specs import ModelSpec
-from pipeline.segment import EMPTY_MASK_SHARE, photo_shaped_size
+from pipeline.segment import EMPTY_MASK_SHARE, VIEW_AGREEMENT, photo_shaped_size, wants_fine_view
 from pipeline.torch_path.onnx_graph import OnnxGraphModule
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def graphs_enabled() -> bool:
 
 class TorchSegmenter:
     def __init__(self, spec: ModelSpec, model_path: Path, device: str = "cuda", keep_aspect: bool = True,
-                 dtype: torch.dtype | None = None, cuda_graphs: bool | None = None) -> None:
+                 dtype: torch.dtype | None = None, cuda_graphs: bool | None = None, fine_views: bool = True) -> None:
         if spec.task != "salient":
             raise ValueError(f"model {spec.name} is a {spec.task} model, not a segmentation model")
         self.spec = spec
@@ -70,6 +70,7 @@ class TorchSegmenter:
             except GraphNotResizable as error:
                 log.info("%s runs at its native %d px square: %s", spec.name, native_side, error)
         self.keep_aspect = self.size_multiple is not None
+        self.fine_side = spec.fine_side if fine_views and self.keep_aspect else None
         module = OnnxGraphModule(source).eval().to(self.device).to(self.dtype)
         if on_cuda:
             torch.backends.cudnn.benchmark = True  # one algorithm search per shape, then the fastest
@@ -142,9 +143,16 @@ class TorchSegmenter:
             static_output = self.module(static_input)
         return graph, static_input, static_output
 
-    def warm(self, shapes: tuple[tuple[int, int], ...] = ((1024, 768), (768, 1024), (1024, 1024))) -> None:
+    def warm(self, shapes: tuple[tuple[int, int], ...] | None = None) -> None:
         """Run each network shape once at batch 1, so cuDNN's kernel search and the CUDA graph
-        capture (~2 s per new shape on an H200, the first request's p99) happen at start-up."""
+        capture (~2 s per new shape on an H200, the first request's p99) happen at start-up.
+        Default: a 4:3 phone photo's shapes, both ways round, at each side asked, and the square."""
+        if shapes is None:
+            sides = [self.input_size[0]] + ([self.fine_side] if self.fine_side else [])
+            multiple = self.size_multiple or 1
+            shapes = tuple(dict.fromkeys([photo_shaped_size(4, 3, side, multiple) for side in sides]
+                                         + [photo_shaped_size(3, 4, side, multiple) for side in sides]
+                                         + [self.input_size]))
         with torch.inference_mode():
             for shape in shapes:
                 self._forward(torch.zeros(1, 3, *shape, device=self.device, dtype=self.dtype))
@@ -155,15 +163,11 @@ class TorchSegmenter:
         """(3, h, w) tensors in [0, 1] on the device -> (H, W) masks at each photo's network size.
 
         Photos of one network shape share a forward pass. Where the photo shape found no subject
-        the square is asked too, as on the CPU path, and its mask brought back to the photo's shape.
+        the square is asked too, as on the CPU path, and its mask brought back to the photo's shape;
+        large photos are also asked at the finer side and the views mixed as on the CPU path.
         """
         sizes = [self.network_size(*image.shape[1:]) for image in images]
-        masks: list[torch.Tensor | None] = [None] * len(images)
-        for size in dict.fromkeys(sizes):
-            members = [index for index, other in enumerate(sizes) if other == size]
-            output = self._forward(self._network_input([images[index] for index in members], size))
-            for row, index in enumerate(members):
-                masks[index] = output[row, 0]
+        masks = self._masks_at(images, sizes)
         # One reading of every mask's subject share: each host read waits for the GPU, and under load
         # each wait also gives the GIL away to the request threads (docs/performance.md).
         shares = torch.stack([(mask > 0.5).float().mean() for mask in masks]).tolist()  # type: ignore[union-attr]
@@ -175,7 +179,43 @@ class TorchSegmenter:
             for row, index in enumerate(empty):
                 square = F.interpolate(output[row:row + 1], size=sizes[index], mode="bilinear", align_corners=False)
                 masks[index] = square[0, 0].clamp(0, 1)
+        fine = [index for index, image in enumerate(images) if index not in empty
+                and wants_fine_view(*image.shape[1:], self.input_size[0], self.fine_side)]
+        if fine:
+            self._mix_fine_views(images, masks, fine)  # type: ignore[arg-type]
         return masks  # type: ignore[return-value]
+
+    def _masks_at(self, images: list[torch.Tensor], sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
+        """Each photo's (H, W) mask at its size in `sizes`, one forward pass per distinct size."""
+        masks: list[torch.Tensor | None] = [None] * len(images)
+        for size in dict.fromkeys(sizes):
+            members = [index for index, other in enumerate(sizes) if other == size]
+            output = self._forward(self._network_input([images[index] for index in members], size))
+            for row, index in enumerate(members):
+                masks[index] = output[row, 0]
+        return masks  # type: ignore[return-value]
+
+    def _mix_fine_views(self, images: list[torch.Tensor], masks: list[torch.Tensor], chosen: list[int]) -> None:
+        """pipeline.segment.mix_views on the device, for the photos `chosen`, in place in `masks`."""
+        fine_sizes = [photo_shaped_size(*images[index].shape[1:], self.fine_side, self.size_multiple or 1)
+                      for index in chosen]
+        views = self._masks_at([images[index] for index in chosen], fine_sizes)
+        mixed, agreements = [], []
+        for index, view in zip(chosen, views):
+            first = masks[index]
+            # PIL's bilinear reduction (the CPU path's resize_float) averages like an antialiased resize.
+            fine = F.interpolate(view[None, None], size=tuple(first.shape), mode="bilinear", align_corners=False,
+                                 antialias=True)[0, 0].clamp(0, 1)
+            a, b = first > 0.5, fine > 0.5
+            union = (a | b).sum()
+            agreements.append(torch.where(union > 0, (a & b).sum() / union.clamp_min(1), 1.0))  # as subject_agreement
+            mixed.append((first + (fine - first) * 4.0 * first * (1.0 - first)).clamp(0, 1))
+        for index, agreement, mix in zip(chosen, torch.stack(agreements).tolist(), mixed):  # one host read
+            if agreement >= VIEW_AGREEMENT:
+                masks[index] = mix
+            else:
+                log.info("%s's %d px view disagrees with the first (subject IoU %.2f): first view kept",
+                         self.spec.name, self.fine_side, agreement)
 
     def upload(self, images: list[np.ndarray]) -> list[torch.Tensor]:
         """(h, w, 3) float arrays -> (3, h, w) float32 tensors on the device: on CUDA one pinned

@@ -101,6 +101,50 @@ def test_isnet_asks_at_the_square_when_the_photo_shape_finds_no_subject(real_pip
     assert mask.shape == (600, 800) and float((mask > 0.5).mean()) < 0.05
 
 
+def test_mixing_two_views_moves_only_what_the_first_doubts():
+    from pipeline.segment import mix_views, subject_agreement
+
+    first = np.array([[0.0, 1.0, 0.5, 0.9, 0.1]], np.float32)
+    fine = np.array([[1.0, 0.0, 0.2, 1.0, 0.0]], np.float32)
+    mixed = mix_views(first, fine)
+    assert mixed[0, 0] == 0.0 and mixed[0, 1] == 1.0  # a sure first view stays, whatever the second says
+    assert mixed[0, 2] == pytest.approx(0.2)  # where the first is undecided, the finer view decides
+    assert 0.9 < mixed[0, 3] < 1.0 and 0.0 < mixed[0, 4] < 0.1  # a little doubt, a little move
+    assert subject_agreement(first, fine) == pytest.approx(1 / 3)  # subjects {1, 3} and {0, 3}
+    assert subject_agreement(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0
+
+
+def test_a_large_photo_is_also_asked_at_the_finer_side_and_the_views_mixed(real_pipeline):
+    from models import ensure_model, get_spec
+    from pipeline.segment import Segmenter, mix_views, photo_shaped_size, resize_float
+
+    spec = get_spec("isnet")
+    assert spec.fine_side == 1152
+    segmenter = Segmenter(spec, ensure_model(spec))
+    asked: list[tuple[int, int]] = []
+    predict_at = segmenter._predict_at
+    segmenter._predict_at = lambda image, size, flip: asked.append(size) or predict_at(image, size, flip)
+
+    small, _, _ = load("GT04", 1200)  # a 1 MP photo: the first view sees most of its pixels
+    segmenter.predict_small(small)
+    assert asked == [segmenter.network_size(*small.shape[:2])]
+    asked.clear()
+    large, truth, _ = load("GT04", 1600)
+    mask = segmenter.predict_small(large)
+    size, fine_size = segmenter.network_size(*large.shape[:2]), photo_shaped_size(*large.shape[:2], 1152, 32)
+    assert asked == [size, fine_size] and fine_size[1] == 1152
+    first, fine = predict_at(large, size, False), predict_at(large, fine_size, False)
+    expected = mix_views(first, np.clip(resize_float(fine, size[1], size[0]), 0, 1))
+    assert mask.shape == size and np.abs(mask - expected).max() < 1e-5
+    assert metrics.iou(resize_float(mask, 1600, truth.shape[0]), truth) > 0.65
+
+    # Views that disagree about what the subject is are not mixed: the first one stands.
+    segmenter._predict_at = lambda image, asked_size, flip: (1.0 - fine) if asked_size == fine_size else first
+    assert np.array_equal(segmenter.predict_small(large), first)
+    one_view = Segmenter(spec, ensure_model(spec), fine_views=False)
+    assert one_view.fine_side is None and np.abs(one_view.predict_small(large) - first).max() < 1e-5
+
+
 def test_isnet_at_a_smaller_input_side_keeps_the_photo_shape(real_pipeline, troll):
     from models import ensure_model, get_spec
     from pipeline.segment import Segmenter

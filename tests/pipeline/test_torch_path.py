@@ -7,6 +7,7 @@ import pytest
 from evaluation import metrics
 from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.matte import estimate_alpha
+from pipeline.segment import photo_shaped_size
 from pipeline.trimap import make_trimap
 from tests.pipeline.test_pipeline_stages import load
 
@@ -36,6 +37,25 @@ def test_torch_segmentation_matches_onnxruntime(cpu_pipeline, torch_pipeline):
         difference = np.abs(mine - other)
         # Input resizing differs slightly (torch antialiased bilinear vs PIL); the network is the same.
         assert difference.mean() < 0.01 and np.quantile(difference, 0.999) < 0.2
+
+
+def test_torch_segmenter_mixes_the_finer_view_like_the_cpu_path(cpu_pipeline, torch_pipeline):
+    large = load("GT04", 1600)[0]  # long side past 1.5x the first view's: asked at 1152 px too
+    ours = torch_pipeline.segmenter("isnet")
+    shapes: list[tuple[int, ...]] = []
+    forward = ours._forward
+    ours._forward = lambda batch: shapes.append(tuple(batch.shape[2:])) or forward(batch)
+    try:
+        mine = ours.predict_small_batch([large])[0]
+    finally:
+        ours._forward = forward
+    assert shapes == [ours.network_size(*large.shape[:2]), photo_shaped_size(*large.shape[:2], 1152, 32)]
+    theirs = cpu_pipeline.segmenter("isnet").predict_small(large)
+    one_view = cpu_pipeline.segmenter("isnet")._predict_at(large, ours.network_size(*large.shape[:2]), False)
+    assert mine.shape == theirs.shape
+    difference = np.abs(mine - theirs)
+    assert difference.mean() < 0.01 and np.quantile(difference, 0.999) < 0.2
+    assert np.abs(theirs - one_view).mean() > 2 * difference.mean()  # the mix changed more than the paths differ
 
 
 def test_interpreter_keeps_size_arithmetic_on_the_host_and_drops_spent_activations(torch_pipeline):
