@@ -160,13 +160,15 @@ class Segmenter:
             output = (output - low) / np.maximum(high - low, 1e-6)
         return np.clip(output, 0.0, 1.0).astype(np.float32)
 
-    def predict(self, image: np.ndarray, flip_average: bool = False) -> np.ndarray:
+    def predict(self, image: np.ndarray, flip_average: bool = False, fine_view: bool = True) -> np.ndarray:
         """(h, w, 3) RGB in [0, 1] -> (h, w) soft mask in [0, 1]."""
         height, width = image.shape[:2]
-        return np.clip(resize_float(self.predict_small(image, flip_average), width, height), 0.0, 1.0)
+        return np.clip(resize_float(self.predict_small(image, flip_average, fine_view), width, height), 0.0, 1.0)
 
-    def predict_small(self, image: np.ndarray, flip_average: bool = False) -> np.ndarray:
-        """(h, w, 3) RGB in [0, 1] -> the soft mask at the network's resolution (the photo's aspect)."""
+    def predict_small(self, image: np.ndarray, flip_average: bool = False, fine_view: bool = True) -> np.ndarray:
+        """(h, w, 3) RGB in [0, 1] -> the soft mask at the network's resolution (the photo's aspect).
+
+        fine_view=False: the first view alone, even for a photo that would be asked at the finer side."""
         height, width = image.shape[:2]
         size = self.network_size(height, width)
         mask = self._predict_at(image, size, flip_average)
@@ -177,7 +179,7 @@ class Segmenter:
             mask = self._predict_at(image, self.input_size, flip_average)
             # Back to the photo's proportion, so the working grid is the photo's.
             return np.clip(resize_float(mask, size[1], size[0]), 0.0, 1.0)
-        if wants_fine_view(height, width, self.input_size[0], self.fine_side):
+        if fine_view and wants_fine_view(height, width, self.input_size[0], self.fine_side):
             fine_size = photo_shaped_size(height, width, self.fine_side, self.size_multiple or 1)
             fine = np.clip(resize_float(self._predict_at(image, fine_size, flip_average), size[1], size[0]), 0.0, 1.0)
             agreement = subject_agreement(mask, fine)

@@ -159,7 +159,7 @@ class TorchSegmenter:
 
     # --- masks ----------------------------------------------------------------------------------
     @torch.inference_mode()
-    def predict_small_tensors(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
+    def predict_small_tensors(self, images: list[torch.Tensor], fine_views: bool = True) -> list[torch.Tensor]:
         """(3, h, w) tensors in [0, 1] on the device -> (H, W) masks at each photo's network size.
 
         Photos of one network shape share a forward pass. Where the photo shape found no subject
@@ -179,7 +179,7 @@ class TorchSegmenter:
             for row, index in enumerate(empty):
                 square = F.interpolate(output[row:row + 1], size=sizes[index], mode="bilinear", align_corners=False)
                 masks[index] = square[0, 0].clamp(0, 1)
-        fine = [index for index, image in enumerate(images) if index not in empty
+        fine = [index for index, image in enumerate(images) if fine_views and index not in empty
                 and wants_fine_view(*image.shape[1:], self.input_size[0], self.fine_side)]
         if fine:
             self._mix_fine_views(images, masks, fine)  # type: ignore[arg-type]
@@ -235,26 +235,26 @@ class TorchSegmenter:
             offset += array.size
         return tensors
 
-    def predict_small_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
+    def predict_small_batch(self, images: list[np.ndarray], fine_views: bool = True) -> list[np.ndarray]:
         """(h, w, 3) RGB arrays in [0, 1] -> (H, W) float32 masks at each photo's network size."""
         with torch.inference_mode():
-            masks = self.predict_small_tensors(self.upload(images))
+            masks = self.predict_small_tensors(self.upload(images), fine_views)
             return to_host(masks)
 
-    def predict_small(self, image: np.ndarray, flip_average: bool = False) -> np.ndarray:
-        return _one_photo(self.predict_small_batch, image, flip_average)
+    def predict_small(self, image: np.ndarray, flip_average: bool = False, fine_view: bool = True) -> np.ndarray:
+        return _one_photo(lambda batch: self.predict_small_batch(batch, fine_view), image, flip_average)
 
-    def predict_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
+    def predict_batch(self, images: list[np.ndarray], fine_views: bool = True) -> list[np.ndarray]:
         """(h, w, 3) RGB arrays in [0, 1] -> (h, w) float32 masks at each photo's size."""
         out = []
         with torch.inference_mode():
-            for image, mask in zip(images, self.predict_small_tensors(self.upload(images))):
+            for image, mask in zip(images, self.predict_small_tensors(self.upload(images), fine_views)):
                 full = F.interpolate(mask[None, None], size=image.shape[:2], mode="bilinear", align_corners=False)
                 out.append(full[0, 0].clamp(0, 1))
             return to_host(out)
 
-    def predict(self, image: np.ndarray, flip_average: bool = False) -> np.ndarray:
-        return _one_photo(self.predict_batch, image, flip_average)
+    def predict(self, image: np.ndarray, flip_average: bool = False, fine_view: bool = True) -> np.ndarray:
+        return _one_photo(lambda batch: self.predict_batch(batch, fine_view), image, flip_average)
 
 
 def _one_photo(predict_many, image: np.ndarray, flip_average: bool) -> np.ndarray:
