@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from pipeline.outputs import compose
+from pipeline.outputs import compose, png
 from pipeline.cutout import CutoutResult
 from pipeline.decode import image_to_uint8
 
@@ -77,15 +77,14 @@ def render_array(
 
 def encode_png(colour: np.ndarray, alpha: np.ndarray | None, dpi: int | None = None) -> bytes:
     if colour.ndim == 2:
-        image = Image.fromarray(image_to_uint8(colour), "L")
+        pixels = image_to_uint8(colour)
     elif alpha is not None:
-        image = Image.fromarray(compose.to_rgba_uint8(colour, alpha), "RGBA")
+        pixels = compose.to_rgba_uint8(colour, alpha)
     else:
-        image = Image.fromarray(image_to_uint8(colour), "RGB")
-    buffer = io.BytesIO()
-    # Level 1: a 1 MP RGBA cutout encodes in 0.10 s instead of 0.28 s (level 6) for ~14 % more bytes.
-    image.save(buffer, "PNG", optimize=False, compress_level=1, **({"dpi": (dpi, dpi)} if dpi else {}))
-    return buffer.getvalue()
+        pixels = image_to_uint8(colour)
+    # Deflate level 1 on every core (pipeline/outputs/png.py): a 12 MP RGBA cutout in 0.27 s instead
+    # of Pillow's 0.69 s (level 1, one core) on two cores, ~3 % more bytes.
+    return png.encode(pixels, dpi=dpi)
 
 
 def encode_jpeg(colour: np.ndarray, quality: int = 90, max_bytes: int | None = None, max_side: int | None = None) -> bytes:
