@@ -28,14 +28,26 @@ def test_pixels_come_back_exactly(shape, mode):
     assert np.array_equal(back, pixels)
 
 
+def stream(rows: np.ndarray, strips: int) -> bytes:
+    return b"".join(piece for pieces in png.deflated_rows(rows, strips=strips) for piece in pieces)
+
+
 def test_a_stream_cut_into_strips_is_one_valid_zlib_stream():
-    data = np.random.default_rng(3).integers(0, 4, size=3_000_001, dtype=np.uint8)
-    for strips in (1, 2, 7):
-        assert zlib.decompress(png.zlib_stream(data, strips=strips)) == data.tobytes()
+    rows = np.random.default_rng(3).integers(0, 4, size=(1001, 3001), dtype=np.uint8)
+    whole = png.filtered_rows(rows, None).tobytes()  # the Up filter over the image at once
+    for strips in (1, 2, 7, 1001):
+        assert zlib.decompress(stream(rows, strips)) == whole  # zlib checks the combined Adler-32 too
+
+
+def test_adler32_of_joined_data_from_its_parts():
+    data = np.random.default_rng(4).integers(0, 256, size=200_003, dtype=np.uint8).tobytes()
+    for cut in (0, 1, 65521, 100_000, len(data)):
+        first, second = data[:cut], data[cut:]
+        assert png.adler32_combine(zlib.adler32(first), zlib.adler32(second), len(second)) == zlib.adler32(data)
 
 
 def test_large_images_use_several_strips_and_stay_small(monkeypatch):
-    monkeypatch.setattr(png, "MIN_STRIP_BYTES", 1 << 16)
+    monkeypatch.setattr(png, "STRIP_BYTES", 1 << 16)
     gradient = np.broadcast_to(np.linspace(0, 255, 800, dtype=np.uint8)[None, :, None], (600, 800, 4)).copy()
     data = png.encode(gradient)
     back, _ = decoded(data)
@@ -57,9 +69,9 @@ def test_dpi_is_written_and_bad_input_refused():
 def test_a_forked_child_gets_its_own_deflate_threads():
     import multiprocessing
 
-    png.encode(np.zeros((4, 4), np.uint8))
-    png.zlib_stream(np.zeros(10, np.uint8), strips=2)  # the parent's pool exists now
+    rows = np.arange(1000, dtype=np.uint32).astype(np.uint8).reshape(100, 10)
+    stream(rows, 2)  # the parent's pool exists now
     context = multiprocessing.get_context("fork")
     with context.Pool(1) as pool:  # a hung pool would time the call out
-        data = pool.apply_async(png.zlib_stream, (np.arange(1000, dtype=np.uint8),), {"strips": 3}).get(timeout=30)
-    assert zlib.decompress(data) == np.arange(1000, dtype=np.uint8).tobytes()
+        data = pool.apply_async(stream, (rows, 3)).get(timeout=30)
+    assert zlib.decompress(data) == png.filtered_rows(rows, None).tobytes()
