@@ -183,15 +183,16 @@ class Pipeline:
         started = time.perf_counter()
         on_device = self._refines_on_device(options)
         photos: list = [None] * len(images)
+        segment_notes: list[list[str]] = [[] for _ in images]  # what the finer view did, per photo
         if on_device:  # photos go to the device once; masks stay there for the refinement
             import torch
 
             segmenter = self.segmenter(options.model)
             with torch.inference_mode():
                 photos = segmenter.upload(images)
-                masks = segmenter.predict_small_tensors(photos)
+                masks = segmenter.predict_small_tensors(photos, notes=segment_notes)
         else:
-            masks = self._predict_small_all(options.model, images)
+            masks = self._predict_small_all(options.model, images, segment_notes)
         assists: list[np.ndarray | None] = [None] * len(images)
         if options.assist_model:
             assists = self._predict_small_all(options.assist_model, images)
@@ -199,8 +200,10 @@ class Pipeline:
 
         def refine(index: int) -> CutoutResult:
             report(index, "refining")
-            return self._refine(images[index], masks[index], assists[index], options, {"segment": seconds},
-                                photos[index])
+            result = self._refine(images[index], masks[index], assists[index], options, {"segment": seconds},
+                                  photos[index])
+            result.notes[:0] = segment_notes[index]
+            return result
 
         pool = self._refine_pool() if len(images) > 1 else None
         if pool is None:
@@ -230,12 +233,15 @@ class Pipeline:
             image = np.clip(image, 0.0, 1.0)
         return image
 
-    def _predict_small_all(self, name: str, images: list[np.ndarray]) -> list[np.ndarray]:
-        """Masks at the segmenter's working grid (the network's, at the photo's aspect)."""
+    def _predict_small_all(self, name: str, images: list[np.ndarray],
+                           notes: list[list[str]] | None = None) -> list[np.ndarray]:
+        """Masks at the segmenter's working grid (the network's, at the photo's aspect); `notes[i]`
+        told what the finer view did for photo i."""
         segmenter = self.segmenter(name)
         if hasattr(segmenter, "predict_small_batch"):  # the torch path: one forward pass per network shape
-            return segmenter.predict_small_batch(images)
-        return [segmenter.predict_small(image) for image in images]
+            return segmenter.predict_small_batch(images, notes=notes)
+        return [segmenter.predict_small(image, notes=None if notes is None else notes[index])
+                for index, image in enumerate(images)]
 
     @staticmethod
     def working_size(image_shape: tuple[int, ...], mask_shape: tuple[int, ...]) -> tuple[int, int]:

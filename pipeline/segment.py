@@ -58,6 +58,15 @@ def subject_agreement(first: np.ndarray, second: np.ndarray) -> float:
     return float(np.count_nonzero(a & b)) / union if union else 1.0
 
 
+def view_note(name: str, fine_side: int, agreement: float) -> str:
+    """What the result's notes say about the finer view."""
+    if agreement >= VIEW_AGREEMENT:
+        return (f"{name} also read the photo at {fine_side} px and the finer view was mixed in where the first "
+                f"doubted (the views share {agreement:.0%} of the subject)")
+    return (f"{name}'s {fine_side} px view disagreed with the first (they share {agreement:.0%} of the subject): "
+            f"the first view kept")
+
+
 def mix_views(first: np.ndarray, fine: np.ndarray) -> np.ndarray:
     """The first view's mask, moved towards the finer view's in proportion to its own doubt.
 
@@ -165,10 +174,12 @@ class Segmenter:
         height, width = image.shape[:2]
         return np.clip(resize_float(self.predict_small(image, flip_average, fine_view), width, height), 0.0, 1.0)
 
-    def predict_small(self, image: np.ndarray, flip_average: bool = False, fine_view: bool = True) -> np.ndarray:
+    def predict_small(self, image: np.ndarray, flip_average: bool = False, fine_view: bool = True,
+                      notes: list[str] | None = None) -> np.ndarray:
         """(h, w, 3) RGB in [0, 1] -> the soft mask at the network's resolution (the photo's aspect).
 
-        fine_view=False: the first view alone, even for a photo that would be asked at the finer side."""
+        fine_view=False: the first view alone, even for a photo that would be asked at the finer side.
+        notes: told what the finer view did, where it was asked."""
         height, width = image.shape[:2]
         size = self.network_size(height, width)
         mask = self._predict_at(image, size, flip_average)
@@ -185,9 +196,8 @@ class Segmenter:
             agreement = subject_agreement(mask, fine)
             if agreement >= VIEW_AGREEMENT:
                 mask = mix_views(mask, fine)
-            else:
-                log.info("%s's %d px view disagrees with the first (subject IoU %.2f): first view kept",
-                         self.spec.name, self.fine_side, agreement)
+            if notes is not None:
+                notes.append(view_note(self.spec.name, self.fine_side, agreement))
         return np.clip(mask, 0.0, 1.0)
 
     def _predict_at(self, image: np.ndarray, size: tuple[int, int], flip_average: bool) -> np.ndarray:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from models.free_input_size import GraphNotResizable, graph_with_free_input_size
 from models.specs import ModelSpec
-from pipeline.segment import EMPTY_MASK_SHARE, VIEW_AGREEMENT, photo_shaped_size, wants_fine_view
+from pipeline.segment import EMPTY_MASK_SHARE, VIEW_AGREEMENT, photo_shaped_size, view_note, wants_fine_view
 from pipeline.torch_path.onnx_graph import OnnxGraphModule
 
 log = logging.getLogger(__name__)
@@ -159,12 +159,14 @@ class TorchSegmenter:
 
     # --- masks ----------------------------------------------------------------------------------
     @torch.inference_mode()
-    def predict_small_tensors(self, images: list[torch.Tensor], fine_views: bool = True) -> list[torch.Tensor]:
+    def predict_small_tensors(self, images: list[torch.Tensor], fine_views: bool = True,
+                              notes: list[list[str]] | None = None) -> list[torch.Tensor]:
         """(3, h, w) tensors in [0, 1] on the device -> (H, W) masks at each photo's network size.
 
         Photos of one network shape share a forward pass. Where the photo shape found no subject
         the square is asked too, as on the CPU path, and its mask brought back to the photo's shape;
-        large photos are also asked at the finer side and the views mixed as on the CPU path.
+        large photos are also asked at the finer side and the views mixed as on the CPU path
+        (`notes[i]` told what the finer view did for photo i).
         """
         sizes = [self.network_size(*image.shape[1:]) for image in images]
         masks = self._masks_at(images, sizes)
@@ -182,7 +184,7 @@ class TorchSegmenter:
         fine = [index for index, image in enumerate(images) if fine_views and index not in empty
                 and wants_fine_view(*image.shape[1:], self.input_size[0], self.fine_side)]
         if fine:
-            self._mix_fine_views(images, masks, fine)  # type: ignore[arg-type]
+            self._mix_fine_views(images, masks, fine, notes)  # type: ignore[arg-type]
         return masks  # type: ignore[return-value]
 
     def _masks_at(self, images: list[torch.Tensor], sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
@@ -195,7 +197,8 @@ class TorchSegmenter:
                 masks[index] = output[row, 0]
         return masks  # type: ignore[return-value]
 
-    def _mix_fine_views(self, images: list[torch.Tensor], masks: list[torch.Tensor], chosen: list[int]) -> None:
+    def _mix_fine_views(self, images: list[torch.Tensor], masks: list[torch.Tensor], chosen: list[int],
+                        notes: list[list[str]] | None = None) -> None:
         """pipeline.segment.mix_views on the device, for the photos `chosen`, in place in `masks`."""
         fine_sizes = [photo_shaped_size(*images[index].shape[1:], self.fine_side, self.size_multiple or 1)
                       for index in chosen]
@@ -213,9 +216,8 @@ class TorchSegmenter:
         for index, agreement, mix in zip(chosen, torch.stack(agreements).tolist(), mixed):  # one host read
             if agreement >= VIEW_AGREEMENT:
                 masks[index] = mix
-            else:
-                log.info("%s's %d px view disagrees with the first (subject IoU %.2f): first view kept",
-                         self.spec.name, self.fine_side, agreement)
+            if notes is not None:
+                notes[index].append(view_note(self.spec.name, self.fine_side, agreement))
 
     def upload(self, images: list[np.ndarray]) -> list[torch.Tensor]:
         """(h, w, 3) float arrays -> (3, h, w) float32 tensors on the device: on CUDA one pinned
@@ -235,10 +237,11 @@ class TorchSegmenter:
             offset += array.size
         return tensors
 
-    def predict_small_batch(self, images: list[np.ndarray], fine_views: bool = True) -> list[np.ndarray]:
+    def predict_small_batch(self, images: list[np.ndarray], fine_views: bool = True,
+                            notes: list[list[str]] | None = None) -> list[np.ndarray]:
         """(h, w, 3) RGB arrays in [0, 1] -> (H, W) float32 masks at each photo's network size."""
         with torch.inference_mode():
-            masks = self.predict_small_tensors(self.upload(images), fine_views)
+            masks = self.predict_small_tensors(self.upload(images), fine_views, notes)
             return to_host(masks)
 
     def predict_small(self, image: np.ndarray, flip_average: bool = False, fine_view: bool = True) -> np.ndarray:

@@ -130,7 +130,9 @@ def test_a_large_photo_is_also_asked_at_the_finer_side_and_the_views_mixed(real_
     assert asked == [segmenter.network_size(*small.shape[:2])]
     asked.clear()
     large, truth, _ = load("GT04", 1600)
-    mask = segmenter.predict_small(large)
+    notes: list[str] = []
+    mask = segmenter.predict_small(large, notes=notes)
+    assert len(notes) == 1 and "1152 px" in notes[0] and "mixed in" in notes[0]
     size, fine_size = segmenter.network_size(*large.shape[:2]), photo_shaped_size(*large.shape[:2], 1152, 32)
     assert asked == [size, fine_size] and fine_size[1] == 1152
     first, fine = predict_at(large, size, False), predict_at(large, fine_size, False)
@@ -140,7 +142,9 @@ def test_a_large_photo_is_also_asked_at_the_finer_side_and_the_views_mixed(real_
 
     # Views that disagree about what the subject is are not mixed: the first one stands.
     segmenter._predict_at = lambda image, asked_size, flip: (1.0 - fine) if asked_size == fine_size else first
-    assert np.array_equal(segmenter.predict_small(large), first)
+    notes.clear()
+    assert np.array_equal(segmenter.predict_small(large, notes=notes), first)
+    assert "disagreed" in notes[0] and "first view kept" in notes[0]
     one_view = Segmenter(spec, ensure_model(spec), fine_views=False)
     assert one_view.fine_side is None and np.abs(one_view.predict_small(large) - first).max() < 1e-5
 

@@ -45,10 +45,12 @@ def test_torch_segmenter_mixes_the_finer_view_like_the_cpu_path(cpu_pipeline, to
     shapes: list[tuple[int, ...]] = []
     forward = ours._forward
     ours._forward = lambda batch: shapes.append(tuple(batch.shape[2:])) or forward(batch)
+    notes: list[list[str]] = [[]]
     try:
-        mine = ours.predict_small_batch([large])[0]
+        mine = ours.predict_small_batch([large], notes=notes)[0]
     finally:
         ours._forward = forward
+    assert len(notes[0]) == 1 and "mixed in" in notes[0][0]
     assert shapes == [ours.network_size(*large.shape[:2]), photo_shaped_size(*large.shape[:2], 1152, 32)]
     theirs = cpu_pipeline.segmenter("isnet").predict_small(large)
     one_view = cpu_pipeline.segmenter("isnet")._predict_at(large, ours.network_size(*large.shape[:2]), False)
