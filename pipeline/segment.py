@@ -119,6 +119,9 @@ class Segmenter:
         options.intra_op_num_threads = threads or default_thread_count()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Without onnxruntime's arena each run returns its activations: peak RSS of a 24 MP photo
+        # 2.46 -> 2.04 GB and 1.44 -> 1.26 GB after a 1 MP one, for ~0.05 s more per ISNet run.
+        options.enable_cpu_mem_arena = False
         self.spec = spec
         self.input_size = spec.input_size
         self.size_multiple: int | None = None  # set when the graph takes free input sizes
