@@ -1,8 +1,8 @@
 """gunicorn settings: one process holds one pipeline thread (the models); threads serve webhooks.
 
 More processes would each load the models and run their own pipeline thread; scale with
-GUNICORN_WORKERS only when memory (about 1.6 GB per process at rest, up to 3 GB while it cuts a
-40 MP photo: docs/performance.md) and cores allow, and note that the
+GUNICORN_WORKERS only when memory (about 1.3 GB per process after a 1 MP photo, up to 2.6 GB while it
+cuts a 40 MP one: docs/performance.md) and cores allow, and note that the
 restart-resume step then runs in every process.
 """
 import os
