@@ -36,3 +36,7 @@ def test_one_gate_scores_raw_and_shipped_on_the_object_sets(real_pipeline, capsy
     assert raw[1] == ours[1] == "1" and 0 < float(ours[3]) < 0.5  # MAE of a real cutout
     assert output.count("images badly harmed (IoU down > 0.1):") == 2
     assert "peak RSS of this process so far" in output
+    # The raw mask is ISNet's first view alone; a large DIS5K photo is refined from two views mixed.
+    sod, dis = output.split("## DIS5K dev (full resolution)")
+    assert table_row(sod, "raw model mask")[3:9] == table_row(sod, benchmark.TWO_VIEWS_LABEL)[3:9]
+    assert table_row(dis, "raw model mask")[3:9] != table_row(dis, benchmark.TWO_VIEWS_LABEL)[3:9]
