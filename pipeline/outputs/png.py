@@ -76,7 +76,8 @@ def deflated_rows(rows: np.ndarray, level: int = 1, strips: int | None = None) -
     pieces: the stream's header before the first, its checksum after the last); joined in order,
     they are the stream."""
     height = rows.shape[0]
-    count = strips or max(1, -(-rows.nbytes // STRIP_BYTES))
+    # At least a strip per core once each would get a megabyte (a 16-core host: 16 strips at 12 MP).
+    count = strips or max(-(-rows.nbytes // STRIP_BYTES), WORKERS if rows.nbytes >= WORKERS << 20 else 1)
     count = max(1, min(count, height))
     bounds = [height * index // count for index in range(count + 1)]
     parts = [(rows[top:bottom], rows[top - 1] if top else None, level, index == count - 1)
