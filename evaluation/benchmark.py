@@ -35,7 +35,7 @@ from evaluation import metrics
 from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.decode import decode_image
 from pipeline.matte import estimate_alpha
-from pipeline.segment import Segmenter, wants_fine_view
+from pipeline.segment import Segmenter
 from pipeline.trimap import split_trimap
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -88,7 +88,7 @@ def one_view_mask(pipeline: Pipeline, options: CutoutOptions, image: np.ndarray,
     """The raw model mask the gate compares against: the model's first view alone (what ISNet draws
     at its native side). Photos the pipeline also asked at the finer side are asked once more."""
     segmenter = pipeline.segmenter(options.model)
-    if not wants_fine_view(*image.shape[:2], segmenter.input_size[0], segmenter.fine_side):
+    if not segmenter.asks_twice(*image.shape[:2]):
         return result.mask
     return segmenter.predict(image, fine_view=False)
 

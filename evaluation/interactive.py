@@ -123,11 +123,9 @@ class ShippedCutouts:
         return ask
 
     def _network_mask(self, sample: Sample, image: np.ndarray) -> np.ndarray:
-        from pipeline.segment import wants_fine_view
-
         segmenter = self.pipeline.segmenter("isnet")
         size = segmenter.network_size(*image.shape[:2])
-        if wants_fine_view(*image.shape[:2], segmenter.input_size[0], segmenter.fine_side):
+        if segmenter.asks_twice(*image.shape[:2]):
             return segmenter.predict_small(image)  # two views mixed: the cached masks hold the first alone
         cached = self.masks / f"{sample.set_tag}_{sample.name}.npz" if self.masks else None
         if cached is not None and cached.exists():

@@ -67,14 +67,14 @@ def view_note(name: str, fine_side: int, agreement: float) -> str:
             f"the first view kept")
 
 
-def mix_views(first: np.ndarray, fine: np.ndarray) -> np.ndarray:
+def mix_views(first, fine):
     """The first view's mask, moved towards the finer view's in proportion to its own doubt.
 
     Where the first view is sure (0 or 1) it stays; at 0.5 the finer view decides (docs/quality.md
     has what it does on each development set). Callers mix only views that agree (VIEW_AGREEMENT).
+    NumPy arrays or torch tensors alike (the torch path mixes on the device); float32 stays float32.
     """
-    doubt = 4.0 * first * (1.0 - first)
-    return np.clip(first + (fine - first) * doubt, 0.0, 1.0).astype(np.float32)
+    return (first + (fine - first) * (4.0 * first * (1.0 - first))).clip(0.0, 1.0)
 
 
 def photo_shaped_size(height: int, width: int, side: int, multiple: int) -> tuple[int, int]:
@@ -148,6 +148,10 @@ class Segmenter:
         self.output_name = self.session.get_outputs()[0].name
         self._lock = threading.Lock()  # one run at a time: the session already uses every core
 
+    def asks_twice(self, height: int, width: int) -> bool:
+        """Whether a photo of this size is also asked at the finer side (`wants_fine_view`)."""
+        return wants_fine_view(height, width, self.input_size[0], self.fine_side)
+
     def network_size(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) of the network input for a photo of this size."""
         if not self.keep_aspect:
@@ -193,7 +197,7 @@ class Segmenter:
             mask = self._predict_at(image, self.input_size, flip_average)
             # Back to the photo's proportion, so the working grid is the photo's.
             return np.clip(resize_float(mask, size[1], size[0]), 0.0, 1.0)
-        if fine_view and wants_fine_view(height, width, self.input_size[0], self.fine_side):
+        if fine_view and self.asks_twice(height, width):
             fine_size = photo_shaped_size(height, width, self.fine_side, self.size_multiple or 1)
             fine = np.clip(resize_float(self._predict_at(image, fine_size, flip_average), size[1], size[0]), 0.0, 1.0)
             agreement = subject_agreement(mask, fine)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from models.free_input_size import GraphNotResizable, graph_with_free_input_size
 from models.specs import ModelSpec
-from pipeline.segment import EMPTY_MASK_SHARE, VIEW_AGREEMENT, photo_shaped_size, view_note, wants_fine_view
+from pipeline.segment import EMPTY_MASK_SHARE, VIEW_AGREEMENT, mix_views, photo_shaped_size, view_note, wants_fine_view
 from pipeline.torch_path.onnx_graph import OnnxGraphModule
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,10 @@ class TorchSegmenter:
         self.use_graphs = on_cuda and (graphs_enabled() if cuda_graphs is None else cuda_graphs)
         self._graphs: OrderedDict[tuple[int, ...], tuple] = OrderedDict()
         self._lock = threading.Lock()
+
+    def asks_twice(self, height: int, width: int) -> bool:
+        """Whether a photo of this size is also asked at the finer side (as the CPU Segmenter)."""
+        return wants_fine_view(height, width, self.input_size[0], self.fine_side)
 
     def network_size(self, height: int, width: int) -> tuple[int, int]:
         if not self.keep_aspect:
@@ -181,8 +185,8 @@ class TorchSegmenter:
             for row, index in enumerate(empty):
                 square = F.interpolate(output[row:row + 1], size=sizes[index], mode="bilinear", align_corners=False)
                 masks[index] = square[0, 0].clamp(0, 1)
-        fine = [index for index, image in enumerate(images) if fine_views and index not in empty
-                and wants_fine_view(*image.shape[1:], self.input_size[0], self.fine_side)]
+        fine = [index for index, image in enumerate(images)
+                if fine_views and index not in empty and self.asks_twice(*image.shape[1:])]
         if fine:
             self._mix_fine_views(images, masks, fine, notes)  # type: ignore[arg-type]
         return masks  # type: ignore[return-value]
@@ -199,7 +203,7 @@ class TorchSegmenter:
 
     def _mix_fine_views(self, images: list[torch.Tensor], masks: list[torch.Tensor], chosen: list[int],
                         notes: list[list[str]] | None = None) -> None:
-        """pipeline.segment.mix_views on the device, for the photos `chosen`, in place in `masks`."""
+        """The CPU path's view mixing on the device, for the photos `chosen`, in place in `masks`."""
         fine_sizes = [photo_shaped_size(*images[index].shape[1:], self.fine_side, self.size_multiple or 1)
                       for index in chosen]
         views = self._masks_at([images[index] for index in chosen], fine_sizes)
@@ -212,7 +216,7 @@ class TorchSegmenter:
             a, b = first > 0.5, fine > 0.5
             union = (a | b).sum()
             agreements.append(torch.where(union > 0, (a & b).sum() / union.clamp_min(1), 1.0))  # as subject_agreement
-            mixed.append((first + (fine - first) * 4.0 * first * (1.0 - first)).clamp(0, 1))
+            mixed.append(mix_views(first, fine))
         for index, agreement, mix in zip(chosen, torch.stack(agreements).tolist(), mixed):  # one host read
             if agreement >= VIEW_AGREEMENT:
                 masks[index] = mix
