@@ -70,6 +70,7 @@ def build_models_parser() -> argparse.ArgumentParser:
 def models_main(argv: list[str]) -> int:
     from models import MODEL_SPECS, ModelUnavailableError, ensure_model, get_spec
     from pipeline.cutout import ASSIST_MODEL, CutoutOptions
+    from pipeline.person_matte import PERSON_MODEL
 
     args = build_models_parser().parse_args(argv)
     if args.action == "list":
@@ -80,7 +81,7 @@ def models_main(argv: list[str]) -> int:
     from models.specs import CAPTION_FONT
 
     # The optional assist model too: turning fusion on should not wait for a download.
-    names = args.names or [defaults.model, ASSIST_MODEL, CAPTION_FONT]
+    names = args.names or [defaults.model, PERSON_MODEL, ASSIST_MODEL, CAPTION_FONT]
     status = 0
     for name in names:
         try:

@@ -98,11 +98,12 @@ class ShippedCutouts:
         if path.exists():
             stored = np.load(path)
             return stored["mask"].astype(np.float32), stored["alpha"]
-        mask = self._network_mask(sample, image)
         from pipeline.cutout import CutoutOptions
 
+        options = CutoutOptions(foreground=False)
+        mask, person = self._network_mask(sample, image, options)
         # The chain after segmentation, exactly as Pipeline.cutout runs it (foreground colour off).
-        result = self.pipeline._refine(image, mask, None, CutoutOptions(foreground=False), {})
+        result = self.pipeline._refine(image, mask, None, options, {}, person=person)
         work_h, work_w = self.pipeline.working_size(image.shape, mask.shape)
         from pipeline.segment import resize_float
 
@@ -122,11 +123,14 @@ class ShippedCutouts:
             return self.pipeline.segmenter(SECOND_MODEL).predict_small(image)
         return ask
 
-    def _network_mask(self, sample: Sample, image: np.ndarray) -> np.ndarray:
+    def _network_mask(self, sample: Sample, image: np.ndarray, options) -> tuple[np.ndarray, np.ndarray | None]:
+        """-> (the model mask the product refines, the person matte where it applies), as Pipeline.segment."""
         segmenter = self.pipeline.segmenter("isnet")
         size = segmenter.network_size(*image.shape[:2])
         if segmenter.asks_twice(*image.shape[:2]):
-            return segmenter.predict_small(image)  # two views mixed: the cached masks hold the first alone
+            # The finer view depends on the person matte: the product's own order (cached masks hold the first view alone).
+            segmented = self.pipeline.segment([image], options, [[]])[0]
+            return segmented.mask, segmented.person
         cached = self.masks / f"{sample.set_tag}_{sample.name}.npz" if self.masks else None
         if cached is not None and cached.exists():
             mask = np.load(cached)["isnet"].astype(np.float32)
@@ -134,8 +138,10 @@ class ShippedCutouts:
                 from pipeline.segment import resize_float
 
                 mask = resize_float(mask, size[1], size[0])
-            return np.clip(mask, 0.0, 1.0)
-        return segmenter.predict_small(image)
+            mask = np.clip(mask, 0.0, 1.0)
+        else:
+            mask = segmenter.predict_small(image)
+        return mask, self.pipeline.person_opinion(image, mask, options, [])[0]
 
 
 def wrong_side(alpha: np.ndarray, truth: np.ndarray, soft_truth: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -3,6 +3,8 @@
 Every refinement step decides from evidence in the photo and in the mask whether it applies, and
 leaves the model's mask alone where it cannot tell (see docs/quality.md for the measurements):
 - ISNet's mask is kept at the network's working grid (long side 1024, the photo's aspect).
+- Where a person-matting network (RVM) sees the same subject, ISNet's doubtful pixels (hair) take
+  its coverage (pipeline.person_matte); elsewhere it is not listened to.
 - Wide grey zones of the mask (hair, fur, fuzz: pipeline.edges) are matted, and only when the
   photo's colours separate subject from background there (a colour model learned from the
   mask's confident pixels classifies them reliably); crisp outlines are not matted.
@@ -26,7 +28,7 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage
 
-from models import ensure_model, get_spec
+from models import ModelUnavailableError, ensure_model, get_spec
 from models.specs import DEFAULT_MODEL
 from pipeline.colour_prior import colour_probability, refine_mask_with_colour
 from pipeline.device import resolve_device
@@ -34,6 +36,7 @@ from pipeline.edges import keep_model_side, settle_confident_interiors, sharpen,
 from pipeline.foreground import estimate_foreground
 from pipeline.fuse import fuse_masks
 from pipeline.matte import DEFAULT_MAX_SIDE, estimate_alpha
+from pipeline.person_matte import PERSON_MODEL, PersonMatter, blend_person_matte, default_person_matte, person_opinion
 from pipeline.segment import Segmenter, default_fine_views, resize_float
 from pipeline.trimap import UNKNOWN, make_soft_zone_trimap
 from pipeline.upsample import guided_upsample, resize_rows, row_bands
@@ -83,6 +86,8 @@ class CutoutOptions:
     matting: closed-form matting in the mask's soft zones, where the colours allow it.
     full_resolution: finish the alpha at the photo's resolution: confident interiors settled to
         exactly 0 / 1, guided upsample, crisp edges; False gives the plain bilinear upsample.
+    person_matte: ask the person-matting network where it sees the same subject (pipeline.person_matte;
+        also needs the Pipeline's person_matte switch).
     """
 
     model: str = DEFAULT_MODEL
@@ -92,6 +97,17 @@ class CutoutOptions:
     foreground: bool = True
     full_resolution: bool = True
     matting_max_side: int = DEFAULT_MAX_SIDE
+    person_matte: bool = True
+
+
+@dataclass
+class Segmented:
+    """One photo after Pipeline.segment."""
+
+    mask: object  # (H, W) model mask at the network grid: an array, or a device tensor on the torch path
+    person: np.ndarray | None  # the person matte at the working grid, where it sees the mask's subject
+    person_seconds: float = 0.0
+    small_image: np.ndarray | None = None  # the photo at the working grid (CPU path)
 
 
 @dataclass
@@ -115,13 +131,14 @@ class Pipeline:
     def __init__(self, model_dir: Path | str | None = None, cache_dir: Path | str | None = None,
                  threads: int | None = None, device: str | None = None, segment_side: int | None = None,
                  keep_aspect: bool | None = None, refine_threads: int | None = None,
-                 fine_views: bool | None = None) -> None:
+                 fine_views: bool | None = None, person_matte: bool | None = None) -> None:
         """segment_side: long side of the segmentation input, below the model's native side (None: native).
 
         keep_aspect: segment at the photo's aspect ratio rather than the stretched square (None: default).
         refine_threads: images of one batch refined side by side (None: CUTOUT_REFINE_THREADS, else
         every core on the GPU path and one on the CPU path).
         fine_views: large photos also asked at the model's finer side (None: CUTOUT_FINE_VIEW, on).
+        person_matte: the person matte's second opinion on hair (None: CUTOUT_PERSON_MATTE, on).
         """
         self.model_dir = model_dir
         self.cache_dir = cache_dir
@@ -130,7 +147,9 @@ class Pipeline:
         self.segment_side = segment_side or default_segment_side()
         self.keep_aspect = default_keep_aspect() if keep_aspect is None else keep_aspect
         self.fine_views = default_fine_views() if fine_views is None else fine_views
+        self.person_matte = default_person_matte() if person_matte is None else person_matte
         self._segmenters: dict[str, Segmenter] = {}
+        self._person_matter: PersonMatter | None = None
         self._lock = threading.Lock()
         self.refine_threads = default_refine_threads(self.device) if refine_threads is None else refine_threads
         self._pool: ThreadPoolExecutor | None = None
@@ -154,10 +173,28 @@ class Pipeline:
                                                          keep_aspect=self.keep_aspect, fine_views=self.fine_views)
             return self._segmenters[name]
 
+    def person_matter(self) -> PersonMatter | None:
+        """The person-matting network, loaded once; None when switched off or not obtainable."""
+        if not self.person_matte:
+            return None
+        with self._lock:
+            if self._person_matter is None:
+                try:
+                    path = ensure_model(get_spec(PERSON_MODEL), self.model_dir, self.cache_dir)
+                except ModelUnavailableError as error:
+                    # Cutouts go on with ISNet alone (every result's notes say so): not a failure.
+                    log.warning("person matte unavailable, hair from ISNet alone: %s", error)
+                    self.person_matte = False
+                    return None
+                self._person_matter = PersonMatter(path, self.threads)
+            return self._person_matter
+
     def warm_up(self, options: CutoutOptions = CutoutOptions()) -> None:
         """Load every model `options` needs, so the first user does not wait for it (on a GPU, also
         the per-shape kernel search for phone photos' shapes)."""
         segmenter = self.segmenter(options.model)
+        if options.person_matte:
+            self.person_matter()
         if self.device == "cuda" and hasattr(segmenter, "warm"):
             segmenter.warm()
         if options.assist_model:
@@ -183,25 +220,23 @@ class Pipeline:
         started = time.perf_counter()
         on_device = self._refines_on_device(options)
         photos: list = [None] * len(images)
-        segment_notes: list[list[str]] = [[] for _ in images]  # what the finer view did, per photo
+        segment_notes: list[list[str]] = [[] for _ in images]  # what the finer view and the person matte did
         if on_device:  # photos go to the device once; masks stay there for the refinement
-            import torch
-
-            segmenter = self.segmenter(options.model)
-            with torch.inference_mode():
-                photos = segmenter.upload(images)
-                masks = segmenter.predict_small_tensors(photos, notes=segment_notes)
-        else:
-            masks = self._predict_small_all(options.model, images, segment_notes)
+            photos = self.segmenter(options.model).upload(images)
+        segmented = self.segment(images, options, segment_notes, photos if on_device else None)
         assists: list[np.ndarray | None] = [None] * len(images)
         if options.assist_model:
             assists = self._predict_small_all(options.assist_model, images)
-        seconds = (time.perf_counter() - started) / len(images)
+        seconds = (time.perf_counter() - started - sum(one.person_seconds for one in segmented)) / len(images)
 
         def refine(index: int) -> CutoutResult:
             report(index, "refining")
-            result = self._refine(images[index], masks[index], assists[index], options, {"segment": seconds},
-                                  photos[index])
+            one = segmented[index]
+            timings = {"segment": seconds}
+            if one.person_seconds:
+                timings["person_matte"] = one.person_seconds
+            result = self._refine(images[index], one.mask, assists[index], options, timings, photos[index],
+                                  person=one.person, small_image=one.small_image)
             result.notes[:0] = segment_notes[index]
             return result
 
@@ -209,6 +244,69 @@ class Pipeline:
         if pool is None:
             return [refine(index) for index in range(len(images))]
         return list(pool.map(refine, range(len(images))))
+
+    def segment(self, images: list[np.ndarray], options: CutoutOptions, notes: list[list[str]],
+                photos: list | None = None) -> list[Segmented]:
+        """Each photo's model mask, and the person matte's opinion on it.
+
+        The first view; then the person matte, listened to where it sees the same subject; then, for
+        large photos it did not settle, the finer view (pipeline.segment: hair is the person matte's
+        where it applies; on alphamatting.com's six such photos asked as large ones the finer view
+        added nothing on top of it, docs/quality.md). photos: `images` already on the device (the
+        torch path), whose masks then stay there. notes[i] is told what the views and the person
+        matte did for photo i.
+        """
+        segmenter = self.segmenter(options.model)
+        if hasattr(segmenter, "first_views"):  # the torch segmenter: one forward pass per network shape
+            import torch
+
+            from pipeline.torch_path.segment import to_host
+
+            with torch.inference_mode():
+                device_photos = photos if photos is not None else segmenter.upload(images)
+                masks, may_look_finer = segmenter.first_views(device_photos)
+                opinions = [self.person_opinion(image, mask, options, notes[index], device_photos[index])
+                            for index, (image, mask) in enumerate(zip(images, masks))]
+                finer = [index for index, may in enumerate(may_look_finer) if may and opinions[index][0] is None]
+                if finer:
+                    segmenter.mix_fine_views(device_photos, masks, finer, notes)
+                if photos is None:
+                    masks = to_host(masks)
+            return [Segmented(mask, person, took) for mask, (person, took) in zip(masks, opinions)]
+        segmented = []
+        for image, photo_notes in zip(images, notes):
+            # The photo at the working grid, once: ISNet's input, the person matte's and the refinement's.
+            work_h, work_w = self.working_size(image.shape, segmenter.network_size(*image.shape[:2]))
+            small_image = image if (work_h, work_w) == image.shape[:2] else \
+                np.clip(resize_float(image, work_w, work_h), 0.0, 1.0)
+            mask, may_look_finer = segmenter.first_view(image, resized=small_image)
+            person, took = self.person_opinion(image, mask, options, photo_notes, small_image=small_image)
+            if may_look_finer and person is None:
+                mask = segmenter.finer_look(image, mask, notes=photo_notes)
+            segmented.append(Segmented(mask, person, took, small_image))
+        return segmented
+
+    def person_opinion(self, image: np.ndarray, mask, options: CutoutOptions, notes: list[str], photo=None,
+                       small_image: np.ndarray | None = None) -> tuple[np.ndarray | None, float]:
+        """-> (the person matte at the working grid where its subject is the mask's, else None; seconds).
+        mask (and photo) may be device tensors (the torch path); small_image: the photo at the working
+        grid, where the caller has it."""
+        matter = self.person_matter() if options.person_matte else None
+        if matter is None:
+            return None, 0.0
+        started = time.perf_counter()
+        work_h, work_w = self.working_size(image.shape, tuple(mask.shape))
+        if photo is not None or not isinstance(mask, np.ndarray):
+            from pipeline.torch_path.chain import working_views_on_host
+
+            small_image, small_mask = working_views_on_host(self.torch_device, image, mask, photo, work_h, work_w)
+        else:
+            if small_image is None or small_image.shape[:2] != (work_h, work_w):
+                small_image = image if (work_h, work_w) == image.shape[:2] else \
+                    np.clip(resize_float(image, work_w, work_h), 0.0, 1.0)
+            small_mask = mask if mask.shape == (work_h, work_w) else np.clip(resize_float(mask, work_w, work_h), 0.0, 1.0)
+        person = person_opinion(matter, small_image, small_mask, notes)
+        return person, time.perf_counter() - started
 
     def _refine_pool(self) -> ThreadPoolExecutor | None:
         """Threads that refine a batch's images side by side (None: one after another).
@@ -256,21 +354,25 @@ class Pipeline:
         return mask_shape[0], mask_shape[1]
 
     def _refine(self, image: np.ndarray, mask, assist: np.ndarray | None, options: CutoutOptions,
-                timings: dict[str, float], photo=None) -> CutoutResult:
+                timings: dict[str, float], photo=None, person: np.ndarray | None = None,
+                small_image: np.ndarray | None = None) -> CutoutResult:
         """One photo's cutout from its model mask. On the torch path (pipeline/torch_path/chain.py) the
-        mask may be a device tensor and `photo` the image already on the device."""
+        mask may be a device tensor and `photo` the image already on the device. person: the person
+        matte at the working grid, where it sees the mask's subject; small_image: the photo at the
+        working grid, where the caller has it (both from Pipeline.segment)."""
         if self._refines_on_device(options):
             from pipeline.torch_path.chain import refine_on_device
 
-            return refine_on_device(self, image, mask, options, timings, photo)
+            return refine_on_device(self, image, mask, options, timings, photo, person)
         notes: list[str] = []
         height, width = image.shape[:2]
         work_h, work_w = self.working_size(image.shape, mask.shape)
         at_full_size = (work_h, work_w) == (height, width)
         resize_to_work = lambda array: np.clip(resize_float(array, work_w, work_h), 0.0, 1.0)  # noqa: E731
-        small_image = image if at_full_size else resize_to_work(image)
+        if small_image is None or small_image.shape[:2] != (work_h, work_w):
+            small_image = image if at_full_size else resize_to_work(image)
         small_mask = mask if mask.shape == (work_h, work_w) else resize_to_work(mask)
-        alpha = small_mask
+        alpha = small_mask if person is None else blend_person_matte(small_mask, person).astype(np.float32)
 
         if assist is not None:
             fused = fuse_masks(alpha, assist if assist.shape == alpha.shape else resize_to_work(assist), small_image)

@@ -47,8 +47,10 @@ def stored_cutout(image_path: Path, megapixels: float, folder: Path) -> Path:
     image = np.asarray(photo)
     pipeline = Pipeline()
     unit = image.astype(np.float32) / 255.0
-    mask = pipeline._predict_small_all(CutoutOptions().model, [unit])[0]
-    result = pipeline._refine(unit, mask, None, CutoutOptions(foreground=False), {})
+    options = CutoutOptions(foreground=False)
+    segmented = pipeline.segment([unit], options, [[]])[0]
+    mask = segmented.mask
+    result = pipeline._refine(unit, mask, None, options, {}, person=segmented.person, small_image=segmented.small_image)
     work_h, work_w = pipeline.working_size(unit.shape, mask.shape)
     from pipeline.segment import resize_float
 

@@ -172,6 +172,16 @@ class TorchSegmenter:
         large photos are also asked at the finer side and the views mixed as on the CPU path
         (`notes[i]` told what the finer view did for photo i).
         """
+        masks, may_look_finer = self.first_views(images)
+        fine = [index for index, may in enumerate(may_look_finer) if fine_views and may]
+        if fine:
+            self.mix_fine_views(images, masks, fine, notes)
+        return masks
+
+    @torch.inference_mode()
+    def first_views(self, images: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[bool]]:
+        """-> (each photo's first-view mask, whether the finer side may be asked too), as the CPU
+        Segmenter.first_view: photos of one network shape share a forward pass."""
         sizes = [self.network_size(*image.shape[1:]) for image in images]
         masks = self._masks_at(images, sizes)
         # One reading of every mask's subject share: each host read waits for the GPU, and under load
@@ -185,11 +195,8 @@ class TorchSegmenter:
             for row, index in enumerate(empty):
                 square = F.interpolate(output[row:row + 1], size=sizes[index], mode="bilinear", align_corners=False)
                 masks[index] = square[0, 0].clamp(0, 1)
-        fine = [index for index, image in enumerate(images)
-                if fine_views and index not in empty and self.asks_twice(*image.shape[1:])]
-        if fine:
-            self._mix_fine_views(images, masks, fine, notes)  # type: ignore[arg-type]
-        return masks  # type: ignore[return-value]
+        may_look_finer = [index not in empty and self.asks_twice(*image.shape[1:]) for index, image in enumerate(images)]
+        return masks, may_look_finer  # type: ignore[return-value]
 
     def _masks_at(self, images: list[torch.Tensor], sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
         """Each photo's (H, W) mask at its size in `sizes`, one forward pass per distinct size."""
@@ -201,7 +208,7 @@ class TorchSegmenter:
                 masks[index] = output[row, 0]
         return masks  # type: ignore[return-value]
 
-    def _mix_fine_views(self, images: list[torch.Tensor], masks: list[torch.Tensor], chosen: list[int],
+    def mix_fine_views(self, images: list[torch.Tensor], masks: list[torch.Tensor], chosen: list[int],
                         notes: list[list[str]] | None = None) -> None:
         """The CPU path's view mixing on the device, for the photos `chosen`, in place in `masks`."""
         fine_sizes = [photo_shaped_size(*images[index].shape[1:], self.fine_side, self.size_multiple or 1)
