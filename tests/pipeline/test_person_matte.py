@@ -8,7 +8,18 @@ from evaluation import metrics
 from models import ModelUnavailableError
 from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.person_matte import blend_person_matte, default_person_matte
+from tests.conftest import loud_skip
 from tests.pipeline.test_pipeline_stages import load
+
+
+@pytest.fixture(scope="module", autouse=True)
+def person_model(real_pipeline):
+    from models import ensure_model, get_spec
+
+    try:
+        return ensure_model(get_spec("rvm"))
+    except ModelUnavailableError as error:
+        loud_skip(f"the person-matting model is unavailable, its tests cannot run: {error}")
 
 
 @pytest.fixture(scope="module")
