@@ -32,7 +32,7 @@ from pipeline.edges import sharpen, split_soft_regions
 from pipeline.editing.regions import NO_EVIDENCE, evidence_at, stroke_footprint, tap_region
 from pipeline.editing.scribble_matte import solve_reopened
 from pipeline.segment import resize_float
-from pipeline.upsample import GUIDE_EPS, GUIDE_RADIUS, guided_coefficients, resize_rows, row_bands
+from pipeline.upsample import GUIDE_EPS, GUIDE_RADIUS, active_columns, guided_coefficients, resize_rows, row_bands
 
 log = logging.getLogger(__name__)
 
@@ -425,15 +425,22 @@ def to_full_size(grid: EditGrid, small: np.ndarray) -> np.ndarray:
     full_left, full_right = int((left + margin // 2) * scale_x), min(width, int(np.ceil((right - margin // 2) * scale_x)))
     for band_top, band_bottom in row_bands(full_bottom - full_top):
         y0, y1 = full_top + band_top, full_top + band_bottom
-        photo = source.image[y0:y1, full_left:full_right]
+        # Only the columns this band's edits reach (marks scattered over a photo leave most untouched).
+        columns = active_columns(weight > 0, width, height, y0, y1)
+        if columns is None:
+            continue
+        x0, x1 = max(full_left, columns[0]), min(full_right, columns[1])
+        if x0 >= x1:
+            continue
+        photo = source.image[y0:y1, x0:x1]
         photo = photo.astype(np.float32) / 255.0 if photo.dtype == np.uint8 else photo.astype(np.float32, copy=False)
-        guided = resize_rows(coeff_b, width, height, y0, y1, full_left, full_right).copy()
+        guided = resize_rows(coeff_b, width, height, y0, y1, x0, x1).copy()
         for channel in range(3):
-            guided += resize_rows(coeff_a[..., channel], width, height, y0, y1, full_left, full_right) * photo[..., channel]
+            guided += resize_rows(coeff_a[..., channel], width, height, y0, y1, x0, x1) * photo[..., channel]
         np.clip(guided, 0.0, 1.0, out=guided)
-        steep = np.clip(resize_rows(crisp_weight, width, height, y0, y1, full_left, full_right), 0.0, 1.0)
+        steep = np.clip(resize_rows(crisp_weight, width, height, y0, y1, x0, x1), 0.0, 1.0)
         guided += steep * (sharpen(guided) - guided)
-        blend = np.clip(resize_rows(weight, width, height, y0, y1, full_left, full_right), 0.0, 1.0)
-        current = full[y0:y1, full_left:full_right]
+        blend = np.clip(resize_rows(weight, width, height, y0, y1, x0, x1), 0.0, 1.0)
+        current = full[y0:y1, x0:x1]
         current += blend * (guided - current)
     return full

@@ -18,6 +18,8 @@ import numba
 import numpy as np
 from scipy import ndimage
 
+from pipeline.threads import ProcessThreads
+
 # Costs of a path's step: each pixel travelled, a colour change (RGB distance in [0, 1] units,
 # up to sqrt 3) and a change of likeness to the tapped surface ([0, 1]). Travel is cheap, so a
 # region is bounded by changes, not by how far it reaches from the tap.
@@ -49,6 +51,8 @@ EVIDENCE_SPAN = 10.0
 NO_EVIDENCE = 0.02
 # Texture is no edge: the photo is smoothed (Gaussian sigma, grid pixels) before growing a region.
 SMOOTHING = 1.0
+# Threads for sweeping a tap's two competing distances at once.
+_SWEEPERS = ProcessThreads(2, "geodesic")
 
 
 @numba.njit(cache=True, nogil=True)
@@ -206,8 +210,10 @@ def tap_region(image: np.ndarray, state: np.ndarray, y: int, x: int, keep: bool,
     # Bai & Sapiro's geodesic segmentation: paths are cheap while the colour stays as like the
     # tapped surface as where they started, whatever their length.
     features = np.concatenate([colour, likeness[..., None] * LIKENESS_WEIGHT], axis=-1)
+    # The two competing distances are independent: swept side by side (numba leaves the GIL).
+    from_others_later = _SWEEPERS.get().submit(geodesic_distance, features, others, part)
     from_tap = geodesic_distance(features, seed, part)
-    from_others = geodesic_distance(features, others, part)
+    from_others = from_others_later.result()
     grown = part & (from_tap < from_others)
     return (component_at(grown, y, x) | seed) & ~held
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 import struct
-import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from pipeline.threads import ProcessThreads
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> grey, grey + alpha, RGB, RGBA
@@ -26,19 +27,12 @@ UP_FILTER = 2
 STRIP_BYTES = 8 << 20
 ADLER_BASE = 65521
 WORKERS = max(1, os.cpu_count() or 1)
-_pool: ThreadPoolExecutor | None = None
-_pool_pid = 0
-_pool_lock = threading.Lock()
+# The process's deflate threads (made per process: gunicorn's workers are forked).
+_THREADS = ProcessThreads(WORKERS, "png")
 
 
 def _threads() -> ThreadPoolExecutor:
-    """The process's deflate threads. A pool inherited through fork (gunicorn's workers) has no
-    threads behind it in the child, so each process makes its own."""
-    global _pool, _pool_pid
-    with _pool_lock:
-        if _pool is None or _pool_pid != os.getpid():
-            _pool, _pool_pid = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="png"), os.getpid()
-        return _pool
+    return _THREADS.get()
 
 
 def adler32_combine(first: int, second: int, second_length: int) -> int:
