@@ -182,7 +182,7 @@ class Pipeline:
                 try:
                     path = ensure_model(get_spec(PERSON_MODEL), self.model_dir, self.cache_dir)
                 except ModelUnavailableError as error:
-                    # Cutouts go on with ISNet alone (every result's notes say so): not a failure.
+                    # Not a failure: cutouts go on with ISNet alone (logged once, switched off).
                     log.warning("person matte unavailable, hair from ISNet alone: %s", error)
                     self.person_matte = False
                     return None
@@ -276,9 +276,7 @@ class Pipeline:
         segmented = []
         for image, photo_notes in zip(images, notes):
             # The photo at the working grid, once: ISNet's input, the person matte's and the refinement's.
-            work_h, work_w = self.working_size(image.shape, segmenter.network_size(*image.shape[:2]))
-            small_image = image if (work_h, work_w) == image.shape[:2] else \
-                np.clip(resize_float(image, work_w, work_h), 0.0, 1.0)
+            small_image = working_photo(image, self.working_size(image.shape, segmenter.network_size(*image.shape[:2])))
             mask, may_look_finer = segmenter.first_view(image, resized=small_image)
             person, took = self.person_opinion(image, mask, options, photo_notes, small_image=small_image)
             if may_look_finer and person is None:
@@ -302,8 +300,7 @@ class Pipeline:
             small_image, small_mask = working_views_on_host(self.torch_device, image, mask, photo, work_h, work_w)
         else:
             if small_image is None or small_image.shape[:2] != (work_h, work_w):
-                small_image = image if (work_h, work_w) == image.shape[:2] else \
-                    np.clip(resize_float(image, work_w, work_h), 0.0, 1.0)
+                small_image = working_photo(image, (work_h, work_w))
             small_mask = mask if mask.shape == (work_h, work_w) else np.clip(resize_float(mask, work_w, work_h), 0.0, 1.0)
         person = person_opinion(matter, small_image, small_mask, notes)
         return person, time.perf_counter() - started
@@ -370,7 +367,7 @@ class Pipeline:
         at_full_size = (work_h, work_w) == (height, width)
         resize_to_work = lambda array: np.clip(resize_float(array, work_w, work_h), 0.0, 1.0)  # noqa: E731
         if small_image is None or small_image.shape[:2] != (work_h, work_w):
-            small_image = image if at_full_size else resize_to_work(image)
+            small_image = working_photo(image, (work_h, work_w))
         small_mask = mask if mask.shape == (work_h, work_w) else resize_to_work(mask)
         alpha = small_mask if person is None else blend_person_matte(small_mask, person).astype(np.float32)
 
@@ -510,6 +507,13 @@ class Pipeline:
 
 _default_pipeline: Pipeline | None = None
 _default_lock = threading.Lock()
+
+
+def working_photo(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The photo at the working grid (height, width): itself when it is that size."""
+    if image.shape[:2] == tuple(size):
+        return image
+    return np.clip(resize_float(image, size[1], size[0]), 0.0, 1.0)
 
 
 def default_pipeline() -> Pipeline:
