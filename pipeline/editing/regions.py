@@ -49,6 +49,9 @@ EVIDENCE_SPAN = 10.0
 # ... unless the model's evidence at the tap is itself below this: then it did not see what was
 # tapped at all (its mask over an object it did not pick reads 0.0000-0.01), and colours decide.
 NO_EVIDENCE = 0.02
+# A keep tap where the model half-saw the spot also takes the connected pixels where the model
+# responds at least this share of what it does at the tap (the same half-seen object).
+HALF_SEEN_SHARE = 0.5
 # Texture is no edge: the photo is smoothed (Gaussian sigma, grid pixels) before growing a region.
 SMOOTHING = 1.0
 # Threads for sweeping a tap's two competing distances at once.
@@ -187,8 +190,10 @@ def tap_region(image: np.ndarray, state: np.ndarray, y: int, x: int, keep: bool,
         # The first model missed what was tapped and a second one saw it: its object, whole.
         its_object = component_at((second >= 0.5) & part, y, x)
         return (its_object | disk(state.shape, y, x, TAP_SEED_RADIUS) & part) & ~held
+    half_seen = np.zeros(state.shape, dtype=bool)
     if model is not None:
         part = _within_models_evidence(part, model, y, x, keep)
+        half_seen = _half_seen_object(part, model, y, x, keep)
     smoothing = SMOOTHING if smoothing is None else smoothing
     image = ndimage.gaussian_filter(image, sigma=(smoothing, smoothing, 0)) if smoothing else image
     # The seed: the tapped pixel and those around it of its colour (a tap on a ski pole is not
@@ -215,7 +220,8 @@ def tap_region(image: np.ndarray, state: np.ndarray, y: int, x: int, keep: bool,
     from_tap = geodesic_distance(features, seed, part)
     from_others = from_others_later.result()
     grown = part & (from_tap < from_others)
-    return (component_at(grown, y, x) | seed) & ~held
+    # The half-seen object counts where its colours are like the tapped surface's.
+    return (component_at(grown | (half_seen & ~others), y, x) | seed) & ~held
 
 
 def evidence_at(model: np.ndarray, y: int, x: int, keep: bool) -> float:
@@ -223,6 +229,16 @@ def evidence_at(model: np.ndarray, y: int, x: int, keep: bool) -> float:
     the best of the 3x3 pixels around the tap (a finger is not a pixel)."""
     window = model[max(0, y - 1):y + 2, max(0, x - 1):x + 2]
     return float(window.max() if keep else 1.0 - window.min())
+
+
+def _half_seen_object(part: np.ndarray, model: np.ndarray, y: int, x: int, keep: bool) -> np.ndarray:
+    """For a keep tap where the model half-saw something (between NO_EVIDENCE and 0.5 at the tap):
+    the connected pixels where it responds at least half as strongly as at the tap, the object it
+    half-saw (GT13's plant beside the pot it picked). Empty otherwise."""
+    at_tap = evidence_at(model, y, x, keep)
+    if not keep or not NO_EVIDENCE <= at_tap < 0.5:
+        return np.zeros(part.shape, dtype=bool)
+    return component_at(part & (model >= HALF_SEEN_SHARE * at_tap), y, x)
 
 
 def _within_models_evidence(part: np.ndarray, model: np.ndarray, y: int, x: int, keep: bool) -> np.ndarray:

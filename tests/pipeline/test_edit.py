@@ -244,3 +244,35 @@ def test_a_12_megapixel_edit_allocates_no_full_size_copy_per_mark():
     assert few < 3.5 * full_float32
     assert many < 3.5 * full_float32
 
+
+
+def test_a_keep_tap_takes_the_textured_object_the_model_half_saw_where_its_colours_match():
+    """GT13's plant beside the pot ISNet picked: leaves of many greens that ISNet drew at ~0.3.
+    Colour growth from a tap stops at the leaves' edges; the object the model half-saw, where its
+    colours are like the tapped surface's, comes whole. A haze of the same response over the
+    backdrop (another colour) is not taken."""
+    from pipeline.editing.regions import tap_region
+
+    rng = np.random.default_rng(5)
+    image = np.empty((HEIGHT, WIDTH, 3), dtype=np.float32)
+    image[...] = BACKGROUND
+    pot = disk((HEIGHT, WIDTH), 170, 100, 50)
+    plant = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    plant[20:130, 150:300] = True
+    # Leaves: 3x3 blocks of greens, dark to pale, each its own shade (texture the colour growth trips over).
+    blocks = rng.uniform(0.0, 1.0, (HEIGHT // 3 + 1, WIDTH // 3 + 1))
+    shade = np.kron(blocks, np.ones((3, 3)))[:HEIGHT, :WIDTH, None]
+    leaves = (1 - shade) * np.array([0.05, 0.25, 0.05]) + shade * np.array([0.6, 0.85, 0.3])
+    image[plant] = leaves[plant]
+    image[pot] = RED
+    haze = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    haze[130:200, 200:300] = True  # backdrop below the plant, drawn as faintly as the plant
+    state = pot.copy()
+    model = np.where(pot, 1.0, np.where(plant | haze, 0.3, 0.0)).astype(np.float32)
+    unseen = np.where(pot, 1.0, 0.0).astype(np.float32)  # the model saw nothing there: colours decide
+
+    region = tap_region(image, state, 75, 225, True, model=model)
+    by_colour = tap_region(image, state, 75, 225, True, model=unseen)
+    assert (region & plant).sum() > 0.95 * plant.sum()  # measured 0.968
+    assert (by_colour & plant).sum() < 0.93 * plant.sum()  # measured 0.901: colours alone leave leaves out
+    assert not (region & ~plant).any()  # the backdrop's haze included
