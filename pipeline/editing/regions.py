@@ -11,6 +11,8 @@ colour and likeness stay as they were (Bai & Sapiro's geodesic segmentation), so
 bounded by the photo's edges rather than by its distance from the tap. Where the segmentation
 model saw the tapped spot (a lamp arm at 0.5 that the cutout lost), the region also keeps to
 where the model's evidence is comparable: the sky behind, of the arm's colour, it called 0.0001.
+Where the model only half-saw the spot a keep tap lands on (a plant beside the pot it picked), the
+region also takes the object it half-saw, where its colours are like the tapped surface's.
 """
 from __future__ import annotations
 
