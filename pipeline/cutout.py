@@ -36,7 +36,7 @@ from pipeline.edges import keep_model_side, settle_confident_interiors, sharpen,
 from pipeline.foreground import estimate_foreground
 from pipeline.fuse import fuse_masks
 from pipeline.matte import DEFAULT_MAX_SIDE, estimate_alpha
-from pipeline.person_matte import PERSON_MODEL, PersonMatter, blend_person_matte, default_person_matte, person_opinion
+from pipeline.person_matte import PERSON_MODEL, PersonMatter, blend_person_matte, default_person_matte, person_matte_if_agreeing
 from pipeline.segment import Segmenter, default_fine_views, resize_float
 from pipeline.trimap import UNKNOWN, make_soft_zone_trimap
 from pipeline.upsample import guided_upsample, resize_rows, row_bands
@@ -276,7 +276,7 @@ class Pipeline:
         segmented = []
         for image, photo_notes in zip(images, notes):
             # The photo at the working grid, once: ISNet's input, the person matte's and the refinement's.
-            small_image = working_photo(image, self.working_size(image.shape, segmenter.network_size(*image.shape[:2])))
+            small_image = at_size(image, self.working_size(image.shape, segmenter.network_size(*image.shape[:2])))
             mask, may_look_finer = segmenter.first_view(image, resized=small_image)
             person, took = self.person_opinion(image, mask, options, photo_notes, small_image=small_image)
             if may_look_finer and person is None:
@@ -300,9 +300,9 @@ class Pipeline:
             small_image, small_mask = working_views_on_host(self.torch_device, image, mask, photo, work_h, work_w)
         else:
             if small_image is None or small_image.shape[:2] != (work_h, work_w):
-                small_image = working_photo(image, (work_h, work_w))
-            small_mask = mask if mask.shape == (work_h, work_w) else np.clip(resize_float(mask, work_w, work_h), 0.0, 1.0)
-        person = person_opinion(matter, small_image, small_mask, notes)
+                small_image = at_size(image, (work_h, work_w))
+            small_mask = at_size(mask, (work_h, work_w))
+        person = person_matte_if_agreeing(matter, small_image, small_mask, notes)
         return person, time.perf_counter() - started
 
     def _refine_pool(self) -> ThreadPoolExecutor | None:
@@ -328,15 +328,12 @@ class Pipeline:
             image = np.clip(image, 0.0, 1.0)
         return image
 
-    def _predict_small_all(self, name: str, images: list[np.ndarray],
-                           notes: list[list[str]] | None = None) -> list[np.ndarray]:
-        """Masks at the segmenter's working grid (the network's, at the photo's aspect); `notes[i]`
-        told what the finer view did for photo i."""
+    def _predict_small_all(self, name: str, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Masks at the segmenter's working grid (the network's, at the photo's aspect)."""
         segmenter = self.segmenter(name)
         if hasattr(segmenter, "predict_small_batch"):  # the torch path: one forward pass per network shape
-            return segmenter.predict_small_batch(images, notes=notes)
-        return [segmenter.predict_small(image, notes=None if notes is None else notes[index])
-                for index, image in enumerate(images)]
+            return segmenter.predict_small_batch(images)
+        return [segmenter.predict_small(image) for image in images]
 
     @staticmethod
     def working_size(image_shape: tuple[int, ...], mask_shape: tuple[int, ...]) -> tuple[int, int]:
@@ -365,14 +362,13 @@ class Pipeline:
         height, width = image.shape[:2]
         work_h, work_w = self.working_size(image.shape, mask.shape)
         at_full_size = (work_h, work_w) == (height, width)
-        resize_to_work = lambda array: np.clip(resize_float(array, work_w, work_h), 0.0, 1.0)  # noqa: E731
         if small_image is None or small_image.shape[:2] != (work_h, work_w):
-            small_image = working_photo(image, (work_h, work_w))
-        small_mask = mask if mask.shape == (work_h, work_w) else resize_to_work(mask)
+            small_image = at_size(image, (work_h, work_w))
+        small_mask = at_size(mask, (work_h, work_w))
         alpha = small_mask if person is None else blend_person_matte(small_mask, person).astype(np.float32)
 
         if assist is not None:
-            fused = fuse_masks(alpha, assist if assist.shape == alpha.shape else resize_to_work(assist), small_image)
+            fused = fuse_masks(alpha, at_size(assist, alpha.shape), small_image)
             added = float((fused > alpha + 0.01).mean())
             if added > 0:
                 notes.append(f"{options.assist_model} added {added:.1%} of the picture where ISNet half-saw it")
@@ -509,11 +505,11 @@ _default_pipeline: Pipeline | None = None
 _default_lock = threading.Lock()
 
 
-def working_photo(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The photo at the working grid (height, width): itself when it is that size."""
-    if image.shape[:2] == tuple(size):
-        return image
-    return np.clip(resize_float(image, size[1], size[0]), 0.0, 1.0)
+def at_size(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A photo or mask in [0, 1] at (height, width), bilinearly: itself when it is that size."""
+    if array.shape[:2] == tuple(size):
+        return array
+    return np.clip(resize_float(array, size[1], size[0]), 0.0, 1.0)
 
 
 def default_pipeline() -> Pipeline:

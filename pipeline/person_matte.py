@@ -73,8 +73,8 @@ def blend_person_matte(mask, person):
     return mix_views(mask, target)
 
 
-def person_opinion(matter: PersonMatter, image: np.ndarray, mask: np.ndarray,
-                   notes: list[str]) -> np.ndarray | None:
+def person_matte_if_agreeing(matter: PersonMatter, image: np.ndarray, mask: np.ndarray,
+                             notes: list[str]) -> np.ndarray | None:
     """The person matte of `image` if its subject is `mask`'s (both at the working grid), else None."""
     person = matter.matte(image)
     agreement = subject_agreement(mask, person)

@@ -28,19 +28,26 @@ def _on(device: str, array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).to(device)
 
 
+def _working_views(device: str, image: np.ndarray, mask, photo: torch.Tensor | None,
+                   work_h: int, work_w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(photo (3, h, w), photo at the working grid, mask at the working grid) on the device."""
+    if photo is None:
+        photo = _on(device, image).permute(2, 0, 1)
+    small_image = photo if tuple(photo.shape[1:]) == (work_h, work_w) else \
+        on_device.resize(photo, work_h, work_w, antialias=True).clamp(0, 1)
+    small_mask = (mask if isinstance(mask, torch.Tensor) else _on(device, mask)).to(device)
+    if tuple(small_mask.shape) != (work_h, work_w):
+        small_mask = on_device.resize(small_mask, work_h, work_w, antialias=True).clamp(0, 1)
+    return photo, small_image, small_mask
+
+
 def working_views_on_host(device: str, image: np.ndarray, mask, photo: torch.Tensor | None,
                           work_h: int, work_w: int) -> tuple[np.ndarray, np.ndarray]:
     """(photo, mask) at the working grid as host arrays, resized as refine_on_device resizes them (the
     person matte runs on the host: onnxruntime, ~0.15 s at the working grid on two cores)."""
     with torch.inference_mode():
-        if photo is None:
-            photo = _on(device, image).permute(2, 0, 1)
-        small_image = photo if tuple(photo.shape[1:]) == (work_h, work_w) else \
-            on_device.resize(photo, work_h, work_w, antialias=True).clamp(0, 1)
-        small_mask = (mask if isinstance(mask, torch.Tensor) else _on(device, mask)).to(device).float()
-        if tuple(small_mask.shape) != (work_h, work_w):
-            small_mask = on_device.resize(small_mask, work_h, work_w, antialias=True).clamp(0, 1)
-        return small_image.permute(1, 2, 0).float().cpu().numpy(), small_mask.cpu().numpy()
+        _, small_image, small_mask = _working_views(device, image, mask, photo, work_h, work_w)
+        return small_image.permute(1, 2, 0).float().cpu().numpy(), small_mask.float().cpu().numpy()
 
 
 def refine_on_device(pipeline: Pipeline, image: np.ndarray, mask, options: CutoutOptions,
@@ -57,12 +64,7 @@ def refine_on_device(pipeline: Pipeline, image: np.ndarray, mask, options: Cutou
     work_h, work_w = pipeline.working_size(image.shape, tuple(mask.shape))
     at_full_size = (work_h, work_w) == (height, width)
     with torch.inference_mode():
-        if photo is None:
-            photo = _on(device, image).permute(2, 0, 1)
-        small_image = photo if at_full_size else on_device.resize(photo, work_h, work_w, antialias=True).clamp(0, 1)
-        small_mask = (mask if isinstance(mask, torch.Tensor) else _on(device, mask)).to(device)
-        if small_mask.shape != (work_h, work_w):
-            small_mask = on_device.resize(small_mask, work_h, work_w, antialias=True).clamp(0, 1)
+        photo, small_image, small_mask = _working_views(device, image, mask, photo, work_h, work_w)
         alpha = small_mask
         if person is not None:
             alpha = blend_person_matte(alpha, _on(device, person))
