@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from scipy import ndimage
@@ -36,10 +36,14 @@ from pipeline.edges import keep_model_side, settle_confident_interiors, sharpen,
 from pipeline.foreground import estimate_foreground
 from pipeline.fuse import fuse_masks
 from pipeline.matte import DEFAULT_MAX_SIDE, estimate_alpha
-from pipeline.person_matte import PERSON_MODEL, PersonMatter, blend_person_matte, default_person_matte, person_matte_if_agreeing
+from pipeline.person_matte import (PERSON_AGREEMENT, PERSON_MODEL, PersonMatter, blend_person_matte, default_person_matte,
+                                   person_matte_if_agreeing, person_note)
 from pipeline.segment import Segmenter, default_fine_views, resize_float
 from pipeline.trimap import UNKNOWN, make_soft_zone_trimap
 from pipeline.upsample import guided_upsample, resize_rows, row_bands
+
+if TYPE_CHECKING:
+    from pipeline.torch_path.person_matte import TorchPersonMatter
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +153,7 @@ class Pipeline:
         self.fine_views = default_fine_views() if fine_views is None else fine_views
         self.person_matte = default_person_matte() if person_matte is None else person_matte
         self._segmenters: dict[str, Segmenter] = {}
-        self._person_matter: PersonMatter | None = None
+        self._person_matter: PersonMatter | TorchPersonMatter | None = None
         self._lock = threading.Lock()
         self.refine_threads = default_refine_threads(self.device) if refine_threads is None else refine_threads
         self._pool: ThreadPoolExecutor | None = None
@@ -173,8 +177,9 @@ class Pipeline:
                                                          keep_aspect=self.keep_aspect, fine_views=self.fine_views)
             return self._segmenters[name]
 
-    def person_matter(self) -> PersonMatter | None:
-        """The person-matting network, loaded once; None when switched off or not obtainable."""
+    def person_matter(self) -> PersonMatter | TorchPersonMatter | None:
+        """The person-matting network, loaded once (on the torch device for the torch path); None when
+        switched off or not obtainable."""
         if not self.person_matte:
             return None
         with self._lock:
@@ -186,7 +191,12 @@ class Pipeline:
                     log.warning("person matte unavailable, hair from ISNet alone: %s", error)
                     self.person_matte = False
                     return None
-                self._person_matter = PersonMatter(path, self.threads)
+                if self.uses_torch:
+                    from pipeline.torch_path.person_matte import TorchPersonMatter
+
+                    self._person_matter = TorchPersonMatter(path, self.torch_device)
+                else:
+                    self._person_matter = PersonMatter(path, self.threads)
             return self._person_matter
 
     def warm_up(self, options: CutoutOptions = CutoutOptions()) -> None:
@@ -265,14 +275,13 @@ class Pipeline:
             with torch.inference_mode():
                 device_photos = photos if photos is not None else segmenter.upload(images)
                 masks, may_look_finer = segmenter.first_views(device_photos)
-                opinions = [self.person_opinion(image, mask, options, notes[index], device_photos[index])
-                            for index, (image, mask) in enumerate(zip(images, masks))]
-                finer = [index for index, may in enumerate(may_look_finer) if may and opinions[index][0] is None]
+                persons, took = self._person_opinions_on_device(images, masks, device_photos, options, notes)
+                finer = [index for index, may in enumerate(may_look_finer) if may and persons[index] is None]
                 if finer:
                     segmenter.mix_fine_views(device_photos, masks, finer, notes)
                 if photos is None:
-                    masks = to_host(masks)
-            return [Segmented(mask, person, took) for mask, (person, took) in zip(masks, opinions)]
+                    masks, persons = to_host(masks), [None if p is None else p.cpu().numpy() for p in persons]
+            return [Segmented(mask, person, took / len(images)) for mask, person in zip(masks, persons)]
         segmented = []
         for image, photo_notes in zip(images, notes):
             # The photo at the working grid, once: ISNet's input, the person matte's and the refinement's.
@@ -284,26 +293,51 @@ class Pipeline:
             segmented.append(Segmented(mask, person, took, small_image))
         return segmented
 
-    def person_opinion(self, image: np.ndarray, mask, options: CutoutOptions, notes: list[str], photo=None,
+    def person_opinion(self, image: np.ndarray, mask: np.ndarray, options: CutoutOptions, notes: list[str],
                        small_image: np.ndarray | None = None) -> tuple[np.ndarray | None, float]:
         """-> (the person matte at the working grid where its subject is the mask's, else None; seconds).
-        mask (and photo) may be device tensors (the torch path); small_image: the photo at the working
-        grid, where the caller has it."""
+        small_image: the photo at the working grid, where the caller has it."""
         matter = self.person_matter() if options.person_matte else None
         if matter is None:
             return None, 0.0
         started = time.perf_counter()
         work_h, work_w = self.working_size(image.shape, tuple(mask.shape))
-        if photo is not None or not isinstance(mask, np.ndarray):
-            from pipeline.torch_path.chain import working_views_on_host
-
-            small_image, small_mask = working_views_on_host(self.torch_device, image, mask, photo, work_h, work_w)
-        else:
-            if small_image is None or small_image.shape[:2] != (work_h, work_w):
-                small_image = at_size(image, (work_h, work_w))
-            small_mask = at_size(mask, (work_h, work_w))
-        person = person_matte_if_agreeing(matter, small_image, small_mask, notes)
+        if small_image is None or small_image.shape[:2] != (work_h, work_w):
+            small_image = at_size(image, (work_h, work_w))
+        person = person_matte_if_agreeing(matter, small_image, at_size(mask, (work_h, work_w)), notes)
         return person, time.perf_counter() - started
+
+    def _person_opinions_on_device(self, images: list[np.ndarray], masks: list, photos: list,
+                                   options: CutoutOptions, notes: list[list[str]]) -> tuple[list, float]:
+        """person_opinion for the torch path: one RVM pass per working-grid shape on the device.
+        -> (each photo's person matte at the working grid as a device tensor, or None; seconds in all)."""
+        matter = self.person_matter() if options.person_matte else None
+        if matter is None:
+            return [None] * len(images), 0.0
+        import torch
+
+        from pipeline.torch_path.chain import working_views
+        from pipeline.torch_path.person_matte import subject_agreements
+
+        started = time.perf_counter()
+        views = [working_views(self.torch_device, image, mask, photo,
+                               *self.working_size(image.shape, tuple(mask.shape)))[1:]
+                 for image, mask, photo in zip(images, masks, photos)]
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for index, (small_image, _) in enumerate(views):
+            by_shape.setdefault(tuple(small_image.shape), []).append(index)
+        mattes: list = [None] * len(images)
+        for indices in by_shape.values():
+            for index, matte in zip(indices, matter.matte(torch.stack([views[i][0] for i in indices]))):
+                mattes[index] = matte
+        agreements = subject_agreements([small_mask for _, small_mask in views], mattes)
+        persons = []
+        for matte, agreement, photo_notes in zip(mattes, agreements, notes):
+            agrees = agreement >= PERSON_AGREEMENT
+            if agrees:
+                photo_notes.append(person_note(agreement))
+            persons.append(matte if agrees else None)
+        return persons, time.perf_counter() - started
 
     def _refine_pool(self) -> ThreadPoolExecutor | None:
         """Threads that refine a batch's images side by side (None: one after another).

@@ -80,5 +80,10 @@ def person_matte_if_agreeing(matter: PersonMatter, image: np.ndarray, mask: np.n
     agreement = subject_agreement(mask, person)
     if agreement < PERSON_AGREEMENT:
         return None
-    notes.append(f"hair and edges from the person matte (subjects agree, IoU {agreement:.2f})")
+    notes.append(person_note(agreement))
     return person
+
+
+def person_note(agreement: float) -> str:
+    """What the result's notes say when the person matte was listened to."""
+    return f"hair and edges from the person matte (subjects agree, IoU {agreement:.2f})"

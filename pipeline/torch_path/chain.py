@@ -28,7 +28,7 @@ def _on(device: str, array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).to(device)
 
 
-def _working_views(device: str, image: np.ndarray, mask, photo: torch.Tensor | None,
+def working_views(device: str, image: np.ndarray, mask, photo: torch.Tensor | None,
                    work_h: int, work_w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(photo (3, h, w), photo at the working grid, mask at the working grid) on the device."""
     if photo is None:
@@ -41,18 +41,9 @@ def _working_views(device: str, image: np.ndarray, mask, photo: torch.Tensor | N
     return photo, small_image, small_mask
 
 
-def working_views_on_host(device: str, image: np.ndarray, mask, photo: torch.Tensor | None,
-                          work_h: int, work_w: int) -> tuple[np.ndarray, np.ndarray]:
-    """(photo, mask) at the working grid as host arrays, resized as refine_on_device resizes them (the
-    person matte runs on the host: onnxruntime, ~0.15 s at the working grid on two cores)."""
-    with torch.inference_mode():
-        _, small_image, small_mask = _working_views(device, image, mask, photo, work_h, work_w)
-        return small_image.permute(1, 2, 0).float().cpu().numpy(), small_mask.float().cpu().numpy()
-
-
 def refine_on_device(pipeline: Pipeline, image: np.ndarray, mask, options: CutoutOptions,
                      timings: dict[str, float], photo: torch.Tensor | None = None,
-                     person: np.ndarray | None = None) -> CutoutResult:
+                     person: np.ndarray | torch.Tensor | None = None) -> CutoutResult:
     """One photo's cutout from its model mask. mask: (H, W) array or device tensor at the network's
     grid; photo: `image` already on the device as (3, h, w), if the caller has it; person: the person
     matte at the working grid (Pipeline.segment)."""
@@ -64,10 +55,10 @@ def refine_on_device(pipeline: Pipeline, image: np.ndarray, mask, options: Cutou
     work_h, work_w = pipeline.working_size(image.shape, tuple(mask.shape))
     at_full_size = (work_h, work_w) == (height, width)
     with torch.inference_mode():
-        photo, small_image, small_mask = _working_views(device, image, mask, photo, work_h, work_w)
+        photo, small_image, small_mask = working_views(device, image, mask, photo, work_h, work_w)
         alpha = small_mask
         if person is not None:
-            alpha = blend_person_matte(alpha, _on(device, person))
+            alpha = blend_person_matte(alpha, person.to(device) if isinstance(person, torch.Tensor) else _on(device, person))
         transition, matter = on_device.split_soft_regions(alpha)
         matted = torch.zeros_like(matter)
         matter_share, has_transition = torch.stack([matter.float().mean(), transition.any().float()]).tolist()

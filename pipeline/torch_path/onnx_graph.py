@@ -1,7 +1,8 @@
-"""Run an ONNX graph as a torch module: the ISNet graph on the GPU without onnxruntime.
+"""Run an ONNX graph as a torch module: ISNet (and the person matte, RVM) on the GPU without onnxruntime.
 
 ISNet and U^2-Net-p use a handful of operators (Conv, Relu, MaxPool, Resize, Concat, Add, Sigmoid,
-Cast and the Shape/Slice/Gather/Unsqueeze/Mul/Div arithmetic feeding Resize); interpreting them
+Cast and the Shape/Slice/Gather/Unsqueeze/Mul/Div arithmetic feeding Resize); RVM adds MobileNetV3's
+(HardSigmoid, pooling, Split, Expand of its recurrent state, Tanh, Clip). Interpreting them
 directly with torch.nn.functional keeps the weights identical to the onnxruntime path and needs
 neither onnx2torch nor torchvision (which must match the installed torch exactly). Weights load
 once; `Cast` nodes map to the module's compute dtype, so the same graph runs in fp16 on a GPU and
@@ -21,7 +22,10 @@ import torch
 import torch.nn.functional as F
 
 SUPPORTED = {"Constant", "Conv", "Relu", "Cast", "Concat", "Shape", "Slice", "Resize", "MaxPool", "Add", "Sigmoid",
-             "Gather", "Unsqueeze", "Mul", "Div"}
+             "Gather", "Unsqueeze", "Mul", "Div", "Sub", "HardSigmoid", "GlobalAveragePool", "AveragePool", "Split",
+             "Expand", "Tanh", "ReduceMean", "Clip"}
+# Ops whose outputs are sizes or scales when all their inputs are (kept on the host with them).
+_SIZE_ARITHMETIC = {"Concat", "Cast", "Slice", "Gather", "Unsqueeze", "Mul", "Div"}
 
 
 def _attributes(node) -> dict:
@@ -32,7 +36,10 @@ def _attributes(node) -> dict:
 
 class OnnxGraphModule(torch.nn.Module):
     def __init__(self, model: Path | str | bytes, output_name: str | None = None) -> None:
-        """model: an ONNX file, or a serialized model (pipeline/free_input_size's rewrite)."""
+        """model: an ONNX file, or a serialized model (pipeline/free_input_size's rewrite).
+
+        forward(x, **inputs): x is the graph's first input; a graph with more inputs (RVM's recurrent
+        state and downsample ratio) takes them by name."""
         super().__init__()
         import onnx
         from onnx import numpy_helper
@@ -42,10 +49,14 @@ class OnnxGraphModule(torch.nn.Module):
         unsupported = {node.op_type for node in graph.node} - SUPPORTED
         if unsupported:
             raise ValueError(f"operators not supported by the torch interpreter: {sorted(unsupported)}")
-        self.input_name = graph.input[0].name
+        initializers = {initializer.name for initializer in graph.initializer}
+        self.input_names = [value.name for value in graph.input if value.name not in initializers]
+        self.input_name = self.input_names[0]
         self.output_name = output_name or graph.output[0].name
         self._names: dict[str, str] = {}
-        self._host_constants: dict[str, torch.Tensor] = {}  # integer constants: never moved to the GPU
+        # Integer constants and float resize scales: never moved to the GPU (no wait to read a size).
+        self._host_constants: dict[str, torch.Tensor] = {}
+        self._scales = self._resize_scales(graph)
         for initializer in graph.initializer:
             self._add_constant(initializer.name, numpy_helper.to_array(initializer))
         self.nodes: list[tuple[str, list[str], list[str], dict]] = []
@@ -54,14 +65,31 @@ class OnnxGraphModule(torch.nn.Module):
             if node.op_type == "Constant":
                 self._add_constant(node.output[0], numpy_helper.to_array(attributes["value"]))
                 continue
+            if node.op_type == "Cast" and node.output[0] in self._scales:
+                attributes["_scale"] = True  # a resize scale stays float32 on the host
             self.nodes.append((node.op_type, list(node.input), list(node.output), attributes))
         self.nodes = self._prune(self._topological(self.nodes))
         self._released_after = self._last_uses()
         self.compute_dtype = torch.float32
 
+    @staticmethod
+    def _resize_scales(graph) -> set[str]:
+        """Names of the values that only feed Resize's roi and scales (float, but sizes)."""
+        wanted = {name for node in graph.node if node.op_type == "Resize" for name in node.input[1:3] if name}
+        producers = {output: node for node in graph.node for output in node.output}
+        pending = list(wanted)
+        while pending:
+            node = producers.get(pending.pop())
+            if node is not None and node.op_type in _SIZE_ARITHMETIC:
+                for name in node.input:
+                    if name and name not in wanted:
+                        wanted.add(name)
+                        pending.append(name)
+        return wanted
+
     def _add_constant(self, name: str, array: np.ndarray) -> None:
         tensor = torch.from_numpy(np.array(array))
-        if not tensor.is_floating_point():
+        if not tensor.is_floating_point() or name in self._scales:
             self._host_constants[name] = tensor
             return
         buffer_name = f"c{len(self._names)}"
@@ -78,13 +106,13 @@ class OnnxGraphModule(torch.nn.Module):
                     last[name] = index
         released: list[list[str]] = [[] for _ in self.nodes]
         for name, index in last.items():
-            if name not in (self.output_name, self.input_name):
+            if name != self.output_name and name not in self.input_names:  # inputs: the caller holds them
                 released[index].append(name)
         return released
 
     def _topological(self, nodes):
         """fp16-converted graphs append their Cast nodes at the end: put every node after its inputs."""
-        available = set(self._names) | set(self._host_constants) | {self.input_name, ""}
+        available = set(self._names) | set(self._host_constants) | set(self.input_names) | {""}
         ordered, pending = [], list(nodes)
         while pending:
             ready = [node for node in pending if all(name in available for name in node[1])]
@@ -113,14 +141,19 @@ class OnnxGraphModule(torch.nn.Module):
                 module.compute_dtype = value
         return module
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
         values: dict[str, torch.Tensor] = {name: getattr(self, buffer) for name, buffer in self._names.items()}
         values.update(self._host_constants)
+        values.update(inputs)
         values[self.input_name] = x
-        for (op_type, inputs, outputs, attributes), released in zip(self.nodes, self._released_after):
-            arguments = [values[name] if name else None for name in inputs]
-            values[outputs[0]] = getattr(self, f"_op_{op_type.lower()}")(arguments, attributes)
-            del arguments
+        for (op_type, inputs_of, outputs, attributes), released in zip(self.nodes, self._released_after):
+            arguments = [values[name] if name else None for name in inputs_of]
+            produced = getattr(self, f"_op_{op_type.lower()}")(arguments, attributes)
+            if isinstance(produced, tuple):  # Split
+                values.update(zip(outputs, produced))
+            else:
+                values[outputs[0]] = produced
+            del arguments, produced
             for name in released:
                 del values[name]
         return values[self.output_name]
@@ -155,7 +188,7 @@ class OnnxGraphModule(torch.nn.Module):
     def _op_cast(self, a, attributes):
         # Float casts follow the compute dtype (fp16 graph casts become no-ops in fp32 and back).
         if attributes["to"] in (1, 10, 11, 16):
-            return a[0].to(self.compute_dtype)
+            return a[0].to(torch.float32 if attributes.get("_scale") else self.compute_dtype)
         return a[0].to(torch.int64)
 
     def _op_shape(self, a, attributes):
@@ -195,9 +228,51 @@ class OnnxGraphModule(torch.nn.Module):
         sizes = a[3] if len(a) > 3 and a[3] is not None else None
         if sizes is not None and sizes.numel():
             size = [int(v) for v in sizes.tolist()[2:]]
-        else:
-            scales = a[2].tolist()[2:]
-            size = [int(a[0].shape[2] * scales[0]), int(a[0].shape[3] * scales[1])]
+            if mode == "linear":
+                return F.interpolate(a[0], size=size, mode="bilinear", align_corners=transform == "align_corners")
+            return F.interpolate(a[0], size=size, mode="nearest")
+        # Scales, as onnxruntime reads them: the size is floor of a float32 product, and coordinates
+        # map by the scale itself rather than by the rounded sizes' ratio.
+        scales = np.asarray(a[2].tolist()[2:], dtype=np.float32)
+        size = [int(np.floor(np.float32(extent) * scale)) for extent, scale in zip(a[0].shape[2:], scales)]
         if mode == "linear":
-            return F.interpolate(a[0], size=size, mode="bilinear", align_corners=transform == "align_corners")
-        return F.interpolate(a[0], size=size, mode="nearest")
+            return torch.ops.aten.upsample_bilinear2d(a[0], size, transform == "align_corners",
+                                                      float(scales[0]), float(scales[1]))
+        return torch.ops.aten.upsample_nearest2d(a[0], size, float(scales[0]), float(scales[1]))
+
+    def _op_sub(self, a, attributes):
+        return a[0] - a[1]
+
+    def _op_tanh(self, a, attributes):
+        return torch.tanh(a[0])
+
+    def _op_hardsigmoid(self, a, attributes):
+        return (a[0] * attributes.get("alpha", 0.2) + attributes.get("beta", 0.5)).clamp(0.0, 1.0)
+
+    def _op_globalaveragepool(self, a, attributes):
+        return a[0].mean(dim=(2, 3), keepdim=True)
+
+    def _op_averagepool(self, a, attributes):
+        pads = attributes.get("pads", [0, 0, 0, 0])
+        return F.avg_pool2d(a[0], attributes["kernel_shape"], attributes.get("strides"), padding=(pads[0], pads[1]),
+                            ceil_mode=bool(attributes.get("ceil_mode", 0)),
+                            count_include_pad=bool(attributes.get("count_include_pad", 0)))
+
+    def _op_reducemean(self, a, attributes):
+        return a[0].mean(dim=tuple(attributes["axes"]), keepdim=bool(attributes.get("keepdims", 1)))
+
+    def _op_split(self, a, attributes):
+        axis = attributes.get("axis", 0)
+        parts = attributes.get("split") or (a[1].tolist() if len(a) > 1 and a[1] is not None else None)
+        if parts is None:
+            raise ValueError("Split without sizes is not supported")
+        return tuple(torch.split(a[0], list(parts), dim=axis))
+
+    def _op_expand(self, a, attributes):
+        shape = torch.broadcast_shapes(tuple(a[0].shape), tuple(int(v) for v in a[1].tolist()))
+        return a[0].expand(shape)
+
+    def _op_clip(self, a, attributes):
+        low = a[1] if len(a) > 1 and a[1] is not None else attributes.get("min")
+        high = a[2] if len(a) > 2 and a[2] is not None else attributes.get("max")
+        return torch.clamp(a[0], low, high)

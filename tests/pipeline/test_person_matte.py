@@ -128,3 +128,23 @@ def test_the_torch_path_listens_to_the_person_matte_as_the_cpu_path(real_pipelin
     assert any("person matte" in note for note in ours.notes)
     assert metrics.sad(ours.alpha, truth) < 1.1 * metrics.sad(reference.alpha, truth) + 0.5
     assert metrics.sad(ours.alpha, truth) < 0.85 * metrics.sad(real_pipeline.cutout(image, CutoutOptions(person_matte=False)).alpha, truth)
+
+
+def test_the_torch_person_matte_is_onnxruntime_s_and_batches_by_shape(person_model, troll):
+    torch = pytest.importorskip("torch", reason="torch not installed: the [gpu] extra is needed for the torch path")
+    from pipeline.person_matte import PersonMatter
+    from pipeline.torch_path.person_matte import TorchPersonMatter, subject_agreements
+
+    torch.set_num_threads(2)
+    image = troll[0]  # 563 x 800: RVM's coarse pass resizes by 0.64, where sizes round the float32 way
+    reference = PersonMatter(person_model).matte(image)
+    ours = TorchPersonMatter(person_model, "cpu")
+    photo = torch.from_numpy(image.transpose(2, 0, 1).copy())
+    pair = ours.matte(torch.stack([photo, photo.flip(-1)]))
+    assert pair.shape == (2, *image.shape[:2])
+    assert float((pair[0] - torch.from_numpy(reference)).abs().max()) < 1e-3
+    alone = ours.matte(photo.flip(-1)[None])[0]  # a batch answers each photo as it would alone
+    assert float((pair[1] - alone).abs().max()) < 1e-4 and float((pair[1] - pair[0]).abs().max()) > 0.1
+    agreements = subject_agreements([pair[0], torch.zeros(2, 2), torch.zeros(2, 2)],
+                                    [pair[0], torch.zeros(2, 2), torch.ones(2, 2)])
+    assert agreements == [1.0, 1.0, 0.0]  # identical; neither has a subject; disjoint

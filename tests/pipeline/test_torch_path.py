@@ -62,9 +62,11 @@ def test_torch_segmenter_mixes_the_finer_view_like_the_cpu_path(cpu_pipeline, to
 
 def test_interpreter_keeps_size_arithmetic_on_the_host_and_drops_spent_activations(torch_pipeline):
     module = torch_pipeline.segmenter("isnet").module
-    # Only float weights move with the module; integer constants (Resize targets) stay host tensors.
+    # Only float weights move with the module; integer constants (Resize targets) and Resize's float
+    # scales stay host tensors.
     assert all(buffer.is_floating_point() for buffer in module.buffers())
-    assert module._host_constants and all(not t.is_floating_point() for t in module._host_constants.values())
+    assert module._host_constants and all(not t.is_floating_point() or name in module._scales
+                                          for name, t in module._host_constants.items())
     produced = {outputs[0] for _, _, outputs, _ in module.nodes} - {module.output_name}
     read = {name for _, inputs, _, _ in module.nodes for name in inputs}
     released = {name for names in module._released_after for name in names}
