@@ -12,6 +12,7 @@ Sections (each one's failure is reported and the run goes on):
 - saturated: the service's shape (products at each batch size, portraits at the largest). Client threads decode and encode (the request / IO threads),
   the pipeline thread (PipelineWorker) takes up to --batch photos per forward pass and refines
   them in the pipeline's refine pool. images/s at 1 MP and at 12 MP, batch sizes, where time goes.
+- processes: the same load over several service processes sharing the GPU (--processes).
 - the CPU path (onnxruntime, every core of this machine) for the same lone requests.
 - a torch profile of one batch-64 forward pass (top kernels).
 Photos, cropped to 4:3 (a phone photo's shape) and resized to 1 and 12 MP: products = DIS5K dev's
@@ -32,6 +33,7 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -76,8 +78,8 @@ def photo_jpegs(data: Path, megapixels: float, count: int, kind: str = "products
         sources = ([car] if car.exists() else []) + sorted(set(images.glob("*.jpg")) - {car})
     if not sources:
         raise SystemExit(f"no {kind} photos under {data}")
-    made: list[bytes] = []
-    for path in sources[:count]:
+
+    def made_from(path: Path) -> bytes:
         photo = Image.open(path).convert("RGB")
         width, height = photo.size
         if width * 3 > height * 4:  # crop to 4:3 (landscape) or 3:4 (portrait)
@@ -90,7 +92,10 @@ def photo_jpegs(data: Path, megapixels: float, count: int, kind: str = "products
         photo = photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.BICUBIC)
         buffer = io.BytesIO()
         photo.save(buffer, "JPEG", quality=92)
-        made.append(buffer.getvalue())
+        return buffer.getvalue()
+
+    with ThreadPoolExecutor(os.cpu_count()) as pool:  # Pillow decodes and resizes outside the GIL
+        made = list(pool.map(made_from, sources[:count]))
     return [made[index % len(made)] for index in range(count)]
 
 
@@ -117,8 +122,10 @@ def lone_requests(pipeline: Pipeline, jpegs: list[bytes], warm: int = 2) -> dict
             "stages_ms_p50": {k: round(1000 * statistics.median(v), 1) for k, v in stages.items()}}
 
 
-def saturated(pipeline: Pipeline, jpegs: list[bytes], batch: int, clients: int) -> dict:
-    """Throughput the way the service runs: clients decode + encode, the pipeline thread batches."""
+def saturated(pipeline: Pipeline, jpegs: list[bytes], batch: int, clients: int,
+              before_timing: Callable[[], None] = lambda: None) -> dict:
+    """Throughput the way the service runs: clients decode + encode, the pipeline thread batches.
+    before_timing runs after the warm-up (the processes' section lines their timed runs up with it)."""
     worker = PipelineWorker(queue_size=len(jpegs) + 8, max_batch=batch, max_wait_s=0.005)
     worker.start()
     options = CutoutOptions()
@@ -145,6 +152,8 @@ def saturated(pipeline: Pipeline, jpegs: list[bytes], batch: int, clients: int) 
         stages.clear()
         worker.stats.batches = worker.stats.batched_items = 0
         worker.stats.busy_s = 0.0
+        before_timing()
+        started_at = time.time()
         started = time.perf_counter()
         with ThreadPoolExecutor(clients) as pool:
             list(pool.map(one, jpegs))
@@ -152,9 +161,51 @@ def saturated(pipeline: Pipeline, jpegs: list[bytes], batch: int, clients: int) 
     finally:
         worker.stop()
     return {"n": len(jpegs), "batch": batch, "clients": clients, "images_per_s": len(jpegs) / elapsed,
+            "started_at": started_at, "ended_at": started_at + elapsed,
             "mean_batch": worker.stats.batched_items / max(1, worker.stats.batches),
             "pipeline_thread_busy": worker.stats.busy_s / elapsed,
             "stages_ms_mean": {k: round(1000 * statistics.fmean(v), 1) for k, v in stages.items()}}
+
+
+def _saturated_in_process(device: str, jpegs: list[bytes], batch: int, clients: int, refine_threads: int,
+                          lined_up, results) -> None:
+    """One service process: its own pipeline (models, pipeline thread, refine pool) on the shared GPU."""
+    try:
+        pipeline = Pipeline(device=device, refine_threads=refine_threads)
+        pipeline.warm_up()
+        results.put(saturated(pipeline, jpegs, batch, clients, before_timing=lined_up.wait))
+    except Exception as error:  # the parent reports it; a broken barrier frees the others
+        lined_up.abort()
+        results.put({"failed": f"{type(error).__name__}: {error}", "trace": traceback.format_exc()[-1500:]})
+
+
+def saturated_processes(device: str, jpegs: list[bytes], processes: int, batch: int, clients: int) -> dict:
+    """The service's shape scaled out: `processes` processes (gunicorn workers, each with its own
+    pipeline thread and model) share the GPU, each fed by `clients` request threads; the photos are
+    split between them and their timed runs start together. Separate processes do not share one GIL,
+    which held a single process's pipeline thread (docs/performance.md)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # CUDA does not survive fork
+    lined_up, results = context.Barrier(processes), context.Queue()
+    refine_threads = max(2, (os.cpu_count() or 2) // processes)
+    workers = [context.Process(target=_saturated_in_process,
+                               args=(device, jpegs[index::processes], batch, clients, refine_threads, lined_up, results))
+               for index in range(processes)]
+    for worker in workers:
+        worker.start()
+    answers = [results.get(timeout=600) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    failed = [answer for answer in answers if "failed" in answer]
+    if failed:
+        return {"failed": failed}
+    elapsed = max(a["ended_at"] for a in answers) - min(a["started_at"] for a in answers)
+    return {"n": len(jpegs), "processes": processes, "batch": batch, "clients_per_process": clients,
+            "refine_threads_per_process": refine_threads, "images_per_s": len(jpegs) / elapsed,
+            "per_process_images_per_s": [round(a["images_per_s"], 2) for a in answers],
+            "pipeline_thread_busy": [round(a["pipeline_thread_busy"], 2) for a in answers],
+            "stages_ms_mean_first_process": answers[0]["stages_ms_mean"]}
 
 
 def segmentation(pipeline: Pipeline, batches: tuple[int, ...], variants: bool = True) -> list[dict]:
@@ -255,7 +306,9 @@ def main() -> int:
     parser.add_argument("--no-variants", dest="variants", action="store_false",
                         help="segmentation at the default settings only (skip no-graph, NCHW and bf16)")
     parser.add_argument("--device", default="cuda", help="torch-cpu runs the same sections on the CPU (a smoke test)")
-    parser.add_argument("--sections", default="segmentation,lone,saturated,big,cpu,profile")
+    parser.add_argument("--processes", default="4",
+                        help="service processes sharing the GPU in the 'processes' section (comma list)")
+    parser.add_argument("--sections", default="segmentation,lone,saturated,processes,big,cpu,profile")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     sections = args.sections.split(",")
@@ -299,6 +352,9 @@ def main() -> int:
                                      for b in batches if b > 1},
                                   f"1MP portraits, batch {batches[-1]}": saturated(pipeline, portraits, batches[-1],
                                                                                   clients=2 * batches[-1])})
+    section("processes", lambda: {
+        f"1MP products, {count} processes x batch 16": saturated_processes(args.device, products, count, 16, clients=16)
+        for count in (int(c) for c in args.processes.split(","))})
     section("big", lambda: saturated(pipeline, big, 8, clients=16))
     if not args.skip_cpu:
         cpu = Pipeline(device="cpu")
