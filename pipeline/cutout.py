@@ -203,10 +203,11 @@ class Pipeline:
         """Load every model `options` needs, so the first user does not wait for it (on a GPU, also
         the per-shape kernel search for phone photos' shapes)."""
         segmenter = self.segmenter(options.model)
-        if options.person_matte:
-            self.person_matter()
+        matter = self.person_matter() if options.person_matte else None
         if self.device == "cuda" and hasattr(segmenter, "warm"):
             segmenter.warm()
+            if matter is not None and hasattr(matter, "warm"):  # the person matte runs at the first view's grid
+                matter.warm(segmenter.phone_shapes(segmenter.input_size[0]))
         if options.assist_model:
             self.segmenter(options.assist_model)
 

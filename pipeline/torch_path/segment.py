@@ -152,14 +152,19 @@ class TorchSegmenter:
         capture (~2 s per new shape on an H200, the first request's p99) happen at start-up.
         Default: a 4:3 phone photo's shapes, both ways round, at each side asked, and the square."""
         if shapes is None:
-            sides = [self.input_size[0]] + ([self.fine_side] if self.fine_side else [])
-            multiple = self.size_multiple or 1
-            shapes = tuple(dict.fromkeys([photo_shaped_size(4, 3, side, multiple) for side in sides]
-                                         + [photo_shaped_size(3, 4, side, multiple) for side in sides]
-                                         + [self.input_size]))
+            shapes = self.phone_shapes(self.input_size[0])
+            if self.fine_side:
+                shapes = tuple(dict.fromkeys(shapes + self.phone_shapes(self.fine_side)))
         with torch.inference_mode():
             for shape in shapes:
                 self._forward(torch.zeros(1, 3, *shape, device=self.device, dtype=self.dtype))
+
+    def phone_shapes(self, side: int) -> tuple[tuple[int, int], ...]:
+        """The network shapes a 4:3 phone photo is asked at with long side `side` (both ways round),
+        and the square."""
+        multiple = self.size_multiple or 1
+        return tuple(dict.fromkeys([photo_shaped_size(4, 3, side, multiple), photo_shaped_size(3, 4, side, multiple),
+                                    self.input_size]))
 
     # --- masks ----------------------------------------------------------------------------------
     @torch.inference_mode()

@@ -209,3 +209,23 @@ def test_warm_runs_each_shape_once(torch_pipeline):
     finally:
         segmenter._forward = original
     assert shapes == [(1, 3, 64, 96), (1, 3, 96, 64)]
+
+
+def test_phone_shapes_are_what_a_phone_photo_is_asked_at(torch_pipeline):
+    segmenter = torch_pipeline.segmenter("isnet")
+    side = segmenter.input_size[0]
+    shapes = segmenter.phone_shapes(side)
+    assert set(shapes[:2]) == {segmenter.network_size(3000, 4000), segmenter.network_size(4000, 3000)}
+    assert shapes[-1] == segmenter.input_size
+
+
+def test_the_person_matte_warms_each_working_shape(torch_pipeline):
+    matter = torch_pipeline.person_matter()
+    seen = []
+    original = matter.module.forward
+    matter.module.forward = lambda x, **inputs: seen.append(tuple(x.shape)) or original(x, **inputs)
+    try:
+        matter.warm(((64, 96), (96, 64)))
+    finally:
+        del matter.module.forward
+    assert seen == [(1, 3, 64, 96), (1, 3, 96, 64)]
