@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Union
 
@@ -32,9 +33,12 @@ from pipeline.edges import sharpen, split_soft_regions
 from pipeline.editing.regions import NO_EVIDENCE, evidence_at, stroke_footprint, tap_region
 from pipeline.editing.scribble_matte import solve_reopened
 from pipeline.segment import resize_float
+from pipeline.threads import ProcessThreads
 from pipeline.upsample import GUIDE_EPS, GUIDE_RADIUS, active_columns, guided_coefficients, resize_rows, row_bands
 
 log = logging.getLogger(__name__)
+# Asks the second model ahead of the taps that will want it (EditGrid.ask_second_ahead).
+_AHEAD = ProcessThreads(2, "second-opinion")
 
 # Grid pixels on each side of an edited edge that the matting solve reopens.
 BAND = 3
@@ -184,6 +188,7 @@ class EditGrid:
     _masks_on: dict[tuple[str, tuple[int, int]], np.ndarray] = field(default_factory=dict, repr=False)
     _second: np.ndarray | None = field(default=None, repr=False)
     _second_asked: bool = field(default=False, repr=False)
+    _second_coming: Future | None = field(default=None, repr=False)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -215,10 +220,18 @@ class EditGrid:
             self._second_asked = True
             if self.source.second_opinion is not None:
                 try:
-                    self._second = np.asarray(self.source.second_opinion(), dtype=np.float32)
+                    answer = self._second_coming.result() if self._second_coming else self.source.second_opinion()
+                    self._second = np.asarray(answer, dtype=np.float32)
                 except Exception as error:  # noqa: BLE001 - a tap without it is still a tap
                     log.warning("second opinion unavailable, taps use the first model only: %s", error)
         return None if self._second is None else self._fitted("second", self._second, shape)
+
+    def ask_second_ahead(self, marks: Iterable[Mark]) -> None:
+        """Start asking the second model in the background when a tap about to be replayed will want
+        it (_wants_second), so that its ~0.3 s overlaps the replay's other work; the answer is the
+        one second_on would have asked for."""
+        if not self._second_asked and self._second_coming is None:
+            self._second_coming = _ask_ahead(self.source, self.model_on(self.shape), marks)
 
     def _fitted(self, name: str, mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """A soft mask resized to `shape` and clipped to [0, 1], kept per (name, shape)."""
@@ -258,18 +271,23 @@ def editing_size(full_shape: tuple[int, int], mask_shape: tuple[int, int]) -> tu
     return Pipeline.working_size(full_shape, mask_shape)
 
 
-def prepare(source: EditSource) -> EditGrid:
-    """Bring the photo and the current alpha to the editing grid."""
+def prepare(source: EditSource, marks: Iterable[Mark] = ()) -> EditGrid:
+    """Bring the photo and the current alpha to the editing grid. If a tap among `marks` will want
+    the second opinion, it is asked first, in the background, while the photo is resized."""
     height, width = source.alpha.shape[:2]
     if source.image.shape[:2] != (height, width):
         raise ValueError(f"photo {source.image.shape[:2]} and alpha {(height, width)} differ in size")
     grid_h, grid_w = editing_size((height, width), source.mask.shape)
+    model = source.mask.astype(np.float32, copy=False)
+    if model.shape != (grid_h, grid_w):
+        model = resize_float(model, grid_w, grid_h)
+    coming = _ask_ahead(source, np.clip(model, 0.0, 1.0), marks)
     if (grid_h, grid_w) == (height, width):
-        return EditGrid(source, _unit_float(source.image), _unit_float(source.alpha))
+        return EditGrid(source, _unit_float(source.image), _unit_float(source.alpha), _second_coming=coming)
     # 8-bit photos and alphas (as stored) are resized by PIL as they are: no full-size float copy.
     small_image = _resized(source.image, grid_w, grid_h)
     small_alpha = _resized(source.alpha, grid_w, grid_h)
-    return EditGrid(source, small_image.astype(np.float32), small_alpha.astype(np.float32))
+    return EditGrid(source, small_image.astype(np.float32), small_alpha.astype(np.float32), _second_coming=coming)
 
 
 def _resized(array: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -283,8 +301,9 @@ def _resized(array: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def refine_alpha(source: EditSource | EditGrid, marks: Iterable[Mark]) -> np.ndarray:
     """The cutout's alpha with `marks` applied, at the photo's full size ((H, W) float32 in [0, 1])."""
-    grid = source if isinstance(source, EditGrid) else prepare(source)
-    small = edit_on_grid(grid, list(marks))
+    marks = list(marks)
+    grid = source if isinstance(source, EditGrid) else prepare(source, marks)
+    small = edit_on_grid(grid, marks)
     return to_full_size(grid, small)
 
 
@@ -296,6 +315,7 @@ def edit_on_grid(grid: EditGrid, marks: list[Mark]) -> np.ndarray:
         shape = grid.shape
         replay = Replay(grid.alpha > 0.5, np.zeros(shape, dtype=np.int8), np.zeros(shape, dtype=bool),
                         np.zeros(shape, dtype=bool), np.zeros(shape, dtype=np.int8))
+    grid.ask_second_ahead(marks[done:])
     for mark in marks[done:]:
         _replay_mark(grid, replay, mark)
     if marks_key:
@@ -331,6 +351,27 @@ def _replay_mark(grid: EditGrid, replay: Replay, mark: Mark) -> None:
     replay.state[region] = mark.keep
 
 
+def _on_grid(tap: Tap, full_shape: tuple[int, int], shape: tuple[int, int]) -> tuple[int, int]:
+    """The tap's (y, x) on a grid of `shape` over a photo of `full_shape`."""
+    (full_h, full_w), (height, width) = full_shape, shape
+    return min(height - 1, int(tap.y * height / full_h)), min(width - 1, int(tap.x * width / full_w))
+
+
+def _wants_second(model: np.ndarray, full_shape: tuple[int, int], tap: Tap) -> bool:
+    """A keep tap where the first model (its mask on the editing grid) saw nothing asks the second one."""
+    return tap.keep and evidence_at(model, *_on_grid(tap, full_shape, model.shape), True) < SECOND_OPINION_BELOW
+
+
+def _ask_ahead(source: EditSource, model: np.ndarray, marks: Iterable[Mark]) -> Future | None:
+    """The second opinion asked in the background if a tap among `marks` will want it."""
+    if source.second_opinion is None:
+        return None
+    full_shape = source.alpha.shape[:2]
+    if any(isinstance(mark, Tap) and _wants_second(model, full_shape, mark) for mark in marks):
+        return _AHEAD.get().submit(source.second_opinion)
+    return None
+
+
 def _tap(grid: EditGrid, state: np.ndarray, tap: Tap, held: np.ndarray) -> np.ndarray:
     """The region a tap sets, grown on the region grid and brought back to the editing grid.
 
@@ -338,15 +379,11 @@ def _tap(grid: EditGrid, state: np.ndarray, tap: Tap, held: np.ndarray) -> np.nd
     editing grid itself: on the coarse grid its pixel is the sky's colour, and a region grown
     from there is the sky.
     """
-    full_h, full_w = grid.full_shape
     image = grid.region_image()
     small_h, small_w = image.shape[:2]
-    y = min(small_h - 1, int(tap.y * small_h / full_h))
-    x = min(small_w - 1, int(tap.x * small_w / full_w))
-    grid_y = min(state.shape[0] - 1, int(tap.y * state.shape[0] / full_h))
-    grid_x = min(state.shape[1] - 1, int(tap.x * state.shape[1] / full_w))
-    # A keep tap where the first model saw nothing asks the second one.
-    wants_second = tap.keep and evidence_at(grid.model_on(state.shape), grid_y, grid_x, True) < SECOND_OPINION_BELOW
+    y, x = _on_grid(tap, grid.full_shape, (small_h, small_w))
+    grid_y, grid_x = _on_grid(tap, grid.full_shape, state.shape)
+    wants_second = _wants_second(grid.model_on(state.shape), grid.full_shape, tap)
 
     def models_on(shape: tuple[int, int]) -> dict[str, np.ndarray | None]:
         return {"model": grid.model_on(shape), "second": grid.second_on(shape) if wants_second else None}

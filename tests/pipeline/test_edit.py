@@ -6,6 +6,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+import pipeline.editing.edit as edit_module
 from pipeline.editing.edit import EditSource, MarkError, Stroke, Tap, marks_from_json, prepare, refine_alpha
 
 HEIGHT, WIDTH = 240, 360
@@ -114,6 +115,31 @@ def test_a_keep_tap_the_first_model_did_not_see_takes_the_second_models_object()
     # Without a second opinion the same tap cannot tell the spoon from the backdrop around it.
     alone = refine_alpha(EditSource(image, first_model, first_model), [Tap(285, 120, keep=True)])
     assert (alone[~spoon & ~bowl] > 0.5).sum() > spoon.sum()  # it floods the backdrop
+
+
+def test_the_second_opinion_is_asked_ahead_while_the_photo_is_prepared(monkeypatch):
+    """Marks with a keep tap the first model did not see start the second opinion in the background
+    (it overlaps the resizing and the earlier marks); the answer is the one asked in place."""
+    import threading
+
+    image, bowl, spoon = scene()
+    image[spoon] = BACKGROUND + 0.01
+    first_model = bowl.astype(np.float32)
+    asked_on = []
+
+    def second_opinion():
+        asked_on.append(threading.current_thread().name)
+        return (bowl | spoon).astype(np.float32)
+
+    source = EditSource(image, first_model, first_model, second_opinion=second_opinion)
+    marks = [Tap(150, 120, keep=False), Tap(285, 120, keep=True)]
+    ahead = refine_alpha(source, marks)
+    assert len(asked_on) == 1 and asked_on[0].startswith("second-opinion")
+    refine_alpha(source, marks[:1])  # an erase tap alone never asks
+    assert len(asked_on) == 1
+    monkeypatch.setattr(edit_module, "_ask_ahead", lambda *args: None)  # asked in place, when the tap wants it
+    assert np.array_equal(refine_alpha(source, marks), ahead)
+    assert asked_on[1] == threading.current_thread().name
 
 
 def test_a_failing_second_opinion_leaves_the_tap_to_the_first_model():
