@@ -21,6 +21,7 @@ one solve and one upsample):
 from __future__ import annotations
 
 import logging
+import os
 from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ from pipeline.upsample import GUIDE_EPS, GUIDE_RADIUS, active_columns, guided_co
 log = logging.getLogger(__name__)
 # Asks the second model ahead of the taps that will want it (EditGrid.ask_second_ahead).
 _AHEAD = ProcessThreads(2, "second-opinion")
+# Brings the full-size bands of an edit back side by side (to_full_size).
+_BANDS = ProcessThreads(max(1, os.cpu_count() or 1), "edit-bands")
 
 # Grid pixels on each side of an edited edge that the matting solve reopens.
 BAND = 3
@@ -460,15 +463,17 @@ def to_full_size(grid: EditGrid, small: np.ndarray) -> np.ndarray:
     scale_y, scale_x = height / small.shape[0], width / small.shape[1]
     full_top, full_bottom = int((top + margin // 2) * scale_y), min(height, int(np.ceil((bottom - margin // 2) * scale_y)))
     full_left, full_right = int((left + margin // 2) * scale_x), min(width, int(np.ceil((right - margin // 2) * scale_x)))
-    for band_top, band_bottom in row_bands(full_bottom - full_top):
-        y0, y1 = full_top + band_top, full_top + band_bottom
+    active = weight > 0
+
+    def one_band(band: tuple[int, int]) -> None:
+        y0, y1 = full_top + band[0], full_top + band[1]
         # Only the columns this band's edits reach (marks scattered over a photo leave most untouched).
-        columns = active_columns(weight > 0, width, height, y0, y1)
+        columns = active_columns(active, width, height, y0, y1)
         if columns is None:
-            continue
+            return
         x0, x1 = max(full_left, columns[0]), min(full_right, columns[1])
         if x0 >= x1:
-            continue
+            return
         photo = source.image[y0:y1, x0:x1]
         photo = photo.astype(np.float32) / 255.0 if photo.dtype == np.uint8 else photo.astype(np.float32, copy=False)
         guided = resize_rows(coeff_b, width, height, y0, y1, x0, x1).copy()
@@ -480,4 +485,7 @@ def to_full_size(grid: EditGrid, small: np.ndarray) -> np.ndarray:
         blend = np.clip(resize_rows(weight, width, height, y0, y1, x0, x1), 0.0, 1.0)
         current = full[y0:y1, x0:x1]
         current += blend * (guided - current)
+
+    # Bands write disjoint rows, and Pillow's resizes and NumPy's arithmetic leave the GIL: side by side.
+    list(_BANDS.get().map(one_band, row_bands(full_bottom - full_top)))
     return full
