@@ -40,7 +40,7 @@ from pipeline.person_matte import (PERSON_AGREEMENT, PERSON_MODEL, PersonMatter,
                                    person_matte_if_agreeing, person_note)
 from pipeline.segment import Segmenter, default_fine_views, resize_float
 from pipeline.trimap import UNKNOWN, make_soft_zone_trimap
-from pipeline.upsample import guided_upsample, resize_rows, row_bands
+from pipeline.upsample import guided_upsample, in_bands, resize_rows
 
 if TYPE_CHECKING:
     from pipeline.torch_path.person_matte import TorchPersonMatter
@@ -496,13 +496,17 @@ class Pipeline:
             return np.clip(resize_float(alpha, width, height), 0.0, 1.0)
         full = guided_upsample(image, alpha, small_image=small_image)
         crisp_weight, doubt_weight = crisp.astype(np.float32), doubt.astype(np.float32)
-        for top, bottom in row_bands(height):
+        any_doubt = bool(doubt.any())
+
+        def steepen_band(top: int, bottom: int) -> None:
             band = full[top:bottom]
             weight = np.clip(resize_rows(crisp_weight, width, height, top, bottom), 0.0, 1.0)
             band += weight * (sharpen(band) - band)
-            if doubt.any():
+            if any_doubt:
                 weight = np.clip(resize_rows(doubt_weight, width, height, top, bottom), 0.0, 1.0)
                 band += weight * (steepen_doubt(band) - band)
+
+        in_bands(height, steepen_band)
         return full
 
     def _foreground(self, image: np.ndarray, small_image: np.ndarray, alpha: np.ndarray,
@@ -523,17 +527,20 @@ class Pipeline:
         height, width = image.shape[:2]
         correction = small - small_image
         foreground = image.copy()
-        for top, bottom in row_bands(height):
+
+        def correct_band(top: int, bottom: int) -> None:
             partial = (full_alpha[top:bottom] > 0.0) & (full_alpha[top:bottom] < 1.0)
             columns = np.flatnonzero(partial.any(axis=0))
             if columns.size == 0:
-                continue
+                return
             left, right = int(columns[0]), int(columns[-1]) + 1
             partial = partial[:, left:right]
             band = foreground[top:bottom, left:right]
             for channel in range(3):
                 shift = resize_rows(correction[..., channel], width, height, top, bottom, left, right)
                 band[..., channel] = np.where(partial, np.clip(band[..., channel] + shift, 0.0, 1.0), band[..., channel])
+
+        in_bands(height, correct_band)
         return foreground
 
 _default_pipeline: Pipeline | None = None

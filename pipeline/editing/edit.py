@@ -21,7 +21,6 @@ one solve and one upsample):
 from __future__ import annotations
 
 import logging
-import os
 from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -35,13 +34,11 @@ from pipeline.editing.regions import NO_EVIDENCE, evidence_at, stroke_footprint,
 from pipeline.editing.scribble_matte import solve_reopened
 from pipeline.segment import resize_float
 from pipeline.threads import ProcessThreads
-from pipeline.upsample import GUIDE_EPS, GUIDE_RADIUS, active_columns, guided_coefficients, resize_rows, row_bands
+from pipeline.upsample import GUIDE_EPS, GUIDE_RADIUS, active_columns, guided_coefficients, in_bands, resize_rows
 
 log = logging.getLogger(__name__)
 # Asks the second model ahead of the taps that will want it (EditGrid.ask_second_ahead).
 _AHEAD = ProcessThreads(2, "second-opinion")
-# Brings the full-size bands of an edit back side by side (to_full_size).
-_BANDS = ProcessThreads(max(1, os.cpu_count() or 1), "edit-bands")
 
 # Grid pixels on each side of an edited edge that the matting solve reopens.
 BAND = 3
@@ -465,8 +462,8 @@ def to_full_size(grid: EditGrid, small: np.ndarray) -> np.ndarray:
     full_left, full_right = int((left + margin // 2) * scale_x), min(width, int(np.ceil((right - margin // 2) * scale_x)))
     active = weight > 0
 
-    def one_band(band: tuple[int, int]) -> None:
-        y0, y1 = full_top + band[0], full_top + band[1]
+    def one_band(band_top: int, band_bottom: int) -> None:
+        y0, y1 = full_top + band_top, full_top + band_bottom
         # Only the columns this band's edits reach (marks scattered over a photo leave most untouched).
         columns = active_columns(active, width, height, y0, y1)
         if columns is None:
@@ -486,6 +483,5 @@ def to_full_size(grid: EditGrid, small: np.ndarray) -> np.ndarray:
         current = full[y0:y1, x0:x1]
         current += blend * (guided - current)
 
-    # Bands write disjoint rows, and Pillow's resizes and NumPy's arithmetic leave the GIL: side by side.
-    list(_BANDS.get().map(one_band, row_bands(full_bottom - full_top)))
+    in_bands(full_bottom - full_top, one_band)
     return full
