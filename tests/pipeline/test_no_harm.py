@@ -3,6 +3,7 @@ the outline at the photo's resolution, and no harm on a real object photo (DIS5K
 from __future__ import annotations
 
 import csv
+import threading
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from pipeline.decode import decode_image
 from pipeline.edges import sharpen, split_soft_regions
 from pipeline.fuse import ADDED_CEILING, fuse_masks
 from pipeline.trimap import UNKNOWN, make_soft_zone_trimap
-from pipeline.upsample import guided_upsample, resize_rows
+from pipeline.upsample import guided_upsample, in_bands, resize_rows
 from tests.conftest import ALPHAMATTING, loud_skip
 
 DIS5K = ALPHAMATTING.parent / "dis5k_te_dev"
@@ -73,6 +74,27 @@ def test_row_bands_match_a_whole_image_resize():
     whole = np.asarray(Image.fromarray(small, "F").resize((530, 1111), Image.BILINEAR))
     band = resize_rows(small, 530, 1111, 512, 1024)
     assert np.abs(band - whole[512:1024]).max() < 1e-4
+
+
+def test_bands_side_by_side_cover_every_row_once_and_report_failures():
+    seen, threads = [], set()
+    written = np.zeros(1111, dtype=np.int32)
+
+    def work(top: int, bottom: int) -> None:
+        seen.append((top, bottom))
+        threads.add(threading.current_thread().name)
+        written[top:bottom] += 1
+
+    in_bands(1111, work)
+    assert sorted(seen) == [(0, 512), (512, 1024), (1024, 1111)] and (written == 1).all()
+    assert all(name.startswith("bands") for name in threads)  # on the band threads, not this one
+
+    def broken(top: int, bottom: int) -> None:
+        if top:
+            raise ValueError("band failed")
+
+    with pytest.raises(ValueError, match="band failed"):
+        in_bands(1111, broken)
 
 
 def test_fusion_adds_only_regions_isnet_half_saw_and_ranks_them_below_its_own():
