@@ -12,6 +12,7 @@ Sections (each one's failure is reported and the run goes on):
 - saturated: the service's shape (products at each batch size, portraits at the largest). Client threads decode and encode (the request / IO threads),
   the pipeline thread (PipelineWorker) takes up to --batch photos per forward pass and refines
   them in the pipeline's refine pool. images/s at 1 MP and at 12 MP, batch sizes, where time goes.
+- ablations: the saturated products load without the person matte, and with fewer client threads.
 - processes: the same load over several service processes sharing the GPU (--processes).
 - the CPU path (onnxruntime, every core of this machine) for the same lone requests.
 - a torch profile of one batch-64 forward pass (top kernels).
@@ -308,7 +309,7 @@ def main() -> int:
     parser.add_argument("--device", default="cuda", help="torch-cpu runs the same sections on the CPU (a smoke test)")
     parser.add_argument("--processes", default="4",
                         help="service processes sharing the GPU in the 'processes' section (comma list)")
-    parser.add_argument("--sections", default="segmentation,lone,saturated,processes,big,cpu,profile")
+    parser.add_argument("--sections", default="segmentation,lone,saturated,ablations,processes,big,cpu,profile")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     sections = args.sections.split(",")
@@ -352,6 +353,16 @@ def main() -> int:
                                      for b in batches if b > 1},
                                   f"1MP portraits, batch {batches[-1]}": saturated(pipeline, portraits, batches[-1],
                                                                                   clients=2 * batches[-1])})
+    def ablations() -> dict:
+        """What holds the saturated rate: the same load without the person matte, and with as many
+        client threads as the batch (half the GIL's competitors)."""
+        batch = batches[-1]
+        plain = Pipeline(device=args.device, person_matte=False)
+        plain.warm_up()
+        return {f"1MP products, batch {batch}, person matte off": saturated(plain, products, batch, clients=2 * batch),
+                f"1MP products, batch {batch}, {batch} clients": saturated(pipeline, products, batch, clients=batch)}
+
+    section("ablations", ablations)
     section("processes", lambda: {
         f"1MP products, {count} processes x batch 16": saturated_processes(args.device, products, count, 16, clients=16)
         for count in (int(c) for c in args.processes.split(","))})
