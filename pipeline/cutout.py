@@ -282,7 +282,7 @@ class Pipeline:
                     segmenter.mix_fine_views(device_photos, masks, finer, notes)
                 if photos is None:
                     masks, persons = to_host(masks), [None if p is None else p.cpu().numpy() for p in persons]
-            return [Segmented(mask, person, took / len(images)) for mask, person in zip(masks, persons)]
+            return [Segmented(mask, person, took / max(1, len(images))) for mask, person in zip(masks, persons)]
         segmented = []
         for image, photo_notes in zip(images, notes):
             # The photo at the working grid, once: ISNet's input, the person matte's and the refinement's.

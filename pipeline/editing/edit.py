@@ -278,10 +278,12 @@ def prepare(source: EditSource, marks: Iterable[Mark] = ()) -> EditGrid:
     if source.image.shape[:2] != (height, width):
         raise ValueError(f"photo {source.image.shape[:2]} and alpha {(height, width)} differ in size")
     grid_h, grid_w = editing_size((height, width), source.mask.shape)
-    model = source.mask.astype(np.float32, copy=False)
-    if model.shape != (grid_h, grid_w):
-        model = resize_float(model, grid_w, grid_h)
-    coming = _ask_ahead(source, np.clip(model, 0.0, 1.0), marks)
+    marks, coming = list(marks), None
+    if marks and source.second_opinion is not None:
+        model = source.mask.astype(np.float32, copy=False)
+        if model.shape != (grid_h, grid_w):
+            model = resize_float(model, grid_w, grid_h)
+        coming = _ask_ahead(source, np.clip(model, 0.0, 1.0), marks)
     if (grid_h, grid_w) == (height, width):
         return EditGrid(source, _unit_float(source.image), _unit_float(source.alpha), _second_coming=coming)
     # 8-bit photos and alphas (as stored) are resized by PIL as they are: no full-size float copy.

@@ -58,7 +58,8 @@ def refine_on_device(pipeline: Pipeline, image: np.ndarray, mask, options: Cutou
         photo, small_image, small_mask = working_views(device, image, mask, photo, work_h, work_w)
         alpha = small_mask
         if person is not None:
-            alpha = blend_person_matte(alpha, person.to(device) if isinstance(person, torch.Tensor) else _on(device, person))
+            person = person.to(device) if isinstance(person, torch.Tensor) else _on(device, person)
+            alpha = blend_person_matte(alpha, person)
         transition, matter = on_device.split_soft_regions(alpha)
         matted = torch.zeros_like(matter)
         matter_share, has_transition = torch.stack([matter.float().mean(), transition.any().float()]).tolist()

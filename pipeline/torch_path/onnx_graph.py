@@ -24,7 +24,7 @@ import torch.nn.functional as F
 SUPPORTED = {"Constant", "Conv", "Relu", "Cast", "Concat", "Shape", "Slice", "Resize", "MaxPool", "Add", "Sigmoid",
              "Gather", "Unsqueeze", "Mul", "Div", "Sub", "HardSigmoid", "GlobalAveragePool", "AveragePool", "Split",
              "Expand", "Tanh", "ReduceMean", "Clip"}
-# Ops whose outputs are sizes or scales when all their inputs are (kept on the host with them).
+# Ops a Resize's scales are computed through: the values feeding them there stay on the host too.
 _SIZE_ARITHMETIC = {"Concat", "Cast", "Slice", "Gather", "Unsqueeze", "Mul", "Div"}
 
 
