@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from evaluation import metrics
 from models import ModelUnavailableError
@@ -123,9 +124,15 @@ def test_the_torch_path_listens_to_the_person_matte_as_the_cpu_path(real_pipelin
     torch = pytest.importorskip("torch", reason="torch not installed: the [gpu] extra is needed for the torch path")
     torch.set_num_threads(2)
     image, truth, _ = troll
-    ours = Pipeline(device="torch-cpu").cutout(image)
+    # Not people, in the same batch: one at the troll's shape (the same RVM pass), one at its own.
+    plush = load("GT01")[0]
+    plush_alike = np.asarray(Image.fromarray((plush * 255).astype(np.uint8)).resize(image.shape[1::-1]),
+                             dtype=np.float32) / 255
+    ours, *plush_cuts = Pipeline(device="torch-cpu").cutout_batch([image, plush_alike, plush])
     reference = real_pipeline.cutout(image)
     assert any("person matte" in note for note in ours.notes)
+    for cut, photo in zip(plush_cuts, (plush_alike, plush)):
+        assert not any("person matte" in note for note in cut.notes) and cut.alpha.shape == photo.shape[:2]
     assert metrics.sad(ours.alpha, truth) < 1.1 * metrics.sad(reference.alpha, truth) + 0.5
     assert metrics.sad(ours.alpha, truth) < 0.85 * metrics.sad(real_pipeline.cutout(image, CutoutOptions(person_matte=False)).alpha, truth)
 
