@@ -108,6 +108,7 @@ def editor_blueprint(conversation, lane: WaitLane) -> Blueprint:
         language = language_for(job)
         try:
             with lane.enter():
+                editor.opening(job)
                 width, height = editor.display_size(job)
                 main_only = editor.main_only_marks(job)
         except LaneFull:

@@ -233,6 +233,12 @@ class EditGrid:
         if not self._second_asked and self._second_coming is None:
             self._second_coming = _ask_ahead(self.source, self.model_on(self.shape), marks)
 
+    def ask_second_now(self) -> None:
+        """Start asking the second model in the background whatever the marks will be (the editor
+        page, when it opens: a keep tap on something ISNet missed then need not wait for it)."""
+        if not self._second_asked and self._second_coming is None and self.source.second_opinion is not None:
+            self._second_coming = _AHEAD.get().submit(self.source.second_opinion)
+
     def _fitted(self, name: str, mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """A soft mask resized to `shape` and clipped to [0, 1], kept per (name, shape)."""
         key = (name, shape)

@@ -137,9 +137,13 @@ def test_the_second_opinion_is_asked_ahead_while_the_photo_is_prepared(monkeypat
     assert len(asked_on) == 1 and asked_on[0].startswith("second-opinion")
     refine_alpha(source, marks[:1])  # an erase tap alone never asks
     assert len(asked_on) == 1
+    opened = prepare(source)  # the editor page: asked on opening, before any mark
+    opened.ask_second_now()
+    assert np.array_equal(refine_alpha(opened, marks), ahead) and len(asked_on) == 2
+    assert asked_on[1].startswith("second-opinion")
     monkeypatch.setattr(edit_module, "_ask_ahead", lambda *args: None)  # asked in place, when the tap wants it
     assert np.array_equal(refine_alpha(source, marks), ahead)
-    assert asked_on[1] == threading.current_thread().name
+    assert asked_on[2] == threading.current_thread().name
 
 
 def test_a_failing_second_opinion_leaves_the_tap_to_the_first_model():

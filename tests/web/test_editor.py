@@ -120,8 +120,16 @@ def test_edit_link_preview_save_and_the_corrected_cutout_pushed_to_the_chat(make
     link = edit_link(card)
     assert link.startswith("https://cutout.test/edit/")
 
+    editor = app.extensions["cutout"]["conversation"].editor
+    asked, ask = [], editor.second_opinion
+    editor.second_opinion = lambda photo: asked.append(photo.shape) or ask(photo)
     page = client.get(local(link))
     assert page.status_code == 200 and page.headers["Referrer-Policy"] == "no-referrer"
+    # Opening the page asks the second opinion in the background, before any tap wants it.
+    deadline = time.time() + 30
+    while not asked and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(asked) == 1
     html = page.get_data(as_text=True)
     assert 'lang="zh-Hant-TW"' in html and "儲存並傳到聊天室" in html and "只留主體" in html
     base = urlsplit(link).path
