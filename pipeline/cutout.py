@@ -36,8 +36,8 @@ from pipeline.edges import keep_model_side, settle_confident_interiors, sharpen,
 from pipeline.foreground import estimate_foreground
 from pipeline.fuse import fuse_masks
 from pipeline.matte import DEFAULT_MAX_SIDE, estimate_alpha
-from pipeline.person_matte import (PERSON_AGREEMENT, PERSON_MODEL, PersonMatter, blend_person_matte, default_person_matte,
-                                   person_matte_if_agreeing, person_note)
+from pipeline.person_matte import (PERSON_MODEL, PersonMatter, blend_person_matte, default_person_matte, listened,
+                                   person_matte_if_agreeing)
 from pipeline.segment import Segmenter, default_fine_views, resize_float
 from pipeline.trimap import UNKNOWN, make_soft_zone_trimap
 from pipeline.upsample import guided_upsample, in_bands, resize_rows
@@ -109,9 +109,9 @@ class Segmented:
     """One photo after Pipeline.segment."""
 
     mask: object  # (H, W) model mask at the network grid: an array, or a device tensor on the torch path
-    person: np.ndarray | None  # the person matte at the working grid, where it sees the mask's subject
+    person: object  # the person matte at the working grid where it sees the mask's subject, else None
     person_seconds: float = 0.0
-    small_image: np.ndarray | None = None  # the photo at the working grid (CPU path)
+    small_image: object = None  # the photo at the working grid, where made already (on the device on the torch path)
 
 
 @dataclass
@@ -276,13 +276,17 @@ class Pipeline:
             with torch.inference_mode():
                 device_photos = photos if photos is not None else segmenter.upload(images)
                 masks, may_look_finer = segmenter.first_views(device_photos)
-                persons, took = self._person_opinions_on_device(images, masks, device_photos, options, notes)
+                persons, small_images, took = self._person_opinions_on_device(
+                    images, masks, device_photos, options, notes)
                 finer = [index for index, may in enumerate(may_look_finer) if may and persons[index] is None]
                 if finer:
                     segmenter.mix_fine_views(device_photos, masks, finer, notes)
-                if photos is None:
+                if photos is None:  # refined on the host: masks and person mattes come back
                     masks, persons = to_host(masks), [None if p is None else p.cpu().numpy() for p in persons]
-            return [Segmented(mask, person, took / max(1, len(images))) for mask, person in zip(masks, persons)]
+                    small_images = [None] * len(images)
+            seconds = took / max(1, len(images))
+            return [Segmented(mask, person, seconds, small_image)
+                    for mask, person, small_image in zip(masks, persons, small_images)]
         segmented = []
         for image, photo_notes in zip(images, notes):
             # The photo at the working grid, once: ISNet's input, the person matte's and the refinement's.
@@ -309,12 +313,13 @@ class Pipeline:
         return person, time.perf_counter() - started
 
     def _person_opinions_on_device(self, images: list[np.ndarray], masks: list, photos: list,
-                                   options: CutoutOptions, notes: list[list[str]]) -> tuple[list, float]:
+                                   options: CutoutOptions, notes: list[list[str]]) -> tuple[list, list, float]:
         """person_opinion for the torch path: one RVM pass per working-grid shape on the device.
-        -> (each photo's person matte at the working grid as a device tensor, or None; seconds in all)."""
+        -> (each photo's person matte at the working grid as a device tensor, or None; each photo at
+        the working grid, for the refinement, or None when the person matte is not asked; seconds)."""
         matter = self.person_matter() if options.person_matte else None
         if matter is None:
-            return [None] * len(images), 0.0
+            return [None] * len(images), [None] * len(images), 0.0
         import torch
 
         from pipeline.torch_path.chain import working_views
@@ -332,13 +337,8 @@ class Pipeline:
             for index, matte in zip(indices, matter.matte(torch.stack([views[i][0] for i in indices]))):
                 mattes[index] = matte
         agreements = subject_agreements([small_mask for _, small_mask in views], mattes)
-        persons = []
-        for matte, agreement, photo_notes in zip(mattes, agreements, notes):
-            agrees = agreement >= PERSON_AGREEMENT
-            if agrees:
-                photo_notes.append(person_note(agreement))
-            persons.append(matte if agrees else None)
-        return persons, time.perf_counter() - started
+        persons = [listened(matte, agreement, photo_notes) for matte, agreement, photo_notes in zip(mattes, agreements, notes)]
+        return persons, [small_image for small_image, _ in views], time.perf_counter() - started
 
     def _refine_pool(self) -> ThreadPoolExecutor | None:
         """Threads that refine a batch's images side by side (None: one after another).
@@ -392,7 +392,7 @@ class Pipeline:
         if self._refines_on_device(options):
             from pipeline.torch_path.chain import refine_on_device
 
-            return refine_on_device(self, image, mask, options, timings, photo, person)
+            return refine_on_device(self, image, mask, options, timings, photo, person, small_image)
         notes: list[str] = []
         height, width = image.shape[:2]
         work_h, work_w = self.working_size(image.shape, mask.shape)

@@ -16,7 +16,6 @@ CUTOUT_PERSON_MATTE=off switches it off.
 """
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from pathlib import Path
@@ -25,8 +24,6 @@ import numpy as np
 
 from pipeline.edges import CONFIDENT_LOW
 from pipeline.segment import mix_views, subject_agreement
-
-log = logging.getLogger(__name__)
 
 PERSON_MODEL = "rvm"
 # Subjects (cut at 0.5) overlapping by at least this IoU are the same subject (as VIEW_AGREEMENT).
@@ -77,13 +74,14 @@ def person_matte_if_agreeing(matter: PersonMatter, image: np.ndarray, mask: np.n
                              notes: list[str]) -> np.ndarray | None:
     """The person matte of `image` if its subject is `mask`'s (both at the working grid), else None."""
     person = matter.matte(image)
-    agreement = subject_agreement(mask, person)
+    return listened(person, subject_agreement(mask, person), notes)
+
+
+def listened(person, agreement: float, notes: list[str]):
+    """`person` if its subject agrees with the mask's (IoU `agreement` >= PERSON_AGREEMENT), the notes
+    told so; else None. NumPy arrays or torch tensors alike (the torch path decides on the device's
+    agreements)."""
     if agreement < PERSON_AGREEMENT:
         return None
-    notes.append(person_note(agreement))
+    notes.append(f"hair and edges from the person matte (subjects agree, IoU {agreement:.2f})")
     return person
-
-
-def person_note(agreement: float) -> str:
-    """What the result's notes say when the person matte was listened to."""
-    return f"hair and edges from the person matte (subjects agree, IoU {agreement:.2f})"

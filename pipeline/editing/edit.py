@@ -234,10 +234,10 @@ class EditGrid:
             self._second_coming = _ask_ahead(self.source, self.model_on(self.shape), marks)
 
     def ask_second_now(self) -> None:
-        """Start asking the second model in the background whatever the marks will be (the editor
-        page, when it opens: a keep tap on something ISNet missed then need not wait for it)."""
-        if not self._second_asked and self._second_coming is None and self.source.second_opinion is not None:
-            self._second_coming = _AHEAD.get().submit(self.source.second_opinion)
+        """ask_second_ahead whatever the marks will be (the editor page, when it opens: a keep tap on
+        something ISNet missed then need not wait for it)."""
+        if not self._second_asked and self._second_coming is None:
+            self._second_coming = _ask_ahead(self.source, None, None)
 
     def _fitted(self, name: str, mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """A soft mask resized to `shape` and clipped to [0, 1], kept per (name, shape)."""
@@ -370,14 +370,15 @@ def _wants_second(model: np.ndarray, full_shape: tuple[int, int], tap: Tap) -> b
     return tap.keep and evidence_at(model, *_on_grid(tap, full_shape, model.shape), True) < SECOND_OPINION_BELOW
 
 
-def _ask_ahead(source: EditSource, model: np.ndarray, marks: Iterable[Mark]) -> Future | None:
-    """The second opinion asked in the background if a tap among `marks` will want it."""
+def _ask_ahead(source: EditSource, model: np.ndarray | None, marks: Iterable[Mark] | None) -> Future | None:
+    """The second opinion asked in the background if a tap among `marks` will want it, by the first
+    model's mask on the editing grid (`marks` None: whatever they will be)."""
     if source.second_opinion is None:
         return None
-    full_shape = source.alpha.shape[:2]
-    if any(isinstance(mark, Tap) and _wants_second(model, full_shape, mark) for mark in marks):
-        return _AHEAD.get().submit(source.second_opinion)
-    return None
+    if marks is not None and not any(isinstance(mark, Tap) and _wants_second(model, source.alpha.shape[:2], mark)
+                                     for mark in marks):
+        return None
+    return _AHEAD.get().submit(source.second_opinion)
 
 
 def _tap(grid: EditGrid, state: np.ndarray, tap: Tap, held: np.ndarray) -> np.ndarray:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -29,10 +28,6 @@ ADLER_BASE = 65521
 WORKERS = max(1, os.cpu_count() or 1)
 # The process's deflate threads (made per process: gunicorn's workers are forked).
 _THREADS = ProcessThreads(WORKERS, "png")
-
-
-def _threads() -> ThreadPoolExecutor:
-    return _THREADS.get()
 
 
 def adler32_combine(first: int, second: int, second_length: int) -> int:
@@ -79,7 +74,7 @@ def deflated_rows(rows: np.ndarray, level: int = 1, strips: int | None = None) -
     if count == 1:
         results = [_deflate_strip(*parts[0])]
     else:
-        results = list(_threads().map(lambda part: _deflate_strip(*part), parts))
+        results = list(_THREADS.get().map(lambda part: _deflate_strip(*part), parts))
     checksum = 1
     for _, adler, length in results:
         checksum = adler32_combine(checksum, adler, length)

@@ -28,13 +28,15 @@ def _on(device: str, array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).to(device)
 
 
-def working_views(device: str, image: np.ndarray, mask, photo: torch.Tensor | None,
-                   work_h: int, work_w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(photo (3, h, w), photo at the working grid, mask at the working grid) on the device."""
+def working_views(device: str, image: np.ndarray, mask, photo: torch.Tensor | None, work_h: int, work_w: int,
+                  small_image: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(photo (3, h, w), photo at the working grid, mask at the working grid) on the device.
+    small_image: the photo at the working grid, where made already (Pipeline.segment's person matte)."""
     if photo is None:
         photo = _on(device, image).permute(2, 0, 1)
-    small_image = photo if tuple(photo.shape[1:]) == (work_h, work_w) else \
-        on_device.resize(photo, work_h, work_w, antialias=True).clamp(0, 1)
+    if small_image is None or tuple(small_image.shape[1:]) != (work_h, work_w):
+        small_image = photo if tuple(photo.shape[1:]) == (work_h, work_w) else \
+            on_device.resize(photo, work_h, work_w, antialias=True).clamp(0, 1)
     small_mask = (mask if isinstance(mask, torch.Tensor) else _on(device, mask)).to(device)
     if tuple(small_mask.shape) != (work_h, work_w):
         small_mask = on_device.resize(small_mask, work_h, work_w, antialias=True).clamp(0, 1)
@@ -43,10 +45,12 @@ def working_views(device: str, image: np.ndarray, mask, photo: torch.Tensor | No
 
 def refine_on_device(pipeline: Pipeline, image: np.ndarray, mask, options: CutoutOptions,
                      timings: dict[str, float], photo: torch.Tensor | None = None,
-                     person: np.ndarray | torch.Tensor | None = None) -> CutoutResult:
+                     person: np.ndarray | torch.Tensor | None = None,
+                     small_image: torch.Tensor | None = None) -> CutoutResult:
     """One photo's cutout from its model mask. mask: (H, W) array or device tensor at the network's
     grid; photo: `image` already on the device as (3, h, w), if the caller has it; person: the person
-    matte at the working grid (Pipeline.segment)."""
+    matte at the working grid; small_image: the photo at the working grid on the device, where
+    made already (both from Pipeline.segment)."""
     from pipeline.cutout import MIN_SOFT_ZONE_SHARE, CutoutResult
 
     notes: list[str] = []
@@ -55,7 +59,7 @@ def refine_on_device(pipeline: Pipeline, image: np.ndarray, mask, options: Cutou
     work_h, work_w = pipeline.working_size(image.shape, tuple(mask.shape))
     at_full_size = (work_h, work_w) == (height, width)
     with torch.inference_mode():
-        photo, small_image, small_mask = working_views(device, image, mask, photo, work_h, work_w)
+        photo, small_image, small_mask = working_views(device, image, mask, photo, work_h, work_w, small_image)
         alpha = small_mask
         if person is not None:
             person = person.to(device) if isinstance(person, torch.Tensor) else _on(device, person)

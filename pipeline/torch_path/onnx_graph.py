@@ -74,7 +74,7 @@ class OnnxGraphModule(torch.nn.Module):
 
     @staticmethod
     def _resize_scales(graph) -> set[str]:
-        """Names of the values that only feed Resize's roi and scales (float, but sizes)."""
+        """Names of the values Resize's roi and scales are computed from (floats, but sizes)."""
         wanted = {name for node in graph.node if node.op_type == "Resize" for name in node.input[1:3] if name}
         producers = {output: node for node in graph.node for output in node.output}
         pending = list(wanted)

@@ -214,7 +214,7 @@ class TorchSegmenter:
         return masks  # type: ignore[return-value]
 
     def mix_fine_views(self, images: list[torch.Tensor], masks: list[torch.Tensor], chosen: list[int],
-                        notes: list[list[str]] | None = None) -> None:
+                       notes: list[list[str]] | None = None) -> None:
         """The CPU path's view mixing on the device, for the photos `chosen`, in place in `masks`."""
         fine_sizes = [photo_shaped_size(*images[index].shape[1:], self.fine_side, self.size_multiple or 1)
                       for index in chosen]
