@@ -60,10 +60,35 @@ SMOOTHING = 1.0
 _SWEEPERS = ProcessThreads(2, "geodesic")
 
 
+# The four neighbours a forward raster pass has already visited; a backward pass visits their mirrors.
+_BEFORE = ((-1, -1), (-1, 0), (-1, 1), (0, -1))
+
+
 @numba.njit(cache=True, nogil=True)
-def _sweep(distance: np.ndarray, image: np.ndarray, allowed: np.ndarray, weight: float) -> None:
-    height, width = distance.shape
+def _step_costs(image: np.ndarray, weight: float) -> np.ndarray:
+    """(4, h, w) float64: the cost of the step from each pixel to its neighbour _BEFORE[k] (inf
+    off the picture). A step's cost does not change between sweeps, so it is paid for once."""
+    height, width = image.shape[:2]
+    costs = np.full((4, height, width), np.inf)
     diagonal = np.sqrt(2.0)
+    for k in range(4):
+        dy, dx = _BEFORE[k]
+        step = diagonal if dx != 0 and dy != 0 else 1.0
+        travel = step * step * weight * weight
+        for y in range(max(0, -dy), height):
+            for x in range(max(0, -dx), min(width, width - dx)):
+                colour = 0.0
+                for channel in range(image.shape[2]):
+                    difference = image[y, x, channel] - image[y + dy, x + dx, channel]
+                    colour += difference * difference
+                costs[k, y, x] = np.sqrt(travel + colour)
+    return costs
+
+
+@numba.njit(cache=True, nogil=True)
+def _sweep(distance: np.ndarray, costs: np.ndarray, allowed: np.ndarray) -> None:
+    """One forward and one backward raster pass of shortest-path relaxation over `allowed`."""
+    height, width = distance.shape
     for direction in (1, -1):
         rows = range(height) if direction == 1 else range(height - 1, -1, -1)
         for y in rows:
@@ -72,17 +97,15 @@ def _sweep(distance: np.ndarray, image: np.ndarray, allowed: np.ndarray, weight:
                 if not allowed[y, x]:
                     continue
                 best = distance[y, x]
-                # The four neighbours already visited in this pass's order.
-                for dy, dx in ((-direction, -1), (-direction, 0), (-direction, 1), (0, -direction)):
-                    ny, nx = y + dy, x + dx
+                for k in range(4):
+                    dy, dx = _BEFORE[k]
+                    if direction == 1:  # the neighbour (y+dy, x+dx); the step is stored at (y, x)
+                        ny, nx, cy, cx = y + dy, x + dx, y, x
+                    else:  # the mirrored neighbour (y-dy, x-dx); the same step is stored there
+                        ny, nx, cy, cx = y - dy, x - dx, y - dy, x - dx
                     if ny < 0 or ny >= height or nx < 0 or nx >= width or not allowed[ny, nx]:
                         continue
-                    step = diagonal if dx != 0 and dy != 0 else 1.0
-                    colour = 0.0
-                    for channel in range(image.shape[2]):
-                        difference = image[y, x, channel] - image[ny, nx, channel]
-                        colour += difference * difference
-                    candidate = distance[ny, nx] + np.sqrt(step * step * weight * weight + colour)
+                    candidate = distance[ny, nx] + costs[k, cy, cx]
                     if candidate < best:
                         best = candidate
                 distance[y, x] = best
@@ -107,8 +130,9 @@ def geodesic_distance(features: np.ndarray, seeds: np.ndarray, allowed: np.ndarr
     distance = np.where(seeds & allowed, 0.0, np.inf).astype(np.float32)
     features = np.ascontiguousarray(features, dtype=np.float32)
     allowed = np.ascontiguousarray(allowed)
+    costs = _step_costs(features, np.float32(TRAVEL_WEIGHT if travel is None else travel))
     for _ in range(sweeps):
-        _sweep(distance, features, allowed, np.float32(TRAVEL_WEIGHT if travel is None else travel))
+        _sweep(distance, costs, allowed)
     return distance
 
 

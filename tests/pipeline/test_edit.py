@@ -306,3 +306,42 @@ def test_a_keep_tap_takes_the_textured_object_the_model_half_saw_where_its_colou
     assert (region & plant).sum() > 0.95 * plant.sum()  # measured 0.968
     assert (by_colour & plant).sum() < 0.93 * plant.sum()  # measured 0.901: colours alone leave leaves out
     assert not (region & ~plant).any()  # the backdrop's haze included
+
+
+def reference_geodesic(features, seeds, allowed, travel, sweeps):
+    """The textbook raster-scan geodesic distance: each step's cost computed where it is taken."""
+    height, width = allowed.shape
+    distance = np.where(seeds & allowed, 0.0, np.inf).astype(np.float32)
+    for _ in range(sweeps):
+        for direction in (1, -1):
+            for y in (range(height) if direction == 1 else range(height - 1, -1, -1)):
+                for x in (range(width) if direction == 1 else range(width - 1, -1, -1)):
+                    if not allowed[y, x]:
+                        continue
+                    best = float(distance[y, x])
+                    for dy, dx in ((-direction, -1), (-direction, 0), (-direction, 1), (0, -direction)):
+                        ny, nx = y + dy, x + dx
+                        if 0 <= ny < height and 0 <= nx < width and allowed[ny, nx]:
+                            step = np.sqrt(2.0) if dx and dy else 1.0
+                            colour = float(np.sum((features[y, x] - features[ny, nx]).astype(np.float64) ** 2))
+                            best = min(best, float(distance[ny, nx]) + np.sqrt(step * step * travel * travel + colour))
+                    distance[y, x] = best
+    return distance
+
+
+def test_geodesic_distance_equals_the_textbook_sweep_with_each_step_paid_once():
+    from pipeline.editing.regions import geodesic_distance
+
+    rng = np.random.default_rng(3)
+    features = (rng.random((23, 31, 4)) * 3).astype(np.float32)
+    allowed = rng.random((23, 31)) < 0.85
+    seeds = np.zeros((23, 31), dtype=bool)
+    seeds[5, 7] = seeds[20, 25] = allowed[5, 7] = allowed[20, 25] = True
+    allowed[:4, :4], allowed[4, :5], allowed[:5, 4] = True, False, False  # a pocket no path enters
+    travel = float(np.float32(0.2))
+    got = geodesic_distance(features, seeds, allowed, travel=travel, sweeps=2)
+    expected = reference_geodesic(features, seeds, allowed, travel, sweeps=2)
+    reached = np.isfinite(got)
+    assert reached.sum() > 0.5 * got.size and (allowed & ~reached).any()  # paths wind round walls; some are shut in
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert np.isinf(got[~allowed]).all()
