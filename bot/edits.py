@@ -33,7 +33,7 @@ from pipeline.editing.edit import EditGrid, EditSource, edit_on_grid, marks_from
 from pipeline.outputs.render import encode_jpeg
 from pipeline.worker import PipelineWorker
 from settings import Settings
-from storage.files import BlobStore
+from storage.files import BlobNotFound, BlobStore
 from storage.jobs import Job
 from storage.urls import InvalidToken, UrlSigner
 
@@ -51,6 +51,10 @@ MAX_VERSIONS = 20
 SECOND_OPINION_MODEL = "u2netp"
 SECOND_OPINION_SIDE = 1024
 SECOND_OPINION_TIMEOUT_S = 20.0
+# Where a result's second opinion is kept once asked (next to its files, swept with them): a
+# restart, another process or a grid the cache dropped reads it back instead of running the
+# model again on the pipeline thread.
+SECOND_OPINION_FILE = "second-opinion.png"
 
 
 def second_opinion_from(pipeline: Pipeline, worker: PipelineWorker) -> Callable[[np.ndarray], np.ndarray]:
@@ -182,9 +186,28 @@ class Editor:
             alpha = np.ascontiguousarray(rgba[:, :, 3])
         mask = read_grey_png(self.blobs.get(result["edit_mask"])) \
             if "edit_mask" in result and self.blobs.exists(result["edit_mask"]) else alpha
-        ask = self.second_opinion
         return prepare(EditSource(image=image, mask=mask.astype(np.float32) / 255.0, alpha=alpha,
-                                  second_opinion=(lambda: ask(image)) if ask is not None else None))
+                                  second_opinion=self._kept_second_opinion(job, image)))
+
+    def _kept_second_opinion(self, job: Job, image: np.ndarray) -> Callable[[], np.ndarray] | None:
+        """The result's second opinion: read back when any process asked it before, else asked
+        now and kept with the result's files. Both ways give the same 8-bit values, so an edit
+        never depends on which process answered it."""
+        ask = self.second_opinion
+        if ask is None:
+            return None
+        key = f"results/{job.id}/{SECOND_OPINION_FILE}"
+
+        def kept_or_asked() -> np.ndarray:
+            try:
+                stored = self.blobs.get(key) if self.blobs.exists(key) else None
+            except BlobNotFound:  # swept between the two calls: ask again
+                stored = None
+            if stored is None:
+                stored = grey_png(ask(image))
+                self.blobs.put(key, stored)
+            return read_grey_png(stored).astype(np.float32) / 255.0
+        return kept_or_asked
 
     # --- what the page shows --------------------------------------------------------------------
     def display_size(self, job: Job) -> tuple[int, int]:

@@ -11,7 +11,9 @@ session (pipeline.editing.edit.prepare once, each call sending the list grown by
 page does: only the new mark is replayed, then one solve and one upsample). The marks mix taps (keep / drop a region) and keep / erase strokes along the
 subject's outline, placed deterministically from the cutout. The editor's second opinion (U^2-Net-p,
 asked once per grid when a keep tap lands where ISNet saw nothing) is run in the editing process
-and counted, as the editor runs it (--no-second-opinion leaves it out).
+and counted, as the editor runs it (--no-second-opinion leaves it out); a third timing replays cold
+with the second opinion read back from its stored PNG, as for a result whose editor page any
+process opened before (bot.edits keeps it with the result's files).
 Run it on a quiet machine (it waits while /tmp/cpu-busy exists).
 """
 from __future__ import annotations
@@ -109,16 +111,27 @@ def child(path: Path, mark_counts: list[int], repeats: int, second_opinion: bool
         image = stored["image"]
         ask = lambda: second(image)  # noqa: E731
     source = EditSource(stored["image"], stored["mask"], stored["alpha"], second_opinion=ask)
+    kept_source = None
+    if second_opinion:  # a result whose editor page was opened before: its second opinion is read back (bot.edits)
+        from bot.results import grey_png, read_grey_png
+
+        kept = grey_png(ask())
+        kept_source = EditSource(stored["image"], stored["mask"], stored["alpha"],
+                                 second_opinion=lambda: read_grey_png(kept).astype(np.float32) / 255.0)
     baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     refine_alpha(source, bench_marks(source.alpha, 2))  # warms numba's compiled code and imports
     rows = {}
     for count in mark_counts:
         marks = bench_marks(source.alpha, count)
-        seconds, in_session = [], []
+        seconds, in_session, kept_cold = [], [], []
         for _ in range(repeats):
             started = time.perf_counter()
             refine_alpha(source, marks)
             seconds.append(time.perf_counter() - started)
+            if kept_source is not None:
+                started = time.perf_counter()
+                refine_alpha(kept_source, marks)
+                kept_cold.append(time.perf_counter() - started)
             # The editor's way: one session, each call sends the list grown by one mark.
             session = prepare(source)
             for length in range(1, count):
@@ -127,7 +140,8 @@ def child(path: Path, mark_counts: list[int], repeats: int, second_opinion: bool
             refine_alpha(session, marks)
             in_session.append(time.perf_counter() - started)
         rows[count] = {"median_s": round(statistics.median(seconds), 3), "max_s": round(max(seconds), 3),
-                       "session_median_s": round(statistics.median(in_session), 3)}
+                       "session_median_s": round(statistics.median(in_session), 3),
+                       "kept_median_s": round(statistics.median(kept_cold), 3) if kept_cold else None}
     height, width = source.alpha.shape
     return {"megapixels": round(height * width / 1e6, 1), "size": f"{width}x{height}",
             "grid": list(source.mask.shape), "by_marks": rows,
@@ -168,8 +182,10 @@ def main() -> int:
                                     + (["--no-second-opinion"] if args.no_second_opinion else []),
                                     capture_output=True, text=True, check=True)
             row = json.loads(output.stdout.strip().splitlines()[-1])
-            timings = ", ".join(f"{count} marks: cold {r['median_s']:.2f} s (max {r['max_s']:.2f}), "
-                                f"next mark in a session {r['session_median_s']:.2f} s"
+            timings = ", ".join(f"{count} marks: cold {r['median_s']:.2f} s (max {r['max_s']:.2f})"
+                                + (f", cold with the second opinion kept {r['kept_median_s']:.2f} s"
+                                   if r["kept_median_s"] is not None else "")
+                                + f", next mark in a session {r['session_median_s']:.2f} s"
                                 for count, r in row["by_marks"].items())
             print(f"{row['megapixels']:>5} MP {row['size']} (grid {row['grid'][1]}x{row['grid'][0]}): {timings}; "
                   f"peak RSS {row['peak_rss_gb']:.2f} GB ({row['rss_before_edits_gb']:.2f} GB with the cutout loaded)",

@@ -189,6 +189,44 @@ def test_edit_link_preview_save_and_the_corrected_cutout_pushed_to_the_chat(make
     assert '"mode": "erase", "x"' in again
 
 
+def test_a_results_second_opinion_is_kept_so_another_process_does_not_ask_again(make_app, line_double, two_objects):
+    """The page's opening asks U^2-Net-p once; a process that loads the result later (a restart,
+    another worker, a grid the cache dropped) reads it back, and edits come out the same."""
+    from bot.edits import SECOND_OPINION_FILE
+
+    first = make_app()
+    client = first.test_client()
+    send_photo(client, line_double, two_objects, user="Ueditor5")
+    [card] = messages(line_double, 1)
+    link = edit_link(card)
+    editor = first.extensions["cutout"]["conversation"].editor
+    asked, ask = [], editor.second_opinion
+    editor.second_opinion = lambda photo: asked.append(photo.shape) or ask(photo)
+    assert client.get(local(link)).status_code == 200
+    blobs = first.extensions["cutout"]["blobs"]
+    deadline = time.time() + 30
+    while not (asked and any(key.endswith(SECOND_OPINION_FILE) for key in stored_keys(blobs))) and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(asked) == 1
+    # A keep tap on the wall, where ISNet saw nothing: the tap asks the second opinion.
+    base = urlsplit(link).path
+    keep = {"marks": [{"type": "tap", "mode": "keep", "x": 3.0, "y": 3.0}]}
+    before = png_alpha(client.post(base + "/alpha.png", json=keep).data)
+    assert len(asked) == 1
+
+    second = make_app()
+    other = second.extensions["cutout"]["conversation"].editor
+    asked_again, ask_again = [], other.second_opinion
+    other.second_opinion = lambda photo: asked_again.append(photo.shape) or ask_again(photo)
+    after = png_alpha(second.test_client().post(base + "/alpha.png", json=keep).data)
+    assert asked_again == [] and np.array_equal(before, after)
+
+
+def stored_keys(blobs) -> list[str]:
+    root = blobs.path("results")
+    return [str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()] if root.exists() else []
+
+
 def test_main_object_only_from_the_chat(make_app, line_double, two_objects, monkeypatch):
     app = make_app()
     client = app.test_client()
