@@ -111,6 +111,7 @@ def child(path: Path, mark_counts: list[int], repeats: int, second_opinion: bool
         image = stored["image"]
         ask = lambda: second(image)  # noqa: E731
     source = EditSource(stored["image"], stored["mask"], stored["alpha"], second_opinion=ask)
+    baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     kept_source = None
     if second_opinion:  # a result whose editor page was opened before: its second opinion is read back (bot.edits)
         from bot.results import grey_png, read_grey_png
@@ -118,7 +119,6 @@ def child(path: Path, mark_counts: list[int], repeats: int, second_opinion: bool
         kept = grey_png(ask())
         kept_source = EditSource(stored["image"], stored["mask"], stored["alpha"],
                                  second_opinion=lambda: read_grey_png(kept).astype(np.float32) / 255.0)
-    baseline_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     refine_alpha(source, bench_marks(source.alpha, 2))  # warms numba's compiled code and imports
     rows = {}
     for count in mark_counts:
