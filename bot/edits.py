@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import io
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -36,6 +37,8 @@ from settings import Settings
 from storage.files import BlobNotFound, BlobStore
 from storage.jobs import Job
 from storage.urls import InvalidToken, UrlSigner
+
+log = logging.getLogger(__name__)
 
 EDIT_KIND = "edit"  # the job that sends a saved version back to the chat
 LINK_PURPOSE = b"cutout-editor-links"
@@ -201,11 +204,16 @@ class Editor:
         def kept_or_asked() -> np.ndarray:
             try:
                 stored = self.blobs.get(key) if self.blobs.exists(key) else None
-            except BlobNotFound:  # swept between the two calls: ask again
+            except Exception as error:  # swept between the two calls, or the store unreachable: ask
+                if not isinstance(error, BlobNotFound):
+                    log.warning("kept second opinion for %s unreadable: %s", job.id, error)
                 stored = None
             if stored is None:
                 stored = grey_png(ask(image))
-                self.blobs.put(key, stored)
+                try:
+                    self.blobs.put(key, stored)
+                except Exception as error:  # keeping it saves a model run later; this edit has its answer
+                    log.warning("second opinion for %s not kept: %s", job.id, error)
             return read_grey_png(stored).astype(np.float32) / 255.0
         return kept_or_asked
 

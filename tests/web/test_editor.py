@@ -222,6 +222,33 @@ def test_a_results_second_opinion_is_kept_so_another_process_does_not_ask_again(
     assert asked_again == [] and np.array_equal(before, after)
 
 
+def test_a_store_that_cannot_keep_the_second_opinion_still_gives_the_edit_its_answer(tmp_path, caplog):
+    """Keeping the second opinion saves a model run later; a store that refuses the write (or the
+    read) costs that run, never the edit's answer."""
+    from types import SimpleNamespace
+
+    from bot.edits import Editor
+    from storage.files import LocalBlobStore
+
+    class RefusingStore(LocalBlobStore):
+        def put(self, key, data):
+            raise OSError("disk full")
+
+        def exists(self, key):
+            raise OSError("store unreachable")
+
+    answer = np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)
+    asked = []
+    editor = Editor(Settings(data_dir=tmp_path / "var"), jobs=None, blobs=RefusingStore(tmp_path / "blobs"),
+                    second_opinion=lambda photo: asked.append(photo.shape) or answer)
+    ask = editor._kept_second_opinion(SimpleNamespace(id="job1"), np.zeros((3, 4, 3), np.uint8))
+    with caplog.at_level("WARNING", logger="bot.edits"):
+        got = ask()
+    assert asked == [(3, 4, 3)]
+    np.testing.assert_allclose(got, np.round(answer * 255) / 255, atol=1e-6)  # the same 8-bit values as kept ones
+    assert "not kept" in caplog.text and "unreadable" in caplog.text
+
+
 def stored_keys(blobs) -> list[str]:
     root = blobs.path("results")
     return [str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()] if root.exists() else []
