@@ -203,10 +203,11 @@ class Editor:
 
         def kept_or_asked() -> np.ndarray:
             try:
-                stored = self.blobs.get(key) if self.blobs.exists(key) else None
-            except Exception as error:  # swept between the two calls, or the store unreachable: ask
-                if not isinstance(error, BlobNotFound):
-                    log.warning("kept second opinion for %s unreadable: %s", job.id, error)
+                stored = self.blobs.get(key)
+            except BlobNotFound:  # never asked (or swept): ask
+                stored = None
+            except Exception as error:  # the store unreachable: ask
+                log.warning("kept second opinion for %s unreadable: %s", job.id, error)
                 stored = None
             if stored is None:
                 stored = grey_png(ask(image))
@@ -227,7 +228,7 @@ class Editor:
         """The editor page opens on this result: its grid is loaded and the second opinion asked in
         the background (~0.3 s on the pipeline thread), while the person looks for the first tap."""
         with self.using(job) as grid:
-            grid.ask_second_now()
+            grid.ask_second_ahead()
 
     def photo_jpeg(self, job: Job) -> bytes:
         grid = self.loaded(job)

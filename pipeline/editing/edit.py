@@ -226,27 +226,20 @@ class EditGrid:
                     log.warning("second opinion unavailable, taps use the first model only: %s", error)
         return None if self._second is None else self._fitted("second", self._second, shape)
 
-    def ask_second_ahead(self, marks: Iterable[Mark]) -> None:
-        """Start asking the second model in the background when a tap about to be replayed will want
-        it (_wants_second), so that its ~0.3 s overlaps the replay's other work; the answer is the
-        one second_on would have asked for."""
+    def ask_second_ahead(self, marks: Iterable[Mark] | None = None) -> None:
+        """Start asking the second model in the background when a tap among `marks` (about to be
+        replayed) will want it (_wants_second), so that its ~0.3 s overlaps the replay's other work;
+        `marks` None: whatever they will be (the editor page, when it opens). The answer is the one
+        second_on would have asked for."""
         if not self._second_asked and self._second_coming is None:
-            self._second_coming = _ask_ahead(self.source, self.model_on(self.shape), marks)
-
-    def ask_second_now(self) -> None:
-        """ask_second_ahead whatever the marks will be (the editor page, when it opens: a keep tap on
-        something ISNet missed then need not wait for it)."""
-        if not self._second_asked and self._second_coming is None:
-            self._second_coming = _ask_ahead(self.source, None, None)
+            model = None if marks is None else self.model_on(self.shape)
+            self._second_coming = _ask_ahead(self.source, model, marks)
 
     def _fitted(self, name: str, mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """A soft mask resized to `shape` and clipped to [0, 1], kept per (name, shape)."""
         key = (name, shape)
         if key not in self._masks_on:
-            mask = mask.astype(np.float32, copy=False)
-            if mask.shape != shape:
-                mask = resize_float(mask, shape[1], shape[0])
-            self._masks_on[key] = np.clip(mask, 0.0, 1.0)
+            self._masks_on[key] = fitted_mask(mask, shape)
         return self._masks_on[key]
 
     def remembered(self, marks: tuple[Mark, ...]) -> tuple[int, Replay | None]:
@@ -284,18 +277,25 @@ def prepare(source: EditSource, marks: Iterable[Mark] = ()) -> EditGrid:
     if source.image.shape[:2] != (height, width):
         raise ValueError(f"photo {source.image.shape[:2]} and alpha {(height, width)} differ in size")
     grid_h, grid_w = editing_size((height, width), source.mask.shape)
-    marks, coming = list(marks), None
+    marks, coming, fitted = list(marks), None, {}
     if marks and source.second_opinion is not None:
-        model = source.mask.astype(np.float32, copy=False)
-        if model.shape != (grid_h, grid_w):
-            model = resize_float(model, grid_w, grid_h)
-        coming = _ask_ahead(source, np.clip(model, 0.0, 1.0), marks)
+        # The model's mask on the grid, made here to decide, is the grid's own (EditGrid.model_on).
+        fitted[("model", (grid_h, grid_w))] = model = fitted_mask(source.mask, (grid_h, grid_w))
+        coming = _ask_ahead(source, model, marks)
     if (grid_h, grid_w) == (height, width):
-        return EditGrid(source, _unit_float(source.image), _unit_float(source.alpha), _second_coming=coming)
-    # 8-bit photos and alphas (as stored) are resized by PIL as they are: no full-size float copy.
-    small_image = _resized(source.image, grid_w, grid_h)
-    small_alpha = _resized(source.alpha, grid_w, grid_h)
-    return EditGrid(source, small_image.astype(np.float32), small_alpha.astype(np.float32), _second_coming=coming)
+        image, alpha = _unit_float(source.image), _unit_float(source.alpha)
+    else:  # 8-bit photos and alphas (as stored) are resized by PIL as they are: no full-size float copy.
+        image = _resized(source.image, grid_w, grid_h).astype(np.float32)
+        alpha = _resized(source.alpha, grid_w, grid_h).astype(np.float32)
+    return EditGrid(source, image, alpha, _masks_on=fitted, _second_coming=coming)
+
+
+def fitted_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A soft mask as float32 at `shape`, clipped to [0, 1]."""
+    mask = mask.astype(np.float32, copy=False)
+    if mask.shape != shape:
+        mask = resize_float(mask, shape[1], shape[0])
+    return np.clip(mask, 0.0, 1.0)
 
 
 def _resized(array: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -351,8 +351,7 @@ def _replay_mark(grid: EditGrid, replay: Replay, mark: Mark) -> None:
         held = (replay.hard == opposite) | (replay.points == opposite)
         region = _tap(grid, replay.state, mark, held)
         replay.hard[region] = 0  # a later tap frees pixels an earlier stroke held
-        y = min(shape[0] - 1, int(mark.y * scale_y))
-        x = min(shape[1] - 1, int(mark.x * scale_x))
+        y, x = _on_grid(mark, (full_h, full_w), shape)
         replay.points[max(0, y - TAP_HOLD):y + TAP_HOLD + 1, max(0, x - TAP_HOLD):x + TAP_HOLD + 1] = -opposite
     replay.edited |= region & (replay.state != mark.keep)
     replay.flipped |= region

@@ -139,7 +139,7 @@ def test_the_second_opinion_is_asked_ahead_while_the_photo_is_prepared(monkeypat
     refine_alpha(source, marks[:1])  # an erase tap alone never asks
     assert len(asked_on) == 1
     opened = prepare(source)  # the editor page: asked on opening, before any mark
-    opened.ask_second_now()
+    opened.ask_second_ahead()
     assert np.array_equal(refine_alpha(opened, marks), ahead) and len(asked_on) == 2
     assert asked_on[1].startswith("second-opinion")
     monkeypatch.setattr(edit_module, "_ask_ahead", lambda *args: None)  # asked in place, when the tap wants it

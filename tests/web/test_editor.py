@@ -234,7 +234,7 @@ def test_a_store_that_cannot_keep_the_second_opinion_still_gives_the_edit_its_an
         def put(self, key, data):
             raise OSError("disk full")
 
-        def exists(self, key):
+        def get(self, key):
             raise OSError("store unreachable")
 
     answer = np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)
