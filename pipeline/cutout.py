@@ -199,15 +199,16 @@ class Pipeline:
                     self._person_matter = PersonMatter(path, self.threads)
             return self._person_matter
 
-    def warm_up(self, options: CutoutOptions = CutoutOptions()) -> None:
+    def warm_up(self, options: CutoutOptions = CutoutOptions(), max_batch: int = 1) -> None:
         """Load every model `options` needs, so the first user does not wait for it (on a GPU, also
-        the per-shape kernel search for phone photos' shapes)."""
+        the per-shape kernel search and CUDA graph captures for phone photos' shapes, at every batch
+        size up to `max_batch`: the pipeline thread's batch size)."""
         segmenter = self.segmenter(options.model)
         matter = self.person_matter() if options.person_matte else None
         if self.device == "cuda" and hasattr(segmenter, "warm"):
-            segmenter.warm()
+            segmenter.warm(max_batch=max_batch)
             if matter is not None and hasattr(matter, "warm"):  # the person matte runs at the first view's grid
-                matter.warm(segmenter.phone_shapes(segmenter.input_size[0]))
+                matter.warm(segmenter.phone_shapes(segmenter.input_size[0]), max_batch=max_batch)
         if options.assist_model:
             self.segmenter(options.assist_model)
 
@@ -268,21 +269,23 @@ class Pipeline:
         matte did for photo i.
         """
         segmenter = self.segmenter(options.model)
-        if hasattr(segmenter, "first_views"):  # the torch segmenter: one forward pass per network shape
+        if hasattr(segmenter, "first_view_groups"):  # the torch segmenter: one forward pass per network shape
             import torch
 
-            from pipeline.torch_path.segment import to_host
+            from pipeline.torch_path.segment import DevicePhotos, Rows, resolved, to_host
 
             with torch.inference_mode():
-                device_photos = photos if photos is not None else segmenter.upload(images)
-                masks, may_look_finer = segmenter.first_views(device_photos)
-                persons, small_images, took = self._person_opinions_on_device(
-                    images, masks, device_photos, options, notes)
+                device_photos = DevicePhotos.of(photos if photos is not None else segmenter.upload(images))
+                groups, may_look_finer = segmenter.first_view_groups(device_photos)
+                persons, small_images, took = self._person_opinions_on_device(groups, options, notes)
                 finer = [index for index, may in enumerate(may_look_finer) if may and persons[index] is None]
+                masks_in_place = Rows(groups, "masks")
                 if finer:
-                    segmenter.mix_fine_views(device_photos, masks, finer, notes)
+                    segmenter.mix_fine_views(device_photos, masks_in_place, finer, notes)
+                masks = [masks_in_place.row(index) for index in range(len(images))]
                 if photos is None:  # refined on the host: masks and person mattes come back
-                    masks, persons = to_host(masks), [None if p is None else p.cpu().numpy() for p in persons]
+                    masks = to_host([resolved(mask) for mask in masks])
+                    persons = [None if p is None else resolved(p).cpu().numpy() for p in persons]
                     small_images = [None] * len(images)
             seconds = took / max(1, len(images))
             return [Segmented(mask, person, seconds, small_image)
@@ -312,33 +315,39 @@ class Pipeline:
         person = person_matte_if_agreeing(matter, small_image, at_size(mask, (work_h, work_w)), notes)
         return person, time.perf_counter() - started
 
-    def _person_opinions_on_device(self, images: list[np.ndarray], masks: list, photos: list,
-                                   options: CutoutOptions, notes: list[list[str]]) -> tuple[list, list, float]:
-        """person_opinion for the torch path: one RVM pass per working-grid shape on the device.
-        -> (each photo's person matte at the working grid as a device tensor, or None; each photo at
-        the working grid, for the refinement, or None when the person matte is not asked; seconds)."""
+    def _person_opinions_on_device(self, groups: list, options: CutoutOptions,
+                                   notes: list[list[str]]) -> tuple[list, list, float]:
+        """person_opinion for the torch path, on the segmenter's size groups (a few torch calls per
+        photo size, one RVM pass per working-grid shape). -> (each photo's person matte at the
+        working grid as a Row of the device stack, or None; each photo at the working grid as a Row,
+        for the refinement, or None when the person matte is not asked; seconds)."""
+        count = sum(len(group.indices) for group in groups)
         matter = self.person_matter() if options.person_matte else None
         if matter is None:
-            return [None] * len(images), [None] * len(images), 0.0
+            return [None] * count, [None] * count, 0.0
         import torch
 
-        from pipeline.torch_path.chain import working_views
-        from pipeline.torch_path.person_matte import subject_agreements
+        from pipeline.torch_path.person_matte import subject_agreements_stacked
+        from pipeline.torch_path.segment import Row
 
         started = time.perf_counter()
-        views = [working_views(self.torch_device, image, mask, photo,
-                               *self.working_size(image.shape, tuple(mask.shape)))[1:]
-                 for image, mask, photo in zip(images, masks, photos)]
+        views = [working_stacks(self, group) for group in groups]  # (photos, masks) at each group's working grid
         by_shape: dict[tuple[int, ...], list[int]] = {}
-        for index, (small_image, _) in enumerate(views):
-            by_shape.setdefault(tuple(small_image.shape), []).append(index)
-        mattes: list = [None] * len(images)
-        for indices in by_shape.values():
-            for index, matte in zip(indices, matter.matte(torch.stack([views[i][0] for i in indices]))):
-                mattes[index] = matte
-        agreements = subject_agreements([small_mask for _, small_mask in views], mattes)
-        persons = [listened(matte, agreement, photo_notes) for matte, agreement, photo_notes in zip(mattes, agreements, notes)]
-        return persons, [small_image for small_image, _ in views], time.perf_counter() - started
+        for place, (small_images, _) in enumerate(views):
+            by_shape.setdefault(tuple(small_images.shape[1:]), []).append(place)
+        mattes: list = [None] * len(groups)
+        for places in by_shape.values():
+            stacked = views[places[0]][0] if len(places) == 1 else torch.cat([views[place][0] for place in places])
+            for place, matte in zip(places, matter.matte(stacked).split([len(groups[p].indices) for p in places])):
+                mattes[place] = matte
+        agreements = subject_agreements_stacked([small_masks for _, small_masks in views], mattes)
+        persons: list = [None] * count
+        small_images: list = [None] * count
+        for group, (small, _), matte, group_agreements in zip(groups, views, mattes, agreements):
+            for row, (index, agreement) in enumerate(zip(group.indices, group_agreements)):
+                persons[index] = listened(Row(matte, row), agreement, notes[index])
+                small_images[index] = Row(small, row)
+        return persons, small_images, time.perf_counter() - started
 
     def _refine_pool(self) -> ThreadPoolExecutor | None:
         """Threads that refine a batch's images side by side (None: one after another).
@@ -545,6 +554,26 @@ class Pipeline:
 
 _default_pipeline: Pipeline | None = None
 _default_lock = threading.Lock()
+
+
+def working_stacks(pipeline: Pipeline, group) -> tuple:
+    """A torch size group's photos and first-view masks at its working grid, as (n, 3, h, w) and
+    (n, h, w) device stacks: chain.working_views for every photo of the group at once."""
+    import torch.nn.functional as F
+
+    height, width = group.photos.shape[2:]
+    mask_size = tuple(group.masks.shape[1:])
+    work = pipeline.working_size((height, width), mask_size)
+    if work == (height, width):
+        small_images = group.photos
+    elif work == group.network_size:  # ISNet's input before normalising: the same resize
+        small_images = group.resized.clamp(0, 1)
+    else:
+        small_images = F.interpolate(group.photos.float(), size=work, mode="bilinear", align_corners=False,
+                                     antialias=True).clamp(0, 1)
+    small_masks = group.masks if mask_size == work else F.interpolate(
+        group.masks[:, None], size=work, mode="bilinear", align_corners=False, antialias=True)[:, 0].clamp(0, 1)
+    return small_images, small_masks
 
 
 def at_size(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -53,8 +53,12 @@ def refine_on_device(pipeline: Pipeline, image: np.ndarray, mask, options: Cutou
     made already (both from Pipeline.segment)."""
     from pipeline.cutout import MIN_SOFT_ZONE_SHARE, CutoutResult
 
+    from pipeline.torch_path.segment import resolved
+
     notes: list[str] = []
     device = pipeline.torch_device
+    # Rows of the batch's device stacks (Pipeline.segment) become views here, in the refine thread.
+    mask, person, small_image = resolved(mask), resolved(person), resolved(small_image)
     height, width = image.shape[:2]
     work_h, work_w = pipeline.working_size(image.shape, tuple(mask.shape))
     at_full_size = (work_h, work_w) == (height, width)

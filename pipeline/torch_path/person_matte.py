@@ -12,38 +12,53 @@ from pathlib import Path
 import torch
 
 from pipeline.person_matte import COARSE_SIDE
+from pipeline.torch_path.graphs import GraphedForward, graphs_enabled, padded_size
 from pipeline.torch_path.onnx_graph import OnnxGraphModule
 
 # Photos per forward pass: RVM's refiner works at the photo's full working grid (16 channels each).
 MAX_BATCH = 16
+BATCH_SIZES = (1, 2, 4, 8, 16)  # the padded sizes graphs are captured at (graphs.padded_size)
 
 
 class TorchPersonMatter:
-    """RVM (MobileNetV3) on the torch device: one pass from empty recurrent state per batch of photos."""
+    """RVM (MobileNetV3) on the torch device: one pass from empty recurrent state per batch of photos,
+    replayed from captured CUDA graphs on a GPU (pipeline/torch_path/graphs.py)."""
 
-    def __init__(self, model_path: Path, device: str) -> None:
+    def __init__(self, model_path: Path, device: str, cuda_graphs: bool | None = None) -> None:
         self.device = torch.device(device)
         self.module = OnnxGraphModule(model_path, output_name="pha").to(self.device).eval()
+        use_graphs = self.device.type == "cuda" and (graphs_enabled() if cuda_graphs is None else cuda_graphs)
+        self._passes: dict[tuple[int, int], GraphedForward] = {}  # one per working-grid shape (its ratio)
+        self._use_graphs = use_graphs
         self._lock = threading.Lock()  # one module, whichever thread asks
+
+    def _pass_for(self, height: int, width: int) -> GraphedForward:
+        """The forward pass at one working-grid shape: its downsample ratio is a constant of the shape."""
+        key = (height, width)
+        if key not in self._passes:
+            empty = torch.zeros((1, 1, 1, 1), device=self.device)
+            ratio = torch.tensor([min(1.0, COARSE_SIDE / max(height, width))], dtype=torch.float32)  # host: a scale
+
+            def forward(photos: torch.Tensor) -> torch.Tensor:
+                return self.module(photos, r1i=empty, r2i=empty, r3i=empty, r4i=empty, downsample_ratio=ratio)
+
+            self._passes[key] = GraphedForward(forward, self._use_graphs, MAX_BATCH, kept=len(BATCH_SIZES))
+        return self._passes[key]
 
     def matte(self, photos: torch.Tensor) -> torch.Tensor:
         """(B, h, w) alpha in [0, 1] for (B, 3, h, w) photos in [0, 1] of one shape (the working grid)."""
-        height, width = photos.shape[-2:]
-        empty = torch.zeros((1, 1, 1, 1), device=self.device)
-        ratio = torch.tensor([min(1.0, COARSE_SIDE / max(height, width))], dtype=torch.float32)  # host: a scale
-        parts = []
         with self._lock, torch.inference_mode():
-            for start in range(0, photos.shape[0], MAX_BATCH):
-                alpha = self.module(photos[start:start + MAX_BATCH].float(), r1i=empty, r2i=empty, r3i=empty,
-                                    r4i=empty, downsample_ratio=ratio)
-                parts.append(alpha[:, 0].clamp(0.0, 1.0))
-        return torch.cat(parts)
+            network = self._pass_for(*photos.shape[-2:])
+            return network(photos.float().contiguous())[:, 0].clamp(0.0, 1.0)
 
-    def warm(self, shapes: tuple[tuple[int, int], ...]) -> None:
-        """Run each working-grid shape once, so cuDNN's kernel search happens at start-up, not in the
-        first request of that shape (on an H100 the first 1 MP photos of a run took 3.8-3.9 s)."""
+    def warm(self, shapes: tuple[tuple[int, int], ...], max_batch: int = 1) -> None:
+        """Run each working-grid shape once at each batch size a graph is captured for (up to
+        `max_batch`), so cuDNN's kernel search and the captures happen at start-up, not in the first
+        request of that shape (on an H100 the first 1 MP photos of a run took 3.8-3.9 s)."""
+        sizes = sorted({padded_size(count, MAX_BATCH) for count in range(1, max(1, max_batch) + 1)})
         for shape in shapes:
-            self.matte(torch.zeros((1, 3, *shape), device=self.device))
+            for size in sizes if self._use_graphs else [1]:
+                self.matte(torch.zeros((size, 3, *shape), device=self.device))
 
 
 def subject_agreements(masks: list[torch.Tensor], mattes: list[torch.Tensor]) -> list[float]:
@@ -56,3 +71,21 @@ def subject_agreements(masks: list[torch.Tensor], mattes: list[torch.Tensor]) ->
         counts.append(torch.stack([(first & second).sum(), (first | second).sum()]))
     both, union = torch.stack(counts).double().cpu().unbind(1)
     return [float(b / u) if u else 1.0 for b, u in zip(both.tolist(), union.tolist())]
+
+
+def subject_agreements_stacked(masks: list[torch.Tensor], mattes: list[torch.Tensor]) -> list[list[float]]:
+    """subject_agreements for stacks: masks[g] and mattes[g] are (n, h, w); -> each stack's n
+    agreements, with one read back from the device for all of them."""
+    if not masks:
+        return []
+    counts = []
+    for mask, matte in zip(masks, mattes):
+        first, second = mask > 0.5, matte > 0.5
+        counts.append(torch.stack([(first & second).sum(dim=(1, 2)), (first | second).sum(dim=(1, 2))], dim=1))
+    both, union = torch.cat(counts).double().cpu().unbind(1)
+    flat = [float(b / u) if u else 1.0 for b, u in zip(both.tolist(), union.tolist())]
+    out, start = [], 0
+    for mask in masks:
+        out.append(flat[start:start + mask.shape[0]])
+        start += mask.shape[0]
+    return out

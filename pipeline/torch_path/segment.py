@@ -11,9 +11,8 @@ interpreter's Python per operator would otherwise cost more than the GPU's work.
 from __future__ import annotations
 
 import logging
-import os
-import threading
-from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,15 +22,14 @@ import torch.nn.functional as F
 from models.free_input_size import GraphNotResizable, graph_with_free_input_size
 from models.specs import ModelSpec
 from pipeline.segment import EMPTY_MASK_SHARE, VIEW_AGREEMENT, mix_views, photo_shaped_size, view_note, wants_fine_view
+from pipeline.torch_path.graphs import GraphedForward, graphs_enabled, padded_size
 from pipeline.torch_path.onnx_graph import OnnxGraphModule
 
 log = logging.getLogger(__name__)
 
-# Batches up to this size replay CUDA graphs (one per batch shape); larger ones keep the GPU busy
-# enough that launching eagerly costs nothing measurable. CUTOUT_CUDA_GRAPHS=0 turns graphs off.
-GRAPH_MAX_BATCH = 4
-# Captured graphs kept (each holds its own activation memory): phone shapes x small batch sizes.
-GRAPHS_KEPT = 12
+# The largest batch one captured CUDA graph runs (larger batches run in slices of it); batches are
+# padded up to the next power of two, so each network shape has at most 7 graphs (1 ... 64).
+GRAPH_MAX_BATCH = 64
 
 
 def to_host(tensors: list[torch.Tensor]) -> list[np.ndarray]:
@@ -46,8 +44,91 @@ def to_host(tensors: list[torch.Tensor]) -> list[np.ndarray]:
     return arrays
 
 
-def graphs_enabled() -> bool:
-    return os.environ.get("CUTOUT_CUDA_GRAPHS", "1") != "0"
+class DevicePhotos(Sequence):
+    """A batch's photos on the device, stacked by size: one (n, 3, h, w) tensor per photo size.
+
+    The pipeline thread works on the stacks (a call per size, not per photo: each torch call gives
+    the GIL away under load); `photos[i]` is photo i's (3, h, w) view, taken where it is used."""
+
+    def __init__(self, groups: list[tuple[list[int], torch.Tensor]]) -> None:
+        self.groups = groups
+        self._where = {index: (stack, row) for indices, stack in groups for row, index in enumerate(indices)}
+
+    @classmethod
+    def of(cls, photos: Sequence[torch.Tensor]) -> DevicePhotos:
+        """Stacked from separate (3, h, w) tensors (a copy per size)."""
+        if isinstance(photos, DevicePhotos):
+            return photos
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for index, photo in enumerate(photos):
+            by_size.setdefault(tuple(photo.shape), []).append(index)
+        return cls([(indices, torch.stack([photos[index] for index in indices])) for indices in by_size.values()])
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        if index not in self._where:
+            raise IndexError(index)
+        stack, row = self._where[index]
+        return stack[row]
+
+
+@dataclass
+class SizeGroup:
+    """The photos of one size through segmentation, as stacks on the device."""
+
+    indices: list[int]  # the photos' places in the batch
+    photos: torch.Tensor  # (n, 3, h, w) in [0, 1]
+    network_size: tuple[int, int]
+    resized: torch.Tensor  # (n, 3, H, W) the photos at the network grid, float32
+    masks: torch.Tensor  # (n, H, W) first-view masks in [0, 1]
+
+
+class Row:
+    """Row `row` of a device stack, as a handle: the view is taken where it is used (a refine
+    thread), so the pipeline thread makes no torch call per photo."""
+
+    __slots__ = ("stack", "row")
+
+    def __init__(self, stack: torch.Tensor, row: int) -> None:
+        self.stack, self.row = stack, row
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.stack.shape[1:])
+
+    def get(self) -> torch.Tensor:
+        return self.stack[self.row]
+
+
+def resolved(value):
+    """A Row's view, anything else as it is."""
+    return value.get() if isinstance(value, Row) else value
+
+
+class Rows:
+    """Photo i's row of its size group's stack named `name`: read as a (H, W) view, written in place."""
+
+    def __init__(self, groups: list[SizeGroup], name: str) -> None:
+        self.name = name
+        self._where = {index: (group, row) for group in groups for row, index in enumerate(group.indices)}
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def row(self, index: int) -> Row:
+        group, row = self._where[index]
+        return Row(getattr(group, self.name), row)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.row(index).get()
+
+    def __setitem__(self, index: int, value: torch.Tensor) -> None:
+        group, row = self._where[index]
+        getattr(group, self.name)[row] = value
 
 
 class TorchSegmenter:
@@ -78,9 +159,8 @@ class TorchSegmenter:
         self.module = module
         self.mean = torch.tensor(spec.mean, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(spec.std, device=self.device).view(1, 3, 1, 1)
-        self.use_graphs = on_cuda and (graphs_enabled() if cuda_graphs is None else cuda_graphs)
-        self._graphs: OrderedDict[tuple[int, ...], tuple] = OrderedDict()
-        self._lock = threading.Lock()
+        use_graphs = on_cuda and (graphs_enabled() if cuda_graphs is None else cuda_graphs)
+        self.network = GraphedForward(self.module, use_graphs, GRAPH_MAX_BATCH)  # also orders the threads asking
 
     def asks_twice(self, height: int, width: int) -> bool:
         """Whether a photo of this size is also asked at the finer side (as the CPU Segmenter)."""
@@ -96,68 +176,38 @@ class TorchSegmenter:
         """(3, h, w) tensors in [0, 1] -> one normalised (n, 3, H, W) batch at `size` (PIL-like antialiased resize)."""
         batch = torch.cat([F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False,
                                          antialias=True) for image in images])
-        batch = ((batch - self.mean) / self.std).to(self.dtype)
+        return self._normalised(batch)
+
+    def _normalised(self, resized: torch.Tensor) -> torch.Tensor:
+        """(n, 3, H, W) photos in [0, 1] at the network grid -> the network's input."""
+        batch = ((resized - self.mean) / self.std).to(self.dtype)
         if self.device.type == "cuda":
             batch = batch.contiguous(memory_format=torch.channels_last)
         return batch
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """The network's (n, 1, H, W) output in float32, values in [0, 1]."""
-        with self._lock:
-            if self.use_graphs and batch.shape[0] <= GRAPH_MAX_BATCH:
-                output = self._replay(batch)
-            else:
-                output = self.module(batch)
-            output = output.float()
+        output = self.network(batch).float()
         if self.spec.name.startswith("u2net"):  # U^2-Net's side output is min-max scaled per image (as rembg)
             low = output.amin(dim=(1, 2, 3), keepdim=True)
             high = output.amax(dim=(1, 2, 3), keepdim=True)
             output = (output - low) / (high - low).clamp_min(1e-6)
         return output.clamp(0, 1)
 
-    def _replay(self, batch: torch.Tensor) -> torch.Tensor:
-        key = tuple(batch.shape)
-        captured = self._graphs.get(key)
-        if captured is None:
-            try:
-                captured = self._capture(batch)
-            except RuntimeError as error:  # a driver or op that cannot be captured: eager from now on
-                log.warning("CUDA graph capture failed, running eagerly: %s", error)
-                self.use_graphs = False
-                return self.module(batch)
-            self._graphs[key] = captured
-            while len(self._graphs) > GRAPHS_KEPT:
-                self._graphs.popitem(last=False)
-        self._graphs.move_to_end(key)
-        graph, static_input, static_output = captured
-        static_input.copy_(batch)
-        graph.replay()
-        return static_output.clone()
-
-    def _capture(self, batch: torch.Tensor) -> tuple:
-        static_input = batch.clone()
-        side_stream = torch.cuda.Stream()
-        side_stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side_stream):  # warm-up off the capture: cuDNN's search must not be recorded
-            for _ in range(2):
-                self.module(static_input)
-        torch.cuda.current_stream().wait_stream(side_stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_output = self.module(static_input)
-        return graph, static_input, static_output
-
-    def warm(self, shapes: tuple[tuple[int, int], ...] | None = None) -> None:
-        """Run each network shape once at batch 1, so cuDNN's kernel search and the CUDA graph
-        capture (~2 s per new shape on an H200, the first request's p99) happen at start-up.
-        Default: a 4:3 phone photo's shapes, both ways round, at each side asked, and the square."""
+    def warm(self, shapes: tuple[tuple[int, int], ...] | None = None, max_batch: int = 1) -> None:
+        """Run each network shape once at each batch size up to `max_batch` that a graph is captured for,
+        so cuDNN's kernel search and the CUDA graph captures (~2 s per new shape on an H200, the first
+        request's p99) happen at start-up. Default shapes: a 4:3 phone photo's, both ways round, at
+        each side asked, and the square."""
         if shapes is None:
             shapes = self.phone_shapes(self.input_size[0])
             if self.fine_side:
                 shapes = tuple(dict.fromkeys(shapes + self.phone_shapes(self.fine_side)))
+        sizes = sorted({padded_size(count, self.network.max_batch) for count in range(1, max(1, max_batch) + 1)})
         with torch.inference_mode():
             for shape in shapes:
-                self._forward(torch.zeros(1, 3, *shape, device=self.device, dtype=self.dtype))
+                for size in sizes if self.network.enabled else [1]:
+                    self._forward(torch.zeros(size, 3, *shape, device=self.device, dtype=self.dtype))
 
     def phone_shapes(self, side: int) -> tuple[tuple[int, int], ...]:
         """The network shapes a 4:3 phone photo is asked at with long side `side` (both ways round),
@@ -168,7 +218,7 @@ class TorchSegmenter:
 
     # --- masks ----------------------------------------------------------------------------------
     @torch.inference_mode()
-    def predict_small_tensors(self, images: list[torch.Tensor], fine_views: bool = True,
+    def predict_small_tensors(self, images: Sequence[torch.Tensor], fine_views: bool = True,
                               notes: list[list[str]] | None = None) -> list[torch.Tensor]:
         """(3, h, w) tensors in [0, 1] on the device -> (H, W) masks at each photo's network size.
 
@@ -177,31 +227,59 @@ class TorchSegmenter:
         large photos are also asked at the finer side and the views mixed as on the CPU path
         (`notes[i]` told what the finer view did for photo i).
         """
-        masks, may_look_finer = self.first_views(images)
+        photos = DevicePhotos.of(images)
+        groups, may_look_finer = self.first_view_groups(photos)
+        masks = Rows(groups, "masks")
         fine = [index for index, may in enumerate(may_look_finer) if fine_views and may]
         if fine:
-            self.mix_fine_views(images, masks, fine, notes)
-        return masks
+            self.mix_fine_views(photos, masks, fine, notes)
+        return [masks[index] for index in range(len(photos))]
 
     @torch.inference_mode()
-    def first_views(self, images: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[bool]]:
+    def first_views(self, images: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[bool]]:
         """-> (each photo's first-view mask, whether the finer side may be asked too), as the CPU
         Segmenter.first_view: photos of one network shape share a forward pass."""
-        sizes = [self.network_size(*image.shape[1:]) for image in images]
-        masks = self._masks_at(images, sizes)
+        groups, may_look_finer = self.first_view_groups(DevicePhotos.of(images))
+        masks = Rows(groups, "masks")
+        return [masks[index] for index in range(len(may_look_finer))], may_look_finer
+
+    @torch.inference_mode()
+    def first_view_groups(self, photos: DevicePhotos) -> tuple[list[SizeGroup], list[bool]]:
+        """first_views on stacks: -> (the photos' size groups with their first-view masks, whether
+        each photo may be asked at the finer side too). A few torch calls per photo size and one
+        forward pass per network shape, whatever the number of photos."""
+        groups = []
+        for indices, stack in photos.groups:
+            size = self.network_size(*stack.shape[2:])
+            resized = F.interpolate(stack.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
+            groups.append(SizeGroup(indices, stack, size, resized, masks=None))  # type: ignore[arg-type]
+        by_network: dict[tuple[int, int], list[SizeGroup]] = {}
+        for group in groups:
+            by_network.setdefault(group.network_size, []).append(group)
+        for size, members in by_network.items():
+            resized = members[0].resized if len(members) == 1 else torch.cat([group.resized for group in members])
+            output = self._forward(self._normalised(resized))[:, 0]
+            for group, masks in zip(members, output.split([len(group.indices) for group in members])):
+                group.masks = masks
         # One reading of every mask's subject share: each host read waits for the GPU, and under load
         # each wait also gives the GIL away to the request threads (docs/performance.md).
-        shares = torch.stack([(mask > 0.5).float().mean() for mask in masks]).tolist()  # type: ignore[union-attr]
-        empty = [index for index, share in enumerate(shares)
-                 if sizes[index] != self.input_size and share < EMPTY_MASK_SHARE]
+        shares = torch.cat([(group.masks > 0.5).float().mean(dim=(1, 2)) for group in groups]).tolist()
+        order = [(group, row, index) for group in groups for row, index in enumerate(group.indices)]
+        empty = [(group, row, index) for (group, row, index), share in zip(order, shares)
+                 if group.network_size != self.input_size and share < EMPTY_MASK_SHARE]
         if empty:
             log.info("%s found no subject in %d photo(s) at their shape, asking at the square", self.spec.name, len(empty))
-            output = self._forward(self._network_input([images[index] for index in empty], self.input_size))
-            for row, index in enumerate(empty):
-                square = F.interpolate(output[row:row + 1], size=sizes[index], mode="bilinear", align_corners=False)
-                masks[index] = square[0, 0].clamp(0, 1)
-        may_look_finer = [index not in empty and self.asks_twice(*image.shape[1:]) for index, image in enumerate(images)]
-        return masks, may_look_finer  # type: ignore[return-value]
+            output = self._forward(self._network_input([group.photos[row] for group, row, _ in empty], self.input_size))
+            for place, (group, row, _) in enumerate(empty):
+                square = F.interpolate(output[place:place + 1], size=group.network_size, mode="bilinear",
+                                       align_corners=False)
+                group.masks[row] = square[0, 0].clamp(0, 1)
+        asked_again = {index for _, _, index in empty}
+        may_look_finer = [False] * len(photos)
+        for group in groups:
+            for index in group.indices:
+                may_look_finer[index] = index not in asked_again and self.asks_twice(*group.photos.shape[2:])
+        return groups, may_look_finer
 
     def _masks_at(self, images: list[torch.Tensor], sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
         """Each photo's (H, W) mask at its size in `sizes`, one forward pass per distinct size."""
@@ -213,9 +291,10 @@ class TorchSegmenter:
                 masks[index] = output[row, 0]
         return masks  # type: ignore[return-value]
 
-    def mix_fine_views(self, images: list[torch.Tensor], masks: list[torch.Tensor], chosen: list[int],
+    def mix_fine_views(self, images: Sequence[torch.Tensor], masks, chosen: list[int],
                        notes: list[list[str]] | None = None) -> None:
-        """The CPU path's view mixing on the device, for the photos `chosen`, in place in `masks`."""
+        """The CPU path's view mixing on the device, for the photos `chosen`, in place in `masks`
+        (a list of (H, W) tensors, or Rows of the size groups' stacks)."""
         fine_sizes = [photo_shaped_size(*images[index].shape[1:], self.fine_side, self.size_multiple or 1)
                       for index in chosen]
         views = self._masks_at([images[index] for index in chosen], fine_sizes)
@@ -235,23 +314,22 @@ class TorchSegmenter:
             if notes is not None:
                 notes[index].append(view_note(self.spec.name, self.fine_side, agreement))
 
-    def upload(self, images: list[np.ndarray]) -> list[torch.Tensor]:
-        """(h, w, 3) float arrays -> (3, h, w) float32 tensors on the device: on CUDA one pinned
-        staging buffer and one copy for the whole batch, not a copy (and a wait) per photo."""
-        arrays = [np.ascontiguousarray(image, dtype=np.float32) for image in images]
-        if self.device.type != "cuda":
-            return [torch.from_numpy(array).permute(2, 0, 1) for array in arrays]
-        staging = torch.empty(sum(array.size for array in arrays), dtype=torch.float32, pin_memory=True)
-        offset = 0
-        for array in arrays:
-            staging[offset:offset + array.size].copy_(torch.from_numpy(array).reshape(-1))
-            offset += array.size
-        flat = staging.to(self.device, non_blocking=True)
-        tensors, offset = [], 0
-        for array in arrays:
-            tensors.append(flat[offset:offset + array.size].view(array.shape).permute(2, 0, 1))
-            offset += array.size
-        return tensors
+    def upload(self, images: list[np.ndarray]) -> DevicePhotos:
+        """(h, w, 3) float arrays -> the photos on the device, stacked by size as (n, 3, h, w) float32:
+        on CUDA one pinned staging buffer and one copy per size, not a copy (and a wait) per photo."""
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for index, image in enumerate(images):
+            by_size.setdefault(tuple(image.shape), []).append(index)
+        groups = []
+        for shape, indices in by_size.items():
+            if self.device.type == "cuda":
+                staging = torch.empty((len(indices), *shape), dtype=torch.float32, pin_memory=True)
+                np.stack([images[index] for index in indices], out=staging.numpy())
+                stack = staging.to(self.device, non_blocking=True)
+            else:
+                stack = torch.from_numpy(np.stack([images[index] for index in indices]).astype(np.float32, copy=False))
+            groups.append((indices, stack.permute(0, 3, 1, 2)))
+        return DevicePhotos(groups)
 
     def predict_small_batch(self, images: list[np.ndarray], fine_views: bool = True,
                             notes: list[list[str]] | None = None) -> list[np.ndarray]:
