@@ -23,6 +23,18 @@ import torch
 log = logging.getLogger(__name__)
 
 
+class MemoryPool:
+    """One CUDA graph memory pool, made when the first graph is captured into it."""
+
+    def __init__(self) -> None:
+        self._handle = None
+
+    def handle(self):
+        if self._handle is None:
+            self._handle = torch.cuda.graph_pool_handle()
+        return self._handle
+
+
 def graphs_enabled() -> bool:
     return os.environ.get("CUTOUT_CUDA_GRAPHS", "1") != "0"
 
@@ -42,13 +54,14 @@ class GraphedForward:
     each item of a batch independently of the others (padding rows hold stale inputs)."""
 
     def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], enabled: bool, max_batch: int = 64,
-                 kept: int = 48) -> None:
+                 kept: int = 48, pool: MemoryPool | None = None) -> None:
+        """pool: a MemoryPool shared with other GraphedForwards that never run at the same time."""
         self.forward = forward
         self.enabled = enabled
         self.max_batch = max_batch
         self.kept = kept
         self._captured: OrderedDict[tuple, tuple] = OrderedDict()
-        self._pool = None
+        self.pool = pool or MemoryPool()
         self._lock = threading.Lock()
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
@@ -97,11 +110,9 @@ class GraphedForward:
             for _ in range(2):
                 self.forward(static_input)
         torch.cuda.current_stream().wait_stream(side_stream)
-        if self._pool is None:
-            self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
         # thread_local: a refine thread launching work meanwhile is not an error in this capture.
-        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+        with torch.cuda.graph(graph, pool=self.pool.handle(), capture_error_mode="thread_local"):
             static_output = self.forward(static_input)
         return graph.replay, static_input, static_output
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from pipeline.person_matte import COARSE_SIDE
-from pipeline.torch_path.graphs import GraphedForward, graphs_enabled, padded_size
+from pipeline.torch_path.graphs import GraphedForward, MemoryPool, graphs_enabled, padded_size
 from pipeline.torch_path.onnx_graph import OnnxGraphModule
 
 # Photos per forward pass: RVM's refiner works at the photo's full working grid (16 channels each).
@@ -29,6 +29,7 @@ class TorchPersonMatter:
         self.module = OnnxGraphModule(model_path, output_name="pha").to(self.device).eval()
         use_graphs = self.device.type == "cuda" and (graphs_enabled() if cuda_graphs is None else cuda_graphs)
         self._passes: dict[tuple[int, int], GraphedForward] = {}  # one per working-grid shape (its ratio)
+        self._pool = MemoryPool()  # the shapes' graphs run one at a time (the lock): one pool for all
         self._use_graphs = use_graphs
         self._lock = threading.Lock()  # one module, whichever thread asks
 
@@ -42,7 +43,8 @@ class TorchPersonMatter:
             def forward(photos: torch.Tensor) -> torch.Tensor:
                 return self.module(photos, r1i=empty, r2i=empty, r3i=empty, r4i=empty, downsample_ratio=ratio)
 
-            self._passes[key] = GraphedForward(forward, self._use_graphs, MAX_BATCH, kept=len(BATCH_SIZES))
+            self._passes[key] = GraphedForward(forward, self._use_graphs, MAX_BATCH, kept=len(BATCH_SIZES),
+                                               pool=self._pool)
         return self._passes[key]
 
     def matte(self, photos: torch.Tensor) -> torch.Tensor:

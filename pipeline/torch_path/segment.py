@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 # The largest batch one captured CUDA graph runs (larger batches run in slices of it); batches are
 # padded up to the next power of two, so each network shape has at most 7 graphs (1 ... 64).
 GRAPH_MAX_BATCH = 64
+# Large photos (asked at the finer side too) come a few at a time: warm-up captures those shapes up to this batch.
+FINE_WARM_BATCH = 8
 
 
 def to_host(tensors: list[torch.Tensor]) -> list[np.ndarray]:
@@ -197,15 +199,14 @@ class TorchSegmenter:
     def warm(self, shapes: tuple[tuple[int, int], ...] | None = None, max_batch: int = 1) -> None:
         """Run each network shape once at each batch size up to `max_batch` that a graph is captured for,
         so cuDNN's kernel search and the CUDA graph captures (~2 s per new shape on an H200, the first
-        request's p99) happen at start-up. Default shapes: a 4:3 phone photo's, both ways round, at
-        each side asked, and the square."""
-        if shapes is None:
-            shapes = self.phone_shapes(self.input_size[0])
-            if self.fine_side:
-                shapes = tuple(dict.fromkeys(shapes + self.phone_shapes(self.fine_side)))
-        sizes = sorted({padded_size(count, self.network.max_batch) for count in range(1, max(1, max_batch) + 1)})
+        request's p99) happen at start-up. Default shapes: a 4:3 phone photo's, both ways round, and
+        the square; and at the finer side (large photos) up to batch FINE_WARM_BATCH."""
+        plan = [(shape, max_batch) for shape in (shapes or self.phone_shapes(self.input_size[0]))]
+        if shapes is None and self.fine_side:
+            plan += [(shape, min(max_batch, FINE_WARM_BATCH)) for shape in self.phone_shapes(self.fine_side)]
         with torch.inference_mode():
-            for shape in shapes:
+            for shape, largest in plan:
+                sizes = sorted({padded_size(count, self.network.max_batch) for count in range(1, max(1, largest) + 1)})
                 for size in sizes if self.network.enabled else [1]:
                     self._forward(torch.zeros(size, 3, *shape, device=self.device, dtype=self.dtype))
 
