@@ -235,6 +235,8 @@ class Pipeline:
         segment_notes: list[list[str]] = [[] for _ in images]  # what the finer view and the person matte did
         if on_device:  # photos go to the device once; masks stay there for the refinement
             photos = self.segmenter(options.model).upload(images)
+            if hasattr(self.segmenter(options.model), "first_view_groups"):
+                return self._cut_out_stacks(images, photos, options, segment_notes, report, started)
         segmented = self.segment(images, options, segment_notes, photos if on_device else None)
         assists: list[np.ndarray | None] = [None] * len(images)
         if options.assist_model:
@@ -257,6 +259,39 @@ class Pipeline:
             return [refine(index) for index in range(len(images))]
         return list(pool.map(refine, range(len(images))))
 
+    def _cut_out_stacks(self, images: list[np.ndarray], photos, options: CutoutOptions,
+                        segment_notes: list[list[str]], report: Callable[[int, str], None],
+                        started: float) -> list[CutoutResult]:
+        """cutout_batch on the torch device: segmentation and refinement both on stacks of the photos
+        of one size (pipeline/torch_path/chain.refine_stack_on_device), so the torch calls a batch
+        makes grow with its photo sizes, not its photos. Photos whose soft zones are matted are
+        matted side by side in the refine pool."""
+        import torch
+
+        from pipeline.torch_path.chain import refine_stack_on_device
+
+        with torch.inference_mode():
+            groups, persons, small_images, took = self._segment_stacks(images, options, segment_notes, photos)
+        seconds = (time.perf_counter() - started - took) / len(images)
+        results: list = [None] * len(images)
+        for group in groups:
+            for index in group.indices:
+                report(index, "refining")
+            heard = [persons[index] is not None for index in group.indices]
+            person_stack = next((persons[index].stack for index in group.indices if persons[index] is not None), None)
+            first_small = small_images[group.indices[0]]
+            refined = refine_stack_on_device(self, [images[index] for index in group.indices], group.photos,
+                                             group.masks, options, first_small.stack if first_small else None,
+                                             person_stack, heard, self._refine_pool())
+            for index, result in zip(group.indices, refined):
+                timings = {"segment": seconds}
+                if took:
+                    timings["person_matte"] = took / len(images)
+                result.timings = {**timings, **result.timings}
+                result.notes[:0] = segment_notes[index]
+                results[index] = result
+        return results
+
     def segment(self, images: list[np.ndarray], options: CutoutOptions, notes: list[list[str]],
                 photos: list | None = None) -> list[Segmented]:
         """Each photo's model mask, and the person matte's opinion on it.
@@ -272,17 +307,14 @@ class Pipeline:
         if hasattr(segmenter, "first_view_groups"):  # the torch segmenter: one forward pass per network shape
             import torch
 
-            from pipeline.torch_path.segment import DevicePhotos, Rows, resolved, to_host
+            from pipeline.torch_path.segment import Row, resolved, to_host
 
             with torch.inference_mode():
-                device_photos = DevicePhotos.of(photos if photos is not None else segmenter.upload(images))
-                groups, may_look_finer = segmenter.first_view_groups(device_photos)
-                persons, small_images, took = self._person_opinions_on_device(groups, options, notes)
-                finer = [index for index, may in enumerate(may_look_finer) if may and persons[index] is None]
-                masks_in_place = Rows(groups, "masks")
-                if finer:
-                    segmenter.mix_fine_views(device_photos, masks_in_place, finer, notes)
-                masks = [masks_in_place.row(index) for index in range(len(images))]
+                groups, persons, small_images, took = self._segment_stacks(images, options, notes, photos)
+                masks = [None] * len(images)
+                for group in groups:
+                    for row, index in enumerate(group.indices):
+                        masks[index] = Row(group.masks, row)
                 if photos is None:  # refined on the host: masks and person mattes come back
                     masks = to_host([resolved(mask) for mask in masks])
                     persons = [None if p is None else resolved(p).cpu().numpy() for p in persons]
@@ -300,6 +332,23 @@ class Pipeline:
                 mask = segmenter.finer_look(image, mask, notes=photo_notes)
             segmented.append(Segmented(mask, person, took, small_image))
         return segmented
+
+    def _segment_stacks(self, images: list[np.ndarray], options: CutoutOptions, notes: list[list[str]],
+                        photos=None) -> tuple[list, list, list, float]:
+        """Pipeline.segment on the torch device, kept as stacks of photos by size (pipeline/torch_path/
+        segment.py: a few torch calls per photo size, none per photo). -> (the size groups, with
+        their masks after the finer view; each photo's person matte as a Row or None; each photo at
+        the working grid as a Row or None; the person matte's seconds)."""
+        from pipeline.torch_path.segment import DevicePhotos, Rows
+
+        segmenter = self.segmenter(options.model)
+        device_photos = DevicePhotos.of(photos if photos is not None else segmenter.upload(images))
+        groups, may_look_finer = segmenter.first_view_groups(device_photos)
+        persons, small_images, took = self._person_opinions_on_device(groups, options, notes)
+        finer = [index for index, may in enumerate(may_look_finer) if may and persons[index] is None]
+        if finer:
+            segmenter.mix_fine_views(device_photos, Rows(groups, "masks"), finer, notes)
+        return groups, persons, small_images, took
 
     def person_opinion(self, image: np.ndarray, mask: np.ndarray, options: CutoutOptions, notes: list[str],
                        small_image: np.ndarray | None = None) -> tuple[np.ndarray | None, float]:

@@ -103,6 +103,117 @@ def refine_on_device(pipeline: Pipeline, image: np.ndarray, mask, options: Cutou
     return CutoutResult(image, raw, full_alpha, foreground, timings, notes)
 
 
+# Photo pixels refined in one pass of refine_stack_on_device: its full-size intermediates for 8 photos
+# of 12 MP (~100 M pixels) take ~10 GB of GPU memory; a larger stack is refined in slices.
+PIXELS_PER_PASS = 100_000_000
+
+
+def refine_stack_on_device(pipeline: Pipeline, images: list[np.ndarray], photos: torch.Tensor, masks: torch.Tensor,
+                           options: CutoutOptions, small_images: torch.Tensor | None = None,
+                           persons: torch.Tensor | None = None, heard: list[bool] | None = None,
+                           pool=None) -> list[CutoutResult]:
+    """refine_on_device for a stack of photos of one size, every step on the whole stack: under load
+    each torch call gives the GIL away (docs/performance.md), and one photo's refinement is ~900 of
+    them. images: the (h, w, 3) photos; photos: the same on the device, (n, 3, h, w); masks: (n, H, W)
+    model masks; small_images: the photos at the working grid, where made already; persons: (n, h', w')
+    person mattes at the working grid, listened to where heard[i]. Photos with soft zones to matte are
+    matted one by one (the NumPy gate, Pipeline._matte_soft_zones), side by side in `pool`."""
+    rows = max(1, PIXELS_PER_PASS // (images[0].shape[0] * images[0].shape[1]))
+    results: list[CutoutResult] = []
+    for start in range(0, len(images), rows):
+        part = slice(start, start + rows)
+        results += _refine_stack(pipeline, images[part], photos[part], masks[part], options,
+                                 None if small_images is None else small_images[part],
+                                 None if persons is None else persons[part],
+                                 [False] * len(images[part]) if heard is None else heard[part], pool)
+    return results
+
+
+def _refine_stack(pipeline: Pipeline, images: list[np.ndarray], photos: torch.Tensor, masks: torch.Tensor,
+                  options: CutoutOptions, small_images: torch.Tensor | None, persons: torch.Tensor | None,
+                  heard: list[bool], pool) -> list[CutoutResult]:
+    from pipeline.cutout import MIN_SOFT_ZONE_SHARE, CutoutResult
+
+    count = len(images)
+    notes: list[list[str]] = [[] for _ in images]
+    timings: list[dict[str, float]] = [{} for _ in images]
+    device = pipeline.torch_device
+    height, width = images[0].shape[:2]
+    work_h, work_w = pipeline.working_size(images[0].shape, tuple(masks.shape[1:]))
+    at_full_size = (work_h, work_w) == (height, width)
+    with torch.inference_mode():
+        if small_images is None or tuple(small_images.shape[-2:]) != (work_h, work_w):
+            small_images = photos if tuple(photos.shape[-2:]) == (work_h, work_w) else \
+                on_device.resize(photos, work_h, work_w, antialias=True).clamp(0, 1)
+        small_masks = masks if tuple(masks.shape[-2:]) == (work_h, work_w) else \
+            on_device.resize(masks, work_h, work_w, antialias=True).clamp(0, 1)
+        alpha = small_masks
+        if persons is not None and any(heard):
+            listened = torch.tensor(heard, device=alpha.device)[:, None, None]
+            alpha = torch.where(listened, blend_person_matte(alpha, persons), alpha)
+        transition, matter = on_device.split_soft_regions(alpha)
+        # The stack's decisions, read together: one wait for the GPU.
+        decisions = torch.stack([matter.float().mean(dim=(-2, -1)), transition.flatten(-2).any(-1).float()], 1).tolist()
+        matted = torch.zeros_like(matter)
+        to_matte = [i for i, (share, _) in enumerate(decisions) if options.matting and share >= MIN_SOFT_ZONE_SHARE]
+        if to_matte:
+            started = time.perf_counter()
+            alpha, matted = _matte_photos(pipeline, small_images, alpha, matter, matted, to_matte, options, notes, pool)
+            for i in to_matte:
+                timings[i]["matte"] = (time.perf_counter() - started) / len(to_matte)
+
+        started = time.perf_counter()
+        crisp = on_device.dilate_cross(transition, 1) & ~matter & ~matted
+        has_transition = torch.tensor([bool(seen) for _, seen in decisions], device=alpha.device)[:, None, None]
+        doubt = matter & ~matted & has_transition
+        if options.full_resolution:
+            alpha = on_device.settle_confident_interiors(alpha)
+        full_alpha = on_device.to_full_size(photos, small_images, alpha, crisp, doubt, options.full_resolution)
+        if photos.is_cuda:
+            torch.cuda.synchronize()  # the stage's time is the GPU's, not the launches'
+        outline_seconds = (time.perf_counter() - started) / count
+        foregrounds: list[np.ndarray] = list(images)
+        if options.foreground:
+            started = time.perf_counter()
+            small_foreground = estimate_foreground_torch(small_images, alpha)
+            foreground = on_device.foreground_at_full_size(photos, small_images, small_foreground, full_alpha)
+            foregrounds = list(foreground.permute(0, 2, 3, 1).contiguous().cpu().numpy())
+            foreground_seconds = (time.perf_counter() - started) / count
+        raw = small_masks if at_full_size else on_device.resize(small_masks, height, width).clamp(0, 1)
+        full_alphas, raws = torch.stack([full_alpha.float(), raw.float()]).cpu().numpy()  # one transfer
+    results = []
+    for i, image in enumerate(images):
+        timings[i]["outline"] = outline_seconds
+        if options.foreground:
+            timings[i]["foreground"] = foreground_seconds
+        if options.full_resolution:
+            notes[i].append(f"outline refined at {width}x{height} from the {work_w}x{work_h} working grid"
+                            if not at_full_size else "outline steepened where the mask steps crisply")
+        results.append(CutoutResult(image, raws[i], full_alphas[i], foregrounds[i], timings[i], notes[i]))
+    return results
+
+
+def _matte_photos(pipeline: Pipeline, small_images: torch.Tensor, alpha: torch.Tensor, matter: torch.Tensor,
+                  matted: torch.Tensor, chosen: list[int], options: CutoutOptions, notes: list[list[str]],
+                  pool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pipeline._matte_soft_zones for the stack's photos `chosen` (their inputs brought to the host
+    in three transfers), side by side in `pool`; -> (alpha, matted) with theirs written in."""
+    device = alpha.device
+    host_images = small_images[chosen].permute(0, 2, 3, 1).cpu().numpy()
+    host_alpha, host_matter = alpha[chosen].cpu().numpy(), matter[chosen].cpu().numpy()
+
+    def matte(place: int) -> tuple[np.ndarray, np.ndarray]:
+        return pipeline._matte_soft_zones(host_images[place], host_alpha[place], host_matter[place], options,
+                                          notes[chosen[place]])
+
+    places = range(len(chosen))
+    answers = list(pool.map(matte, places)) if pool is not None and len(chosen) > 1 else [matte(p) for p in places]
+    alpha, matted = alpha.clone(), matted.clone()
+    alpha[chosen] = torch.from_numpy(np.stack([a for a, _ in answers]).astype(np.float32, copy=False)).to(device)
+    matted[chosen] = torch.from_numpy(np.stack([m for _, m in answers])).to(device)
+    return alpha, matted
+
+
 def matte_on_device(device: str, image: np.ndarray, trimap: np.ndarray, prior: np.ndarray) -> np.ndarray:
     """pipeline.matte.estimate_alpha's job for the torch path: closed-form matting by conjugate
     gradients, solved in the unknown band's bounding box (+2 px, the 3x3 windows' reach) as on

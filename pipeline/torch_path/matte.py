@@ -136,9 +136,10 @@ def _solve(image: torch.Tensor, trimap: torch.Tensor, prior: torch.Tensor | None
 
 
 def estimate_foreground_torch(image: torch.Tensor, alpha: torch.Tensor, radii: tuple[int, ...] = (90, 6)) -> torch.Tensor:
-    """Blur-fusion foreground estimation: (3, H, W) image, (H, W) alpha -> (3, H, W) foreground."""
+    """Blur-fusion foreground estimation: (3, H, W) image, (H, W) alpha -> (3, H, W) foreground (or
+    stacks: (..., 3, H, W), (..., H, W))."""
     image = image.double()
-    a = alpha.double()[None]
+    a = alpha.double().unsqueeze(-3)
     foreground = image.clone()
     background = image.clone()
     for radius in radii:

@@ -17,33 +17,41 @@ from pipeline.edges import CONFIDENT_HIGH, CONFIDENT_LOW, SETTLED_DEPTH, SHARPNE
 from pipeline.upsample import GUIDE_EPS, GUIDE_RADIUS
 
 
+def _planes(x: torch.Tensor) -> torch.Tensor:
+    """(..., H, W) -> (N, 1, H, W): every plane (a photo's map, an image's channel) pooled or resized alone."""
+    return x.reshape(-1, 1, *x.shape[-2:])
+
+
 def _pool_max(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Max over the (2 radius + 1)^2 window, pixels outside the picture ignored. x: (H, W) float."""
-    return F.max_pool2d(x[None, None], 2 * radius + 1, stride=1, padding=radius)[0, 0]
+    """Max over the (2 radius + 1)^2 window, pixels outside the picture ignored. x: (..., H, W) float."""
+    return F.max_pool2d(_planes(x), 2 * radius + 1, stride=1, padding=radius).reshape(x.shape)
 
 
 def within_chessboard(region: torch.Tensor, distance: int) -> torch.Tensor:
-    """(H, W) bool: pixels at chessboard distance <= distance from a pixel of `region`."""
+    """(..., H, W) bool: pixels at chessboard distance <= distance from a pixel of `region`."""
     if distance <= 0:
         return region.clone()
     return _pool_max(region.float(), distance) > 0
 
 
 def dilate_cross(region: torch.Tensor, iterations: int) -> torch.Tensor:
-    """scipy.ndimage.binary_dilation with its default (cross) structure, `iterations` times."""
+    """scipy.ndimage.binary_dilation with its default (cross) structure, `iterations` times. (..., H, W)."""
     grown = region.clone()
+    height, width = region.shape[-2:]
     for _ in range(iterations):
-        padded = F.pad(grown[None, None].float(), (1, 1, 1, 1))[0, 0] > 0
-        grown = (grown | padded[:-2, 1:-1] | padded[2:, 1:-1] | padded[1:-1, :-2] | padded[1:-1, 2:])
+        padded = F.pad(_planes(grown).float(), (1, 1, 1, 1)).reshape(*region.shape[:-2], height + 2, width + 2) > 0
+        grown = (grown | padded[..., :-2, 1:-1] | padded[..., 2:, 1:-1] | padded[..., 1:-1, :-2]
+                 | padded[..., 1:-1, 2:])
     return grown
 
 
 def split_soft_regions(mask: torch.Tensor, width: int = TRANSITION_WIDTH) -> tuple[torch.Tensor, torch.Tensor]:
-    """pipeline.edges.split_soft_regions on a tensor -> (transition, matter) bool masks."""
+    """pipeline.edges.split_soft_regions on a tensor, or a stack of them -> (transition, matter) bool masks.
+
+    A mask without confident foreground (or background) has no transition: every near_fg (near_bg)
+    is then empty, so no test of it is needed (nor the wait for the GPU that reading one costs)."""
     soft = (mask > CONFIDENT_LOW) & (mask < CONFIDENT_HIGH)
     fg, bg = mask >= CONFIDENT_HIGH, mask <= CONFIDENT_LOW
-    if not all(torch.stack([fg.any(), bg.any()]).tolist()):  # one wait for the GPU, not two
-        return torch.zeros_like(soft), soft
     # to_fg + to_bg <= width for a grey pixel (both >= 1) <=> to_fg <= i and to_bg <= width - i for some i.
     near_fg = [within_chessboard(fg, i) for i in range(width)]
     near_bg = [within_chessboard(bg, i) for i in range(width)]
@@ -55,15 +63,14 @@ def split_soft_regions(mask: torch.Tensor, width: int = TRANSITION_WIDTH) -> tup
 
 
 def settle_confident_interiors(alpha: torch.Tensor, depth: int = SETTLED_DEPTH) -> torch.Tensor:
-    """pipeline.edges.settle_confident_interiors: exactly 0 / 1 more than `depth` pixels from any doubt."""
+    """pipeline.edges.settle_confident_interiors: exactly 0 / 1 more than `depth` pixels from any doubt.
+    alpha: (H, W) or a stack (..., H, W), each map settled alone."""
     settled = alpha.clone()
-    sides = ((alpha >= CONFIDENT_HIGH, 1.0), (alpha <= CONFIDENT_LOW, 0.0))
-    everywhere = torch.stack([confident.all() for confident, _ in sides]).tolist()
-    for (confident, value), whole_picture in zip(sides, everywhere):
-        if whole_picture:  # no pixel to measure from: scipy's transform answers -1, nothing settles
-            continue
-        deep = ~within_chessboard(~confident, depth)
-        settled[deep] = value
+    for confident, value in ((alpha >= CONFIDENT_HIGH, 1.0), (alpha <= CONFIDENT_LOW, 0.0)):
+        # A map confident all over has no pixel to measure from: scipy's transform answers -1, nothing settles.
+        measurable = (~confident).flatten(-2).any(-1)[..., None, None]
+        deep = ~within_chessboard(~confident, depth) & measurable
+        settled = torch.where(deep, value, settled)
     return settled
 
 
@@ -80,10 +87,10 @@ def steepen_doubt(alpha: torch.Tensor, sharpness: float = SHARPNESS) -> torch.Te
 
 
 def resize(x: torch.Tensor, height: int, width: int, antialias: bool = False) -> torch.Tensor:
-    """Bilinear resize of (H, W) or (C, H, W) (PIL's sampling: half-pixel centres)."""
-    batch = x[None, None] if x.dim() == 2 else x[None]
-    out = F.interpolate(batch.float(), size=(height, width), mode="bilinear", align_corners=False, antialias=antialias)
-    return out[0, 0] if x.dim() == 2 else out[0]
+    """Bilinear resize of (..., H, W), each plane alone (PIL's sampling: half-pixel centres)."""
+    out = F.interpolate(_planes(x).float(), size=(height, width), mode="bilinear", align_corners=False,
+                        antialias=antialias)
+    return out.reshape(*x.shape[:-2], height, width)
 
 
 def _box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
@@ -97,45 +104,50 @@ def _box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
 
 def guided_coefficients(guide: torch.Tensor, source: torch.Tensor, radius: int = GUIDE_RADIUS,
                         eps: float = GUIDE_EPS) -> tuple[torch.Tensor, torch.Tensor]:
-    """pipeline.upsample.guided_coefficients: guide (3, h, w), source (h, w) -> (A (3, h, w), b (h, w))."""
+    """pipeline.upsample.guided_coefficients: guide (..., 3, h, w), source (..., h, w) -> (A (..., 3, h, w),
+    b (..., h, w)); a stack of photos is solved photo by photo."""
+    channel = guide.unbind(-3)
     mean_i = _box_mean(guide, radius)
     mean_p = _box_mean(source, radius)
-    cov_ip = _box_mean(guide * source, radius) - mean_i * mean_p
-    products = torch.stack([guide[i] * guide[j] for i in range(3) for j in range(i, 3)])
-    var = _box_mean(products, radius)
+    cov_ip = _box_mean(guide * source.unsqueeze(-3), radius) - mean_i * mean_p.unsqueeze(-3)
+    products = torch.stack([channel[i] * channel[j] for i in range(3) for j in range(i, 3)], dim=-3)
+    var = _box_mean(products, radius).unbind(-3)
+    mean = mean_i.unbind(-3)
     pairs = [(i, j) for i in range(3) for j in range(i, 3)]
-    v = {pair: var[k] - mean_i[pair[0]] * mean_i[pair[1]] + (eps if pair[0] == pair[1] else 0.0)
+    v = {pair: var[k] - mean[pair[0]] * mean[pair[1]] + (eps if pair[0] == pair[1] else 0.0)
          for k, pair in enumerate(pairs)}
     a, b, c, d, e, f = v[0, 0], v[0, 1], v[0, 2], v[1, 1], v[1, 2], v[2, 2]
     inv_aa, inv_ab, inv_ac = d * f - e * e, c * e - b * f, b * e - c * d
     inv_bb, inv_bc, inv_cc = a * f - c * c, b * c - a * e, a * d - b * b
     determinant = a * inv_aa + b * inv_ab + c * inv_ac
-    x, y, z = cov_ip[0], cov_ip[1], cov_ip[2]
+    x, y, z = cov_ip.unbind(-3)
     coeff_a = torch.stack([inv_aa * x + inv_ab * y + inv_ac * z, inv_ab * x + inv_bb * y + inv_bc * z,
-                           inv_ac * x + inv_bc * y + inv_cc * z]) / determinant
-    coeff_b = mean_p - (coeff_a * mean_i).sum(0)
+                           inv_ac * x + inv_bc * y + inv_cc * z], dim=-3) / determinant.unsqueeze(-3)
+    coeff_b = mean_p - (coeff_a * mean_i).sum(-3)
     return _box_mean(coeff_a, radius), _box_mean(coeff_b, radius)
 
 
 def guided_upsample(image: torch.Tensor, small_image: torch.Tensor, small_alpha: torch.Tensor,
                     radius: int = GUIDE_RADIUS, eps: float = GUIDE_EPS) -> torch.Tensor:
-    """pipeline.upsample.guided_upsample: (3, H, W) photo, its working-size copy and alpha -> (H, W) alpha."""
-    height, width = image.shape[1:]
+    """pipeline.upsample.guided_upsample: (3, H, W) photo, its working-size copy and alpha -> (H, W) alpha
+    (or stacks of them: (..., 3, H, W) photos -> (..., H, W))."""
+    height, width = image.shape[-2:]
     coeff_a, coeff_b = guided_coefficients(small_image, small_alpha, radius, eps)
     # As on the CPU: the photo's edges only matter near a change of alpha; elsewhere the plain upsample.
     varying = _pool_max(small_alpha, 1) + _pool_max(-small_alpha, 1) > 1e-3
     active = dilate_cross(varying, radius + 2)
     plain = resize(small_alpha, height, width).clamp(0, 1)
-    guided = (resize(coeff_a, height, width) * image).sum(0) + resize(coeff_b, height, width)
-    near = F.interpolate(active[None, None].float(), size=(height, width), mode="nearest")[0, 0] > 0
+    guided = (resize(coeff_a, height, width) * image).sum(-3) + resize(coeff_b, height, width)
+    near = F.interpolate(_planes(active).float(), size=(height, width), mode="nearest").reshape(plain.shape) > 0
     return torch.where(near, guided.clamp(0, 1), plain)
 
 
 def to_full_size(image: torch.Tensor, small_image: torch.Tensor, alpha: torch.Tensor, crisp: torch.Tensor,
                  doubt: torch.Tensor, full_resolution: bool) -> torch.Tensor:
-    """Pipeline._to_full_size on the device: guided outline, crisp edges and doubt steepened."""
-    height, width = image.shape[1:]
-    if alpha.shape == (height, width):
+    """Pipeline._to_full_size on the device: guided outline, crisp edges and doubt steepened. One photo
+    ((3, H, W) photo, (h, w) maps) or a stack of photos of one size ((n, 3, H, W), (n, h, w))."""
+    height, width = image.shape[-2:]
+    if tuple(alpha.shape[-2:]) == (height, width):
         if not full_resolution:
             return alpha.clone()
         full = torch.where(crisp, sharpen(alpha), alpha)
@@ -155,7 +167,7 @@ def foreground_at_full_size(image: torch.Tensor, small_image: torch.Tensor, smal
     """Pipeline._foreground's full-size step: the working-size correction, only where alpha is partial."""
     if small_foreground.shape == image.shape:
         return small_foreground
-    height, width = image.shape[1:]
+    height, width = image.shape[-2:]
     correction = resize(small_foreground - small_image, height, width)
-    partial = (full_alpha > 0.0) & (full_alpha < 1.0)
+    partial = ((full_alpha > 0.0) & (full_alpha < 1.0)).unsqueeze(-3)
     return torch.where(partial, (image + correction).clamp(0, 1), image)

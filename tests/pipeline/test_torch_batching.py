@@ -72,32 +72,50 @@ def torch_pipeline(real_pipeline):
     return Pipeline(device="torch-cpu")
 
 
+class TorchCalls:
+    """Counts the torch calls made inside it (attribute reads such as a shape call no kernel)."""
+
+    def __enter__(self):
+        from torch.overrides import TorchFunctionMode
+
+        counter = self
+
+        class Mode(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                if getattr(func, "__name__", "") != "__get__":
+                    counter.count += 1
+                return func(*args, **(kwargs or {}))
+
+        self.count = 0
+        self._mode = Mode()
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._mode.__exit__(*exc)
+
+
 def test_the_pipeline_thread_makes_the_same_torch_calls_for_2_or_8_photos_of_a_size(torch_pipeline):
-    """Under load every torch call gives the GIL away (docs/performance.md), so the segmentation and
-    person matte a batch runs on the pipeline thread take a few calls per photo size, not per photo."""
-    from torch.overrides import TorchFunctionMode
-
-    class Calls(TorchFunctionMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.count = 0
-
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            if getattr(func, "__name__", "") != "__get__":  # attribute reads (a shape) call no kernel
-                self.count += 1
-            return func(*args, **(kwargs or {}))
-
+    """Under load every torch call gives the GIL away (docs/performance.md), so segmentation, the
+    person matte and the refinement take a few calls per photo size, not per photo (matting, the
+    one stage left per photo, is off here)."""
     photo = load("GT04", 200)[0]
-    counts = []
-    for number in (2, 2, 8):  # the first also loads the models
-        images = [photo.copy() for _ in range(number)]
-        notes: list[list[str]] = [[] for _ in images]
-        with Calls() as calls:
-            segmented = torch_pipeline.segment(images, CutoutOptions(), notes,
-                                               torch_pipeline.segmenter("isnet").upload(images))
-        counts.append(calls.count)
-        assert len(segmented) == number
-    assert counts[1] == counts[2]
+    options = CutoutOptions(matting=False)
+    counts = {}
+    for stage in ("segment", "cut out"):
+        counts[stage] = []
+        for number in (2, 2, 8):  # the first also loads the models
+            images = [photo.copy() for _ in range(number)]
+            with TorchCalls() as calls:
+                if stage == "segment":
+                    done = torch_pipeline.segment(images, options, [[] for _ in images],
+                                                  torch_pipeline.segmenter("isnet").upload(images))
+                else:
+                    done = torch_pipeline.cutout_batch(images, options)
+            counts[stage].append(calls.count)
+            assert len(done) == number
+    assert counts["segment"][1] == counts["segment"][2]
+    assert counts["cut out"][1] == counts["cut out"][2]
 
 
 def test_a_batch_of_mixed_sizes_cuts_out_each_photo_as_alone(torch_pipeline):
