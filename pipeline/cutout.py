@@ -74,6 +74,14 @@ def default_refine_threads(device: str) -> int:
     return max(1, os.cpu_count() or 1) if device == "cuda" else 1
 
 
+def default_refine_stack() -> int:
+    """CUTOUT_REFINE_STACK=N: the torch path refines photos of one size N at a time as one stack
+    (pipeline/torch_path/chain.refine_stack_on_device), the stacks side by side in the refine pool.
+    1, the default, refines photo by photo: on an H100 a whole batch as one stack was slower under
+    load (docs/performance.md), smaller stacks are not measured on a GPU yet."""
+    return max(1, int(os.environ.get("CUTOUT_REFINE_STACK", "1")))
+
+
 def default_keep_aspect() -> bool:
     """CUTOUT_SEGMENT_SHAPE=square stretches every photo to the model's square, as it was trained."""
     return os.environ.get("CUTOUT_SEGMENT_SHAPE", "photo").lower() != "square"
@@ -135,7 +143,8 @@ class Pipeline:
     def __init__(self, model_dir: Path | str | None = None, cache_dir: Path | str | None = None,
                  threads: int | None = None, device: str | None = None, segment_side: int | None = None,
                  keep_aspect: bool | None = None, refine_threads: int | None = None,
-                 fine_views: bool | None = None, person_matte: bool | None = None) -> None:
+                 fine_views: bool | None = None, person_matte: bool | None = None,
+                 refine_stack: int | None = None) -> None:
         """segment_side: long side of the segmentation input, below the model's native side (None: native).
 
         keep_aspect: segment at the photo's aspect ratio rather than the stretched square (None: default).
@@ -143,6 +152,8 @@ class Pipeline:
         every core on the GPU path and one on the CPU path).
         fine_views: large photos also asked at the model's finer side (None: CUTOUT_FINE_VIEW, on).
         person_matte: the person matte's second opinion on hair (None: CUTOUT_PERSON_MATTE, on).
+        refine_stack: on the torch path, photos of one size refined together as a stack (None:
+            CUTOUT_REFINE_STACK, 1: photo by photo).
         """
         self.model_dir = model_dir
         self.cache_dir = cache_dir
@@ -156,6 +167,7 @@ class Pipeline:
         self._person_matter: PersonMatter | TorchPersonMatter | None = None
         self._lock = threading.Lock()
         self.refine_threads = default_refine_threads(self.device) if refine_threads is None else refine_threads
+        self.refine_stack = default_refine_stack() if refine_stack is None else max(1, refine_stack)
         self._pool: ThreadPoolExecutor | None = None
 
     @property
@@ -235,7 +247,7 @@ class Pipeline:
         segment_notes: list[list[str]] = [[] for _ in images]  # what the finer view and the person matte did
         if on_device:  # photos go to the device once; masks stay there for the refinement
             photos = self.segmenter(options.model).upload(images)
-            if hasattr(self.segmenter(options.model), "first_view_groups"):
+            if self.refine_stack > 1 and hasattr(self.segmenter(options.model), "first_view_groups"):
                 return self._cut_out_stacks(images, photos, options, segment_notes, report, started)
         segmented = self.segment(images, options, segment_notes, photos if on_device else None)
         assists: list[np.ndarray | None] = [None] * len(images)
@@ -262,10 +274,9 @@ class Pipeline:
     def _cut_out_stacks(self, images: list[np.ndarray], photos, options: CutoutOptions,
                         segment_notes: list[list[str]], report: Callable[[int, str], None],
                         started: float) -> list[CutoutResult]:
-        """cutout_batch on the torch device: segmentation and refinement both on stacks of the photos
-        of one size (pipeline/torch_path/chain.refine_stack_on_device), so the torch calls a batch
-        makes grow with its photo sizes, not its photos. Photos whose soft zones are matted are
-        matted side by side in the refine pool."""
+        """cutout_batch on the torch device with the refinement on stacks (refine_stack > 1): the photos
+        of one size are refined `refine_stack` at a time, every step on the whole stack
+        (pipeline/torch_path/chain.refine_stack_on_device), the stacks side by side in the refine pool."""
         import torch
 
         from pipeline.torch_path.chain import refine_stack_on_device
@@ -273,17 +284,35 @@ class Pipeline:
         with torch.inference_mode():
             groups, persons, small_images, took = self._segment_stacks(images, options, segment_notes, photos)
         seconds = (time.perf_counter() - started - took) / len(images)
-        results: list = [None] * len(images)
+        stacks = []  # (the group, its rows) per stack
         for group in groups:
-            for index in group.indices:
+            rows = list(range(len(group.indices)))
+            stacks += [(group, rows[start:start + self.refine_stack]) for start in range(0, len(rows), self.refine_stack)]
+
+        def refine(stack, matting_pool=None) -> list[CutoutResult]:
+            group, rows = stack
+            indices = [group.indices[row] for row in rows]
+            for index in indices:
                 report(index, "refining")
-            heard = [persons[index] is not None for index in group.indices]
-            person_stack = next((persons[index].stack for index in group.indices if persons[index] is not None), None)
-            first_small = small_images[group.indices[0]]
-            refined = refine_stack_on_device(self, [images[index] for index in group.indices], group.photos,
-                                             group.masks, options, first_small.stack if first_small else None,
-                                             person_stack, heard, self._refine_pool())
-            for index, result in zip(group.indices, refined):
+            part = slice(rows[0], rows[-1] + 1)
+            heard = [persons[index] is not None for index in indices]
+            person_stack = next((persons[index].stack for index in indices if persons[index] is not None), None)
+            first_small = small_images[indices[0]]
+            return refine_stack_on_device(
+                self, [images[index] for index in indices], group.photos[part], group.masks[part], options,
+                first_small.stack[part] if first_small else None,
+                None if person_stack is None else person_stack[part], heard, matting_pool)
+
+        # Stacks side by side in the refine pool; a lone stack mattes its photos side by side there instead.
+        pool = self._refine_pool()
+        if pool is not None and len(stacks) > 1:
+            refined = list(pool.map(refine, stacks))
+        else:
+            refined = [refine(stack, pool) for stack in stacks]
+        results: list = [None] * len(images)
+        for (group, rows), stack_results in zip(stacks, refined):
+            for row, result in zip(rows, stack_results):
+                index = group.indices[row]
                 timings = {"segment": seconds}
                 if took:
                     timings["person_matte"] = took / len(images)

@@ -72,6 +72,14 @@ def torch_pipeline(real_pipeline):
     return Pipeline(device="torch-cpu")
 
 
+@pytest.fixture(scope="module")
+def stacked_pipeline(torch_pipeline):
+    """Refines photos of one size 4 at a time as stacks (the models shared with torch_pipeline's)."""
+    pipeline = Pipeline(device="torch-cpu", refine_stack=4, refine_threads=2)
+    pipeline._segmenters, pipeline._person_matter = torch_pipeline._segmenters, torch_pipeline.person_matter()
+    return pipeline
+
+
 class TorchCalls:
     """Counts the torch calls made inside it (attribute reads such as a shape call no kernel)."""
 
@@ -95,34 +103,41 @@ class TorchCalls:
         self._mode.__exit__(*exc)
 
 
-def test_the_pipeline_thread_makes_the_same_torch_calls_for_2_or_8_photos_of_a_size(torch_pipeline):
+def test_a_stack_of_2_or_4_photos_of_a_size_is_cut_out_with_the_same_torch_calls(stacked_pipeline):
     """Under load every torch call gives the GIL away (docs/performance.md), so segmentation, the
-    person matte and the refinement take a few calls per photo size, not per photo (matting, the
-    one stage left per photo, is off here)."""
-    photo = load("GT04", 200)[0]
-    options = CutoutOptions(matting=False)
-    counts = {}
-    for stage in ("segment", "cut out"):
-        counts[stage] = []
-        for number in (2, 2, 8):  # the first also loads the models
-            images = [photo.copy() for _ in range(number)]
-            with TorchCalls() as calls:
-                if stage == "segment":
-                    done = torch_pipeline.segment(images, options, [[] for _ in images],
-                                                  torch_pipeline.segmenter("isnet").upload(images))
-                else:
-                    done = torch_pipeline.cutout_batch(images, options)
-            counts[stage].append(calls.count)
-            assert len(done) == number
-    assert counts["segment"][1] == counts["segment"][2]
-    assert counts["cut out"][1] == counts["cut out"][2]
+    person matte and a stack's refinement take a few calls per photo size, not per photo (matting,
+    the one stage left per photo, is off here)."""
+    photo = load("GT04", 160)[0]
+    counts = []
+    for number in (2, 2, 4):  # the first also loads the models
+        images = [photo.copy() for _ in range(number)]
+        with TorchCalls() as calls:
+            done = stacked_pipeline.cutout_batch(images, CutoutOptions(matting=False))
+        counts.append(calls.count)
+        assert len(done) == number and done[-1].subject_found
+    assert counts[1] == counts[2]
 
 
 def test_a_batch_of_mixed_sizes_cuts_out_each_photo_as_alone(torch_pipeline):
-    big, small = load("GT04", 240)[0], load("GT01", 200)[0]
-    batch = [big, small, big[:, ::-1].copy(), small[:150]]
-    together = torch_pipeline.cutout_batch(batch)
-    for photo, cut in zip(batch, together):
+    big, small = load("GT04", 160)[0], load("GT01", 120)[0]
+    batch = [big, small, big[:, ::-1].copy(), small[:90]]
+    for photo, cut in zip(batch, torch_pipeline.cutout_batch(batch)):
         alone = torch_pipeline.cutout(photo)
         assert cut.alpha.shape == photo.shape[:2] and cut.notes == alone.notes
         assert np.abs(cut.alpha - alone.alpha).mean() < 1e-4
+
+
+def test_stacks_refine_exactly_as_photo_by_photo(torch_pipeline, stacked_pipeline):
+    """The stacked refinement is the per-photo chain on stacks: the same numbers, not near ones
+    (a person matte listened to for one photo of a stack and not its mirror; matting; two sizes;
+    five photos of a size: a stack of 4 and one of 1, refined side by side)."""
+    troll = load("GT04", 320)[0]  # at this size the person matte hears its mirror, not it
+    photos = [troll, troll[:, ::-1].copy(), load("GT01", 120)[0], troll.copy(), troll.copy(), troll[:, ::-1].copy()]
+    one_by_one = torch_pipeline.cutout_batch(photos)
+    stacked = stacked_pipeline.cutout_batch(photos)
+    assert any("person matte" in " ".join(cut.notes) for cut in stacked)
+    assert any("matted" in " ".join(cut.notes) for cut in stacked)
+    for mine, theirs in zip(stacked, one_by_one):
+        assert mine.notes == theirs.notes
+        assert np.array_equal(mine.alpha, theirs.alpha) and np.array_equal(mine.foreground, theirs.foreground)
+        assert np.array_equal(mine.mask, theirs.mask)
