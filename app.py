@@ -163,7 +163,8 @@ def start_background(app: Flask, settings: Settings, pipeline: Pipeline, convers
         # With Celery workers the models live there; this process loads them on its first API call.
         if settings.warm_up and not settings.queue_url:
             try:
-                pipeline.warm_up(conversation.options, max_batch=settings.batch_size)
+                # The graphs for every batch size the pipeline thread may run (on a GPU) are made now.
+                pipeline.warm_up(conversation.options, max_batch=app.extensions["cutout"]["worker"].max_batch)
             except Exception:
                 log.exception("model warm-up failed; the first job will try again")
         conversation.caption_font()

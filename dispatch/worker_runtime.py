@@ -50,7 +50,7 @@ class WorkerRuntime:
         self.leases = LeaseKeeper(self.jobs, settings.lease_s)
 
     def warm_up(self) -> None:
-        self.pipeline.warm_up(self.conversation.options, max_batch=self.settings.batch_size)
+        self.pipeline.warm_up(self.conversation.options)
         self.conversation.caption_font()
 
     def run(self, job_id: str) -> str:

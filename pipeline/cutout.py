@@ -405,7 +405,8 @@ class Pipeline:
             return [None] * count, [None] * count, 0.0
         import torch
 
-        from pipeline.torch_path.person_matte import subject_agreements_stacked
+        from pipeline.torch_path.chain import working_stacks
+        from pipeline.torch_path.person_matte import subject_agreements
         from pipeline.torch_path.segment import Row
 
         started = time.perf_counter()
@@ -418,7 +419,7 @@ class Pipeline:
             stacked = views[places[0]][0] if len(places) == 1 else torch.cat([views[place][0] for place in places])
             for place, matte in zip(places, matter.matte(stacked).split([len(groups[p].indices) for p in places])):
                 mattes[place] = matte
-        agreements = subject_agreements_stacked([small_masks for _, small_masks in views], mattes)
+        agreements = subject_agreements([small_masks for _, small_masks in views], mattes)
         persons: list = [None] * count
         small_images: list = [None] * count
         for group, (small, _), matte, group_agreements in zip(groups, views, mattes, agreements):
@@ -632,26 +633,6 @@ class Pipeline:
 
 _default_pipeline: Pipeline | None = None
 _default_lock = threading.Lock()
-
-
-def working_stacks(pipeline: Pipeline, group) -> tuple:
-    """A torch size group's photos and first-view masks at its working grid, as (n, 3, h, w) and
-    (n, h, w) device stacks: chain.working_views for every photo of the group at once."""
-    import torch.nn.functional as F
-
-    height, width = group.photos.shape[2:]
-    mask_size = tuple(group.masks.shape[1:])
-    work = pipeline.working_size((height, width), mask_size)
-    if work == (height, width):
-        small_images = group.photos
-    elif work == group.network_size:  # ISNet's input before normalising: the same resize
-        small_images = group.resized.clamp(0, 1)
-    else:
-        small_images = F.interpolate(group.photos.float(), size=work, mode="bilinear", align_corners=False,
-                                     antialias=True).clamp(0, 1)
-    small_masks = group.masks if mask_size == work else F.interpolate(
-        group.masks[:, None], size=work, mode="bilinear", align_corners=False, antialias=True)[:, 0].clamp(0, 1)
-    return small_images, small_masks
 
 
 def at_size(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:

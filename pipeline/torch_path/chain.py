@@ -22,6 +22,7 @@ from pipeline.trimap import split_trimap
 
 if TYPE_CHECKING:
     from pipeline.cutout import CutoutOptions, CutoutResult, Pipeline
+    from pipeline.torch_path.segment import SizeGroup
 
 
 def _on(device: str, array: np.ndarray) -> torch.Tensor:
@@ -41,6 +42,22 @@ def working_views(device: str, image: np.ndarray, mask, photo: torch.Tensor | No
     if tuple(small_mask.shape) != (work_h, work_w):
         small_mask = on_device.resize(small_mask, work_h, work_w, antialias=True).clamp(0, 1)
     return photo, small_image, small_mask
+
+
+def working_stacks(pipeline: Pipeline, group: SizeGroup) -> tuple[torch.Tensor, torch.Tensor]:
+    """A torch size group's photos and first-view masks at its working grid, as (n, 3, h, w) and
+    (n, h, w) device stacks: working_views for every photo of the group at once."""
+    height, width = group.photos.shape[2:]
+    mask_size = tuple(group.masks.shape[1:])
+    work = pipeline.working_size((height, width), mask_size)
+    if work == (height, width):
+        small_images = group.photos
+    elif work == group.network_size:  # ISNet's input before normalising: the same resize
+        small_images = group.resized.clamp(0, 1)
+    else:
+        small_images = on_device.resize(group.photos, *work, antialias=True).clamp(0, 1)
+    small_masks = group.masks if mask_size == work else on_device.resize(group.masks, *work, antialias=True).clamp(0, 1)
+    return small_images, small_masks
 
 
 def refine_on_device(pipeline: Pipeline, image: np.ndarray, mask, options: CutoutOptions,

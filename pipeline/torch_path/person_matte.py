@@ -63,21 +63,9 @@ class TorchPersonMatter:
                 self.matte(torch.zeros((size, 3, *shape), device=self.device))
 
 
-def subject_agreements(masks: list[torch.Tensor], mattes: list[torch.Tensor]) -> list[float]:
-    """pipeline.segment.subject_agreement for each pair, read back from the device at once."""
-    if not masks:
-        return []
-    counts = []
-    for mask, matte in zip(masks, mattes):
-        first, second = mask > 0.5, matte > 0.5
-        counts.append(torch.stack([(first & second).sum(), (first | second).sum()]))
-    both, union = torch.stack(counts).double().cpu().unbind(1)
-    return [float(b / u) if u else 1.0 for b, u in zip(both.tolist(), union.tolist())]
-
-
-def subject_agreements_stacked(masks: list[torch.Tensor], mattes: list[torch.Tensor]) -> list[list[float]]:
-    """subject_agreements for stacks: masks[g] and mattes[g] are (n, h, w); -> each stack's n
-    agreements, with one read back from the device for all of them."""
+def subject_agreements(masks: list[torch.Tensor], mattes: list[torch.Tensor]) -> list[list[float]]:
+    """pipeline.segment.subject_agreement for stacks: masks[g] and mattes[g] are (n, h, w); -> each
+    stack's n agreements, with one read back from the device for all of them."""
     if not masks:
         return []
     counts = []

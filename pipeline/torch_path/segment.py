@@ -237,18 +237,11 @@ class TorchSegmenter:
         return [masks[index] for index in range(len(photos))]
 
     @torch.inference_mode()
-    def first_views(self, images: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[bool]]:
-        """-> (each photo's first-view mask, whether the finer side may be asked too), as the CPU
-        Segmenter.first_view: photos of one network shape share a forward pass."""
-        groups, may_look_finer = self.first_view_groups(DevicePhotos.of(images))
-        masks = Rows(groups, "masks")
-        return [masks[index] for index in range(len(may_look_finer))], may_look_finer
-
-    @torch.inference_mode()
     def first_view_groups(self, photos: DevicePhotos) -> tuple[list[SizeGroup], list[bool]]:
-        """first_views on stacks: -> (the photos' size groups with their first-view masks, whether
-        each photo may be asked at the finer side too). A few torch calls per photo size and one
-        forward pass per network shape, whatever the number of photos."""
+        """Each photo's first view, as the CPU Segmenter.first_view, on stacks: -> (the photos' size
+        groups with their first-view masks, whether each photo may be asked at the finer side too).
+        A few torch calls per photo size and one forward pass per network shape, whatever the number
+        of photos."""
         groups = []
         for indices, stack in photos.groups:
             size = self.network_size(*stack.shape[2:])

@@ -152,6 +152,6 @@ def test_the_torch_person_matte_is_onnxruntime_s_and_batches_by_shape(person_mod
     assert float((pair[0] - torch.from_numpy(reference)).abs().max()) < 1e-3
     alone = ours.matte(photo.flip(-1)[None])[0]  # a batch answers each photo as it would alone
     assert float((pair[1] - alone).abs().max()) < 1e-4 and float((pair[1] - pair[0]).abs().max()) > 0.1
-    agreements = subject_agreements([pair[0], torch.zeros(2, 2), torch.zeros(2, 2)],
-                                    [pair[0], torch.zeros(2, 2), torch.ones(2, 2)])
-    assert agreements == [1.0, 1.0, 0.0]  # identical; neither has a subject; disjoint
+    agreements = subject_agreements([pair[:1], torch.zeros(2, 2, 2)],  # two stacks: one photo, then two
+                                    [pair[:1], torch.stack([torch.zeros(2, 2), torch.ones(2, 2)])])
+    assert agreements == [[1.0], [1.0, 0.0]]  # identical; neither has a subject; disjoint
