@@ -336,14 +336,12 @@ class Pipeline:
         if hasattr(segmenter, "first_view_groups"):  # the torch segmenter: one forward pass per network shape
             import torch
 
-            from pipeline.torch_path.segment import Row, resolved, to_host
+            from pipeline.torch_path.segment import Rows, resolved, to_host
 
             with torch.inference_mode():
                 groups, persons, small_images, took = self._segment_stacks(images, options, notes, photos)
-                masks = [None] * len(images)
-                for group in groups:
-                    for row, index in enumerate(group.indices):
-                        masks[index] = Row(group.masks, row)
+                rows = Rows(groups, "masks")
+                masks = [rows.row(index) for index in range(len(images))]
                 if photos is None:  # refined on the host: masks and person mattes come back
                     masks = to_host([resolved(mask) for mask in masks])
                     persons = [None if p is None else resolved(p).cpu().numpy() for p in persons]
@@ -407,15 +405,12 @@ class Pipeline:
 
         from pipeline.torch_path.chain import working_stacks
         from pipeline.torch_path.person_matte import subject_agreements
-        from pipeline.torch_path.segment import Row
+        from pipeline.torch_path.segment import Row, indices_by
 
         started = time.perf_counter()
         views = [working_stacks(self, group) for group in groups]  # (photos, masks) at each group's working grid
-        by_shape: dict[tuple[int, ...], list[int]] = {}
-        for place, (small_images, _) in enumerate(views):
-            by_shape.setdefault(tuple(small_images.shape[1:]), []).append(place)
         mattes: list = [None] * len(groups)
-        for places in by_shape.values():
+        for places in indices_by(tuple(small_images.shape[1:]) for small_images, _ in views).values():
             stacked = views[places[0]][0] if len(places) == 1 else torch.cat([views[place][0] for place in places])
             for place, matte in zip(places, matter.matte(stacked).split([len(groups[p].indices) for p in places])):
                 mattes[place] = matte

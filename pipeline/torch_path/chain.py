@@ -29,95 +29,52 @@ def _on(device: str, array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).to(device)
 
 
-def working_views(device: str, image: np.ndarray, mask, photo: torch.Tensor | None, work_h: int, work_w: int,
-                  small_image: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(photo (3, h, w), photo at the working grid, mask at the working grid) on the device.
-    small_image: the photo at the working grid, where made already (Pipeline.segment's person matte)."""
-    if photo is None:
-        photo = _on(device, image).permute(2, 0, 1)
-    if small_image is None or tuple(small_image.shape[1:]) != (work_h, work_w):
-        small_image = photo if tuple(photo.shape[1:]) == (work_h, work_w) else \
-            on_device.resize(photo, work_h, work_w, antialias=True).clamp(0, 1)
-    small_mask = (mask if isinstance(mask, torch.Tensor) else _on(device, mask)).to(device)
-    if tuple(small_mask.shape) != (work_h, work_w):
-        small_mask = on_device.resize(small_mask, work_h, work_w, antialias=True).clamp(0, 1)
-    return photo, small_image, small_mask
+def at_working_grid(photos: torch.Tensor, masks: torch.Tensor, work: tuple[int, int],
+                    small_images: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, 3, h, w) photos and (n, H, W) masks at the working grid `work`, as (n, 3, *work) and
+    (n, *work); small_images: the photos there already, where made (Pipeline.segment's person matte)."""
+    if small_images is None or tuple(small_images.shape[-2:]) != work:
+        small_images = photos if tuple(photos.shape[-2:]) == work else \
+            on_device.resize(photos, *work, antialias=True).clamp(0, 1)
+    small_masks = masks if tuple(masks.shape[-2:]) == work else \
+        on_device.resize(masks, *work, antialias=True).clamp(0, 1)
+    return small_images, small_masks
 
 
 def working_stacks(pipeline: Pipeline, group: SizeGroup) -> tuple[torch.Tensor, torch.Tensor]:
-    """A torch size group's photos and first-view masks at its working grid, as (n, 3, h, w) and
-    (n, h, w) device stacks: working_views for every photo of the group at once."""
-    height, width = group.photos.shape[2:]
-    mask_size = tuple(group.masks.shape[1:])
-    work = pipeline.working_size((height, width), mask_size)
-    if work == (height, width):
-        small_images = group.photos
-    elif work == group.network_size:  # ISNet's input before normalising: the same resize
-        small_images = group.resized.clamp(0, 1)
-    else:
-        small_images = on_device.resize(group.photos, *work, antialias=True).clamp(0, 1)
-    small_masks = group.masks if mask_size == work else on_device.resize(group.masks, *work, antialias=True).clamp(0, 1)
-    return small_images, small_masks
+    """A torch size group's photos and first-view masks at its working grid (at_working_grid); where
+    that grid is the network's, the photos resized for ISNet are those photos already."""
+    work = pipeline.working_size(group.photos.shape[2:], tuple(group.masks.shape[1:]))
+    resized = group.resized.clamp(0, 1) if work == group.network_size != tuple(group.photos.shape[2:]) else None
+    return at_working_grid(group.photos, group.masks, work, resized)
 
 
 def refine_on_device(pipeline: Pipeline, image: np.ndarray, mask, options: CutoutOptions,
                      timings: dict[str, float], photo: torch.Tensor | None = None,
                      person: np.ndarray | torch.Tensor | None = None,
                      small_image: torch.Tensor | None = None) -> CutoutResult:
-    """One photo's cutout from its model mask. mask: (H, W) array or device tensor at the network's
-    grid; photo: `image` already on the device as (3, h, w), if the caller has it; person: the person
-    matte at the working grid; small_image: the photo at the working grid on the device, where
-    made already (both from Pipeline.segment)."""
-    from pipeline.cutout import MIN_SOFT_ZONE_SHARE, CutoutResult
-
+    """One photo's cutout from its model mask: refine_stack_on_device on a stack of one. mask: (H, W)
+    array or device tensor at the network's grid; photo: `image` already on the device as (3, h, w), if
+    the caller has it; person: the person matte at the working grid; small_image: the photo at the
+    working grid on the device, where made already (both from Pipeline.segment). `timings` gets the
+    stages' seconds and is the result's."""
     from pipeline.torch_path.segment import resolved
 
-    notes: list[str] = []
     device = pipeline.torch_device
     # Rows of the batch's device stacks (Pipeline.segment) become views here, in the refine thread.
     mask, person, small_image = resolved(mask), resolved(person), resolved(small_image)
-    height, width = image.shape[:2]
-    work_h, work_w = pipeline.working_size(image.shape, tuple(mask.shape))
-    at_full_size = (work_h, work_w) == (height, width)
     with torch.inference_mode():
-        photo, small_image, small_mask = working_views(device, image, mask, photo, work_h, work_w, small_image)
-        alpha = small_mask
+        if photo is None:
+            photo = _on(device, image).permute(2, 0, 1)
+        mask = (mask if isinstance(mask, torch.Tensor) else _on(device, mask)).to(device)
         if person is not None:
             person = person.to(device) if isinstance(person, torch.Tensor) else _on(device, person)
-            alpha = blend_person_matte(alpha, person)
-        transition, matter = on_device.split_soft_regions(alpha)
-        matted = torch.zeros_like(matter)
-        matter_share, has_transition = torch.stack([matter.float().mean(), transition.any().float()]).tolist()
-        if options.matting and matter_share >= MIN_SOFT_ZONE_SHARE:
-            started = time.perf_counter()
-            host_alpha, host_matted = pipeline._matte_soft_zones(
-                small_image.permute(1, 2, 0).cpu().numpy(), alpha.cpu().numpy(), matter.cpu().numpy(), options, notes)
-            alpha, matted = _on(device, host_alpha), _on(device, host_matted)
-            timings["matte"] = time.perf_counter() - started
-
-        started = time.perf_counter()
-        crisp = on_device.dilate_cross(transition, 1) & ~matter & ~matted
-        doubt = matter & ~matted if has_transition else torch.zeros_like(matted)
-        if options.full_resolution:
-            alpha = on_device.settle_confident_interiors(alpha)
-        full_alpha = on_device.to_full_size(photo, small_image, alpha, crisp, doubt, options.full_resolution)
-        if photo.is_cuda:
-            torch.cuda.synchronize()  # the stage's time is the GPU's, not the launches'
-        timings["outline"] = time.perf_counter() - started
-        if options.full_resolution:
-            notes.append(f"outline refined at {width}x{height} from the {work_w}x{work_h} working grid"
-                         if not at_full_size else "outline steepened where the mask steps crisply")
-
-        foreground = image
-        if options.foreground:
-            started = time.perf_counter()
-            small_foreground = estimate_foreground_torch(small_image, alpha)
-            foreground = on_device.foreground_at_full_size(photo, small_image, small_foreground, full_alpha)
-            foreground = foreground.permute(1, 2, 0).contiguous().cpu().numpy()
-            timings["foreground"] = time.perf_counter() - started
-        raw = small_mask if at_full_size else on_device.resize(small_mask, height, width).clamp(0, 1)
-        full_alpha, raw = torch.stack([full_alpha.float(), raw.float()]).cpu().numpy()  # one transfer
-    return CutoutResult(image, raw, full_alpha, foreground, timings, notes)
+    result = refine_stack_on_device(pipeline, [image], photo[None], mask[None], options,
+                                    None if small_image is None else small_image[None],
+                                    None if person is None else person[None], [person is not None])[0]
+    timings.update(result.timings)
+    result.timings = timings
+    return result
 
 
 # Photo pixels refined in one pass of refine_stack_on_device: its full-size intermediates for 8 photos
@@ -129,7 +86,8 @@ def refine_stack_on_device(pipeline: Pipeline, images: list[np.ndarray], photos:
                            options: CutoutOptions, small_images: torch.Tensor | None = None,
                            persons: torch.Tensor | None = None, heard: list[bool] | None = None,
                            pool=None) -> list[CutoutResult]:
-    """refine_on_device for a stack of photos of one size, every step on the whole stack: under load
+    """The refinement (Pipeline._refine's steps) for a stack of photos of one size, every step on the
+    whole stack: under load
     each torch call gives the GIL away (docs/performance.md), and one photo's refinement is ~900 of
     them. images: the (h, w, 3) photos; photos: the same on the device, (n, 3, h, w); masks: (n, H, W)
     model masks; small_images: the photos at the working grid, where made already; persons: (n, h', w')
@@ -159,11 +117,7 @@ def _refine_stack(pipeline: Pipeline, images: list[np.ndarray], photos: torch.Te
     work_h, work_w = pipeline.working_size(images[0].shape, tuple(masks.shape[1:]))
     at_full_size = (work_h, work_w) == (height, width)
     with torch.inference_mode():
-        if small_images is None or tuple(small_images.shape[-2:]) != (work_h, work_w):
-            small_images = photos if tuple(photos.shape[-2:]) == (work_h, work_w) else \
-                on_device.resize(photos, work_h, work_w, antialias=True).clamp(0, 1)
-        small_masks = masks if tuple(masks.shape[-2:]) == (work_h, work_w) else \
-            on_device.resize(masks, work_h, work_w, antialias=True).clamp(0, 1)
+        small_images, small_masks = at_working_grid(photos, masks, (work_h, work_w), small_images)
         alpha = small_masks
         if persons is not None and any(heard):
             listened = torch.tensor(heard, device=alpha.device)[:, None, None]

@@ -73,6 +73,13 @@ class GraphedForward:
             return torch.cat([self._replay(batch[start:start + self.max_batch])
                               for start in range(0, batch.shape[0], self.max_batch)])
 
+    def batch_sizes(self, largest: int) -> list[int]:
+        """The batch sizes warming up to `largest` should run: each captured size up to it, or one
+        batch of 1 where graphs are off (cuDNN's search per shape is all there is to warm)."""
+        if not self.enabled:
+            return [1]
+        return sorted({padded_size(count, self.max_batch) for count in range(1, max(1, largest) + 1)})
+
     @property
     def captured_shapes(self) -> list[tuple]:
         return list(self._captured)

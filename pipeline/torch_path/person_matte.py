@@ -12,12 +12,11 @@ from pathlib import Path
 import torch
 
 from pipeline.person_matte import COARSE_SIDE
-from pipeline.torch_path.graphs import GraphedForward, MemoryPool, graphs_enabled, padded_size
+from pipeline.torch_path.graphs import GraphedForward, MemoryPool, graphs_enabled
 from pipeline.torch_path.onnx_graph import OnnxGraphModule
 
 # Photos per forward pass: RVM's refiner works at the photo's full working grid (16 channels each).
 MAX_BATCH = 16
-BATCH_SIZES = (1, 2, 4, 8, 16)  # the padded sizes graphs are captured at (graphs.padded_size)
 
 
 class TorchPersonMatter:
@@ -27,10 +26,9 @@ class TorchPersonMatter:
     def __init__(self, model_path: Path, device: str, cuda_graphs: bool | None = None) -> None:
         self.device = torch.device(device)
         self.module = OnnxGraphModule(model_path, output_name="pha").to(self.device).eval()
-        use_graphs = self.device.type == "cuda" and (graphs_enabled() if cuda_graphs is None else cuda_graphs)
+        self._use_graphs = self.device.type == "cuda" and (graphs_enabled() if cuda_graphs is None else cuda_graphs)
         self._passes: dict[tuple[int, int], GraphedForward] = {}  # one per working-grid shape (its ratio)
         self._pool = MemoryPool()  # the shapes' graphs run one at a time (the lock): one pool for all
-        self._use_graphs = use_graphs
         self._lock = threading.Lock()  # one module, whichever thread asks
 
     def _pass_for(self, height: int, width: int) -> GraphedForward:
@@ -43,8 +41,7 @@ class TorchPersonMatter:
             def forward(photos: torch.Tensor) -> torch.Tensor:
                 return self.module(photos, r1i=empty, r2i=empty, r3i=empty, r4i=empty, downsample_ratio=ratio)
 
-            self._passes[key] = GraphedForward(forward, self._use_graphs, MAX_BATCH, kept=len(BATCH_SIZES),
-                                               pool=self._pool)
+            self._passes[key] = GraphedForward(forward, self._use_graphs, MAX_BATCH, pool=self._pool)
         return self._passes[key]
 
     def matte(self, photos: torch.Tensor) -> torch.Tensor:
@@ -57,9 +54,8 @@ class TorchPersonMatter:
         """Run each working-grid shape once at each batch size a graph is captured for (up to
         `max_batch`), so cuDNN's kernel search and the captures happen at start-up, not in the first
         request of that shape (on an H100 the first 1 MP photos of a run took 3.8-3.9 s)."""
-        sizes = sorted({padded_size(count, MAX_BATCH) for count in range(1, max(1, max_batch) + 1)})
         for shape in shapes:
-            for size in sizes if self._use_graphs else [1]:
+            for size in self._pass_for(*shape).batch_sizes(max_batch):
                 self.matte(torch.zeros((size, 3, *shape), device=self.device))
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from models.free_input_size import GraphNotResizable, graph_with_free_input_size
 from models.specs import ModelSpec
 from pipeline.segment import EMPTY_MASK_SHARE, VIEW_AGREEMENT, mix_views, photo_shaped_size, view_note, wants_fine_view
-from pipeline.torch_path.graphs import GraphedForward, graphs_enabled, padded_size
+from pipeline.torch_path.graphs import GraphedForward, graphs_enabled
 from pipeline.torch_path.onnx_graph import OnnxGraphModule
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,14 @@ log = logging.getLogger(__name__)
 GRAPH_MAX_BATCH = 64
 # Large photos (asked at the finer side too) come a few at a time: warm-up captures those shapes up to this batch.
 FINE_WARM_BATCH = 8
+
+
+def indices_by(keys) -> dict:
+    """{key: the places it is at in `keys`}, in the order keys first appear: the batch's photos by size."""
+    places: dict = {}
+    for index, key in enumerate(keys):
+        places.setdefault(key, []).append(index)
+    return places
 
 
 def to_host(tensors: list[torch.Tensor]) -> list[np.ndarray]:
@@ -61,17 +69,13 @@ class DevicePhotos(Sequence):
         """Stacked from separate (3, h, w) tensors (a copy per size)."""
         if isinstance(photos, DevicePhotos):
             return photos
-        by_size: dict[tuple[int, ...], list[int]] = {}
-        for index, photo in enumerate(photos):
-            by_size.setdefault(tuple(photo.shape), []).append(index)
+        by_size = indices_by(tuple(photo.shape) for photo in photos)
         return cls([(indices, torch.stack([photos[index] for index in indices])) for indices in by_size.values()])
 
     def __len__(self) -> int:
         return len(self._where)
 
     def __getitem__(self, index):  # type: ignore[override]
-        if isinstance(index, slice):
-            return [self[i] for i in range(len(self))[index]]
         if index not in self._where:
             raise IndexError(index)
         stack, row = self._where[index]
@@ -206,8 +210,7 @@ class TorchSegmenter:
             plan += [(shape, min(max_batch, FINE_WARM_BATCH)) for shape in self.phone_shapes(self.fine_side)]
         with torch.inference_mode():
             for shape, largest in plan:
-                sizes = sorted({padded_size(count, self.network.max_batch) for count in range(1, max(1, largest) + 1)})
-                for size in sizes if self.network.enabled else [1]:
+                for size in self.network.batch_sizes(largest):
                     self._forward(torch.zeros(size, 3, *shape, device=self.device, dtype=self.dtype))
 
     def phone_shapes(self, side: int) -> tuple[tuple[int, int], ...]:
@@ -247,10 +250,8 @@ class TorchSegmenter:
             size = self.network_size(*stack.shape[2:])
             resized = F.interpolate(stack.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
             groups.append(SizeGroup(indices, stack, size, resized, masks=None))  # type: ignore[arg-type]
-        by_network: dict[tuple[int, int], list[SizeGroup]] = {}
-        for group in groups:
-            by_network.setdefault(group.network_size, []).append(group)
-        for size, members in by_network.items():
+        for places in indices_by(group.network_size for group in groups).values():
+            members = [groups[place] for place in places]
             resized = members[0].resized if len(members) == 1 else torch.cat([group.resized for group in members])
             output = self._forward(self._normalised(resized))[:, 0]
             for group, masks in zip(members, output.split([len(group.indices) for group in members])):
@@ -278,8 +279,7 @@ class TorchSegmenter:
     def _masks_at(self, images: list[torch.Tensor], sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
         """Each photo's (H, W) mask at its size in `sizes`, one forward pass per distinct size."""
         masks: list[torch.Tensor | None] = [None] * len(images)
-        for size in dict.fromkeys(sizes):
-            members = [index for index, other in enumerate(sizes) if other == size]
+        for size, members in indices_by(sizes).items():
             output = self._forward(self._network_input([images[index] for index in members], size))
             for row, index in enumerate(members):
                 masks[index] = output[row, 0]
@@ -311,11 +311,8 @@ class TorchSegmenter:
     def upload(self, images: list[np.ndarray]) -> DevicePhotos:
         """(h, w, 3) float arrays -> the photos on the device, stacked by size as (n, 3, h, w) float32:
         on CUDA one pinned staging buffer and one copy per size, not a copy (and a wait) per photo."""
-        by_size: dict[tuple[int, ...], list[int]] = {}
-        for index, image in enumerate(images):
-            by_size.setdefault(tuple(image.shape), []).append(index)
         groups = []
-        for shape, indices in by_size.items():
+        for shape, indices in indices_by(tuple(image.shape) for image in images).items():
             if self.device.type == "cuda":
                 staging = torch.empty((len(indices), *shape), dtype=torch.float32, pin_memory=True)
                 np.stack([images[index] for index in indices], out=staging.numpy())
