@@ -78,6 +78,12 @@ def steepen_doubt(alpha: np.ndarray, sharpness: float = SHARPNESS) -> np.ndarray
 
 # Confident pixels this many working-grid pixels away from any doubt are settled to exactly 0 or 1.
 SETTLED_DEPTH = 2
+# Subject pixels (>= 0.5) this many working-grid pixels inside the outline are settled to exactly 1
+# (the shipped cutouts of the three development sets, offline: alphamatting.com SAD 37.63 -> 35.02,
+# SOD dev MAE .1075 -> .1053, DIS5K dev .0208 -> .0201, no photo >10 % worse; 16 px gains less).
+# The background side is left alone: its faint values are strands and hair tips far from the
+# cut (alphamatting.com worse) and other objects' ghosts (SOD dev max F .880 -> .852).
+SOLID_DEPTH = 8
 
 
 def keep_model_side(matted: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -93,16 +99,21 @@ def keep_model_side(matted: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(subject, np.maximum(matted, SIDE_FLOOR), np.minimum(matted, SIDE_CEILING)).astype(np.float32)
 
 
-def settle_confident_interiors(alpha: np.ndarray, depth: int = SETTLED_DEPTH) -> np.ndarray:
+def settle_confident_interiors(alpha: np.ndarray, depth: int = SETTLED_DEPTH,
+                               solid_depth: int = SOLID_DEPTH) -> np.ndarray:
     """Exactly 1 inside the subject and 0 in the background, away from the outline.
 
     The model says 0.97 or 0.99 deep inside a bottle; shipped as is, the product would be 3 %
     see-through (PNG alpha 247). Pixels next to the outline keep their values: that is where
-    the ranking of values carries information (max F).
+    the ranking of values carries information (max F). The subject is also solid wherever it is
+    more than `solid_depth` pixels inside its outline (the 0.5 cut), however unsure the model was
+    there (a doll's dress at 0.88): partial cover belongs to outlines and strands, which are
+    within that reach of the background.
     """
     settled = alpha.astype(np.float32, copy=True)
     inside = ndimage.distance_transform_cdt(alpha >= CONFIDENT_HIGH, metric="chessboard") > depth
     outside = ndimage.distance_transform_cdt(alpha <= CONFIDENT_LOW, metric="chessboard") > depth
-    settled[inside] = 1.0
+    solid = ndimage.distance_transform_cdt(alpha >= 0.5, metric="chessboard") > solid_depth
+    settled[inside | solid] = 1.0
     settled[outside] = 0.0
     return settled

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pipeline.edges import CONFIDENT_HIGH, CONFIDENT_LOW, SETTLED_DEPTH, SHARPNESS, TRANSITION_WIDTH
+from pipeline.edges import CONFIDENT_HIGH, CONFIDENT_LOW, SETTLED_DEPTH, SHARPNESS, SOLID_DEPTH, TRANSITION_WIDTH
 from pipeline.upsample import GUIDE_EPS, GUIDE_RADIUS
 
 
@@ -62,14 +62,17 @@ def split_soft_regions(mask: torch.Tensor, width: int = TRANSITION_WIDTH) -> tup
     return transition, soft & ~transition
 
 
-def settle_confident_interiors(alpha: torch.Tensor, depth: int = SETTLED_DEPTH) -> torch.Tensor:
-    """pipeline.edges.settle_confident_interiors: exactly 0 / 1 more than `depth` pixels from any doubt.
+def settle_confident_interiors(alpha: torch.Tensor, depth: int = SETTLED_DEPTH,
+                               solid_depth: int = SOLID_DEPTH) -> torch.Tensor:
+    """pipeline.edges.settle_confident_interiors: exactly 0 / 1 more than `depth` pixels from any
+    doubt, and 1 more than `solid_depth` pixels inside the subject's outline (the 0.5 cut).
     alpha: (H, W) or a stack (..., H, W), each map settled alone."""
     settled = alpha.clone()
-    for confident, value in ((alpha >= CONFIDENT_HIGH, 1.0), (alpha <= CONFIDENT_LOW, 0.0)):
+    for confident, value, reach in ((alpha >= CONFIDENT_HIGH, 1.0, depth), (alpha <= CONFIDENT_LOW, 0.0, depth),
+                                    (alpha >= 0.5, 1.0, solid_depth)):
         # A map confident all over has no pixel to measure from: scipy's transform answers -1, nothing settles.
         measurable = (~confident).flatten(-2).any(-1)[..., None, None]
-        deep = ~within_chessboard(~confident, depth) & measurable
+        deep = ~within_chessboard(~confident, reach) & measurable
         settled = torch.where(deep, value, settled)
     return settled
 

@@ -209,6 +209,24 @@ def test_trimap_counts_the_deep_interior_of_a_fairly_confident_mask_as_foregroun
     assert trimap[5, 5] == 0.0
 
 
+def test_a_subject_the_model_was_unsure_of_is_solid_inside_and_keeps_its_outline():
+    from pipeline.edges import SOLID_DEPTH, settle_confident_interiors
+
+    # A doll's dress the model drew at 0.88 all over, one soft stripe (a strand gap) inside it.
+    mask = np.zeros((80, 80), np.float32)
+    mask[10:70, 10:70] = 0.88
+    mask[10:70, 40] = 0.3
+    settled = settle_confident_interiors(mask)
+    rows, cols = np.indices(mask.shape)
+    to_cut = np.minimum.reduce([rows - 10, 69 - rows, cols - 10, 69 - cols, np.abs(cols - 40) - 1])
+    deep = (mask >= 0.5) & (to_cut >= SOLID_DEPTH)
+    assert deep.any() and (settled[deep] == 1.0).all()  # not 12 % see-through
+    near = (mask >= 0.5) & (to_cut < SOLID_DEPTH)
+    assert np.array_equal(settled[near], mask[near])  # the outline keeps the model's values (max F)
+    assert (settled[:, 40][10:70] == 0.3).all()  # the gap stays a gap
+    assert (settled[mask == 0] == 0).all()
+
+
 def test_matting_given_the_ground_truth_trimap_is_close_to_truth(troll):
     image, truth, trimap = troll
     alpha = estimate_alpha(image, trimap)
