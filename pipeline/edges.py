@@ -79,8 +79,8 @@ def steepen_doubt(alpha: np.ndarray, sharpness: float = SHARPNESS) -> np.ndarray
 # Confident pixels this many working-grid pixels away from any doubt are settled to exactly 0 or 1.
 SETTLED_DEPTH = 2
 # Subject pixels (>= 0.5) this many working-grid pixels inside the outline are settled to exactly 1
-# (the shipped cutouts of the three development sets, offline: alphamatting.com SAD 37.63 -> 35.02,
-# SOD dev MAE .1075 -> .1053, DIS5K dev .0208 -> .0201, no photo >10 % worse; 16 px gains less).
+# (the gate: alphamatting.com SAD 37.63 -> 35.13, SOD dev MAE .1075 -> .1055, DIS5K dev .0208 ->
+# .0202, no photo >10 % worse than before; max F ties a little; 16 px gains less; docs/quality.md).
 # The background side is left alone: its faint values are strands and hair tips far from the
 # cut (alphamatting.com worse) and other objects' ghosts (SOD dev max F .880 -> .852).
 SOLID_DEPTH = 8
