@@ -1,6 +1,7 @@
 """Quality and speed of the pipeline on the evaluation sets in ../shared/data.
 
     python -m evaluation.benchmark [--data ../shared/data] [--sets alphamatting,sod,dis5k] [--limit N]
+        [--rows this.json] [--against earlier.json]
 
 One quality gate over every development set: the raw model mask (what ISNet drew in one view at its native side, bilinearly
 resized to the photo) beside the shipped alpha, per set, with the count of images the shipped
@@ -12,6 +13,8 @@ set's Trimap1 and Trimap2. Optional: --square (the raw mask at the model's train
 --baseline (rembg-style: mask > 240 fg, < 10 bg, 10 px erosion, closed-form).
 sod (196) and dis5k (36, 1-24 MP, binary truth): MAE, max F, IoU at 0.5, boundary MAE (within
 10 px of the true edge).
+With --against (an earlier run's --rows file), each set also gets the count of images this run
+made >10 % worse or better than that run's shipped alpha: a change is judged photo by photo.
 """
 from __future__ import annotations
 
@@ -204,6 +207,29 @@ def harm_report(rows: dict[str, list[dict]], raw_label: str = "raw model mask", 
             + f"\nshipped alpha: median {seconds:.2f} s/image; peak RSS of this process so far {peak_rss_gb():.2f} GB")
 
 
+def change_report(rows: dict[str, list[dict]], previous: dict[str, list[dict]], key: str) -> str:
+    """The shipped alpha against an earlier run's (its --rows file, the same set): the images made
+    >10 % worse or better on `key`, those whose IoU fell by more than 0.05, and the largest change
+    of any score (0 when the two runs agree photo for photo)."""
+    label = "ours (automatic)"
+    before = {e["image"]: e for e in previous.get(label, []) if "failed" not in e}
+    now = [e for e in rows.get(label, []) if "failed" not in e and e["image"] in before]
+    if not now:
+        return "\nagainst the earlier run: no image in common"
+    worse = [f"{e['image']} ({before[e['image']][key]:.4g} -> {e[key]:.4g})" for e in now
+             if e[key] > 1.1 * before[e["image"]][key] and e[key] - before[e["image"]][key] > 1e-4]
+    better = [e["image"] for e in now
+              if e[key] < 0.9 * before[e["image"]][key] and before[e["image"]][key] - e[key] > 1e-4]
+    dented = [e["image"] for e in now if "IoU" in e and e["IoU"] < before[e["image"]].get("IoU", 0.0) - 0.05]
+    largest = max(abs(e[name] - before[e["image"]][name]) for e in now for name in e
+                  if name not in ("image", "s", "notes", "megapixels") and isinstance(e[name], (int, float))
+                  and isinstance(before[e["image"]].get(name), (int, float)))
+    return (f"\nagainst the earlier run ({len(now)} images in common): >10% worse ({key}) {len(worse)}"
+            + (": " + ", ".join(worse) if worse else "") + f"; >10% better {len(better)}"
+            + f"; IoU down > 0.05: {len(dented)}" + (": " + ", ".join(dented) if dented else "")
+            + f"; largest change of any score {largest:.4g}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation.benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -215,12 +241,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--assist", default=None, help="score with this assist model fused in (e.g. u2netp)")
     parser.add_argument("--rows", type=Path, default=None,
                         help="write every image's scores here as JSON (to compare two runs image by image)")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="an earlier run's --rows file: also count the images this run's shipped alpha "
+                             "made >10 %% worse or better than that run's")
     parser.add_argument("--no-trimaps", action="store_true",
                         help="skip the matting stage given the set's trimaps (~20 s an image, unchanged by the chain)")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"benchmark: evaluation data not found at {args.data} (expected ../shared/data)", file=sys.stderr)
         return 2
+    earlier = json.loads(args.against.read_text()) if args.against else {}
     options = CutoutOptions(assist_model=args.assist)
     pipeline = Pipeline()
     pipeline.warm_up(options)
@@ -239,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         for raw_label in ("raw model mask", SQUARE_LABEL):
             if raw_label in rows:
                 print(harm_report(rows, raw_label, "SAD"))
+        if "alphamatting" in earlier:
+            print(change_report(rows, earlier["alphamatting"], "SAD"))
         hair = {e["image"]: e["hair"] for e in rows["ours (automatic)"]}
         if "GT04" in hair:
             print(f"GT04 hair: mean alpha {hair['GT04']:+.3f} from the truth's in its partial region")
@@ -248,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             every_row[name] = rows
             print(summarise(title, rows, ["MAE", "maxF", "IoU", "bMAE"]))
             print(harm_report(rows, "raw model mask", "MAE"))
+            if name in earlier:
+                print(change_report(rows, earlier[name], "MAE"))
     if args.rows:
         args.rows.write_text(json.dumps(every_row, indent=1))
     return 0

@@ -40,3 +40,20 @@ def test_one_gate_scores_raw_and_shipped_on_the_object_sets(real_pipeline, capsy
     sod, dis = output.split("## DIS5K dev (full resolution)")
     assert table_row(sod, "raw model mask")[3:9] == table_row(sod, benchmark.TWO_VIEWS_LABEL)[3:9]
     assert table_row(dis, "raw model mask")[3:9] != table_row(dis, benchmark.TWO_VIEWS_LABEL)[3:9]
+
+
+def test_a_run_is_compared_photo_for_photo_with_an_earlier_runs_rows():
+    from evaluation.benchmark import change_report
+
+    def rows(*scores):
+        return {"ours (automatic)": [{"image": name, "MAE": mae, "IoU": iou, "s": 1.0} for name, mae, iou in scores]}
+
+    earlier = rows(("a", 0.10, 0.80), ("b", 0.10, 0.80), ("c", 0.10, 0.80), ("gone", 0.5, 0.5))
+    now = rows(("a", 0.12, 0.80), ("b", 0.05, 0.70), ("c", 0.10, 0.80), ("new", 0.9, 0.1))
+    report = change_report(now, earlier, "MAE")
+    assert "(3 images in common)" in report
+    assert ">10% worse (MAE) 1: a (0.1 -> 0.12)" in report and ">10% better 1" in report
+    assert "IoU down > 0.05: 1: b" in report and "largest change of any score 0.1" in report
+    assert "largest change of any score 0;" not in report
+    assert "largest change of any score 0" in change_report(earlier, earlier, "MAE").split(";")[-1]
+    assert "no image in common" in change_report(now, rows(("x", 0.1, 0.9)), "MAE")
