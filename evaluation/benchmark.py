@@ -191,19 +191,33 @@ def summarise(title: str, rows: dict[str, list[dict]], keys: list[str]) -> str:
     return "\n".join(lines)
 
 
+def compared(now: list[dict], reference: dict[str, dict], key: str) -> dict[str, list[str]]:
+    """Each image of `now` against its reference scores (the raw mask's, or an earlier run's shipped
+    alpha): "worse" / "better" by more than 10 % on `key` (and 1e-4), "harmed" / "dented" where IoU
+    fell by more than 0.1 / 0.05. Worse images are named with both scores."""
+    pairs = [(e, reference[e["image"]]) for e in now if e["image"] in reference]
+    return {
+        "worse": [f"{e['image']} ({r[key]:.4g} -> {e[key]:.4g})" for e, r in pairs
+                  if e[key] > 1.1 * r[key] and e[key] - r[key] > 1e-4],
+        "better": [e["image"] for e, r in pairs if e[key] < 0.9 * r[key] and r[key] - e[key] > 1e-4],
+        "harmed": [f"{e['image']} (IoU {r['IoU']:.2f} -> {e['IoU']:.2f})" for e, r in pairs
+                   if "IoU" in e and e["IoU"] < r.get("IoU", 0.0) - 0.1],
+        "dented": [e["image"] for e, r in pairs if "IoU" in e and e["IoU"] < r.get("IoU", 0.0) - 0.05],
+    }
+
+
+def _listed(names: list[str]) -> str:
+    return f"{len(names)}" + (": " + ", ".join(names) if names else "")
+
+
 def harm_report(rows: dict[str, list[dict]], raw_label: str = "raw model mask", key: str = "SAD") -> str:
     """Images the shipped alpha made >10 % worse than a raw mask (on `key`), and badly harmed (IoU -0.1)."""
-    raw = {e["image"]: e for e in rows[raw_label]}
     ours = [e for e in rows["ours (automatic)"] if "failed" not in e]
-    worse = [f"{e['image']} ({raw[e['image']][key]:.4g} -> {e[key]:.4g})" for e in ours
-             if e[key] > 1.1 * raw[e["image"]][key] and e[key] - raw[e["image"]][key] > 1e-4]
-    harmed = [f"{e['image']} (IoU {raw[e['image']]['IoU']:.2f} -> {e['IoU']:.2f})" for e in ours
-              if "IoU" in e and e["IoU"] < raw[e["image"]]["IoU"] - 0.1]
-    dented = [e["image"] for e in ours if "IoU" in e and e["IoU"] < raw[e["image"]]["IoU"] - 0.05]
+    found = compared(ours, {e["image"]: e for e in rows[raw_label]}, key)
     seconds = statistics.median(e["s"] for e in ours) if ours else 0.0
-    return (f"\nimages >10% worse than the {raw_label} ({key}): {len(worse)}" + (": " + ", ".join(worse) if worse else "")
-            + f"\nimages badly harmed (IoU down > 0.1): {len(harmed)}" + (": " + ", ".join(harmed) if harmed else "")
-            + f"\nimages with IoU down > 0.05: {len(dented)}" + (": " + ", ".join(dented) if dented else "")
+    return (f"\nimages >10% worse than the {raw_label} ({key}): {_listed(found['worse'])}"
+            + f"\nimages badly harmed (IoU down > 0.1): {_listed(found['harmed'])}"
+            + f"\nimages with IoU down > 0.05: {_listed(found['dented'])}"
             + f"\nshipped alpha: median {seconds:.2f} s/image; peak RSS of this process so far {peak_rss_gb():.2f} GB")
 
 
@@ -216,17 +230,12 @@ def change_report(rows: dict[str, list[dict]], previous: dict[str, list[dict]], 
     now = [e for e in rows.get(label, []) if "failed" not in e and e["image"] in before]
     if not now:
         return "\nagainst the earlier run: no image in common"
-    worse = [f"{e['image']} ({before[e['image']][key]:.4g} -> {e[key]:.4g})" for e in now
-             if e[key] > 1.1 * before[e["image"]][key] and e[key] - before[e["image"]][key] > 1e-4]
-    better = [e["image"] for e in now
-              if e[key] < 0.9 * before[e["image"]][key] and before[e["image"]][key] - e[key] > 1e-4]
-    dented = [e["image"] for e in now if "IoU" in e and e["IoU"] < before[e["image"]].get("IoU", 0.0) - 0.05]
+    found = compared(now, before, key)
     largest = max(abs(e[name] - before[e["image"]][name]) for e in now for name in e
                   if name not in ("image", "s", "notes", "megapixels") and isinstance(e[name], (int, float))
                   and isinstance(before[e["image"]].get(name), (int, float)))
-    return (f"\nagainst the earlier run ({len(now)} images in common): >10% worse ({key}) {len(worse)}"
-            + (": " + ", ".join(worse) if worse else "") + f"; >10% better {len(better)}"
-            + f"; IoU down > 0.05: {len(dented)}" + (": " + ", ".join(dented) if dented else "")
+    return (f"\nagainst the earlier run ({len(now)} images in common): >10% worse ({key}) {_listed(found['worse'])}"
+            + f"; >10% better {len(found['better'])}; IoU down > 0.05: {_listed(found['dented'])}"
             + f"; largest change of any score {largest:.4g}")
 
 
