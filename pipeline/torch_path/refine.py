@@ -34,6 +34,17 @@ def within_chessboard(region: torch.Tensor, distance: int) -> torch.Tensor:
     return _pool_max(region.float(), distance) > 0
 
 
+def within_disk(region: torch.Tensor, radius: int) -> torch.Tensor:
+    """(..., H, W) bool: pixels at Euclidean distance <= radius from a pixel of `region` (a
+    convolution with the disk: scipy's distance_transform_edt thresholded)."""
+    if radius <= 0:
+        return region.clone()
+    offsets = torch.arange(-radius, radius + 1, device=region.device, dtype=torch.float32)
+    disk = ((offsets[:, None] ** 2 + offsets[None, :] ** 2) <= radius * radius).float()[None, None]
+    reached = F.conv2d(_planes(region).float(), disk, padding=radius)
+    return (reached > 0.5).reshape(region.shape)
+
+
 def dilate_cross(region: torch.Tensor, iterations: int) -> torch.Tensor:
     """scipy.ndimage.binary_dilation with its default (cross) structure, `iterations` times. (..., H, W)."""
     grown = region.clone()
@@ -65,14 +76,16 @@ def split_soft_regions(mask: torch.Tensor, width: int = TRANSITION_WIDTH) -> tup
 def settle_confident_interiors(alpha: torch.Tensor, depth: int = SETTLED_DEPTH,
                                solid_depth: int = SOLID_DEPTH) -> torch.Tensor:
     """pipeline.edges.settle_confident_interiors: exactly 0 / 1 more than `depth` pixels from any
-    doubt, and 1 more than `solid_depth` pixels inside the subject's outline (the 0.5 cut).
+    doubt, and 1 more than `solid_depth` pixels (Euclidean: a disk's convolution) inside the subject's
+    outline (the 0.5 cut).
     alpha: (H, W) or a stack (..., H, W), each map settled alone."""
     settled = alpha.clone()
-    for confident, value, reach in ((alpha >= CONFIDENT_HIGH, 1.0, depth), (alpha <= CONFIDENT_LOW, 0.0, depth),
-                                    (alpha >= 0.5, 1.0, solid_depth)):
+    for confident, value, reach, within in ((alpha >= CONFIDENT_HIGH, 1.0, depth, within_chessboard),
+                                            (alpha <= CONFIDENT_LOW, 0.0, depth, within_chessboard),
+                                            (alpha >= 0.5, 1.0, solid_depth, within_disk)):
         # A map confident all over has no pixel to measure from: scipy's transform answers -1, nothing settles.
         measurable = (~confident).flatten(-2).any(-1)[..., None, None]
-        deep = ~within_chessboard(~confident, reach) & measurable
+        deep = ~within(~confident, reach) & measurable
         settled = torch.where(deep, value, settled)
     return settled
 

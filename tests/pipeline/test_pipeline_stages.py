@@ -227,6 +227,20 @@ def test_a_subject_the_model_was_unsure_of_is_solid_inside_and_keeps_its_outline
     assert (settled[mask == 0] == 0).all()
 
 
+def test_the_solid_reach_around_a_speck_is_round_not_a_square():
+    from pipeline.edges import SOLID_DEPTH, settle_confident_interiors
+
+    # A sweater drawn at 0.8 with one speck of its texture below the cut.
+    mask = np.zeros((60, 60), np.float32)
+    mask[5:55, 5:55] = 0.8
+    mask[30, 30] = 0.4
+    settled = settle_confident_interiors(mask)
+    assert settled[30, 30 + SOLID_DEPTH] == 0.8  # within the reach straight along a row: kept
+    # Diagonally 7 px each way is 9.9 px away: solid (a chessboard reach left a grey square there).
+    assert settled[37, 37] == 1.0 and settled[23, 23] == 1.0
+    assert settled[30, 30] == np.float32(0.4)
+
+
 def test_matting_given_the_ground_truth_trimap_is_close_to_truth(troll):
     image, truth, trimap = troll
     alpha = estimate_alpha(image, trimap)
