@@ -116,7 +116,7 @@ def settle_confident_interiors(alpha: np.ndarray, depth: int = SETTLED_DEPTH,
     inside = ndimage.distance_transform_cdt(alpha >= CONFIDENT_HIGH, metric="chessboard") > depth
     outside = ndimage.distance_transform_cdt(alpha <= CONFIDENT_LOW, metric="chessboard") > depth
     subject = alpha >= 0.5
-    # With no pixel below the cut there is nothing to measure from (cdt's -1 above): nothing more settles.
+    # No pixel below the cut: nothing to measure from, so nothing more settles (as cdt's -1 does above).
     solid = ndimage.distance_transform_edt(subject) > solid_depth if not subject.all() else np.zeros_like(subject)
     settled[inside | solid] = 1.0
     settled[outside] = 0.0

@@ -5,8 +5,9 @@ pipeline.upsample (the colour guided upsample) and Pipeline._foreground (the wor
 correction applied at full size), on (H, W) / (3, H, W) tensors. On a GPU host these steps in
 NumPy took ~0.5 s of one core per 1 MP photo and held the pipeline thread, while the GPU
 segmented a batch of 64 in 0.1 s. Distance transforms become poolings: a pixel within chessboard
-distance k of a region is one max-pool of width 2k + 1 away from it, and the taxicab ball is k
-cross-shaped steps, which is all the thresholds here ask of them.
+distance k of a region is one max-pool of width 2k + 1 away from it, the taxicab ball is k
+cross-shaped steps and the Euclidean disk one convolution, which is all the thresholds here ask of
+them.
 """
 from __future__ import annotations
 

@@ -150,7 +150,8 @@ def test_device_soft_regions_and_settling_match_the_numpy_steps(seed):
     unsure = np.where(mask > 0.5, 0.8, mask * 0.5).astype(np.float32)  # a subject drawn grey inside
     settled = on_device.settle_confident_interiors(torch.from_numpy(unsure)).numpy()
     assert np.array_equal(settled, edges.settle_confident_interiors(unsure)) and (settled == 1.0).any()
-    speckled = np.where(np.random.default_rng(seed).random(mask.shape) < 0.003, 0.4, 0.8).astype(np.float32)  # a doubtful, textured subject
+    # A doubtful, textured subject: specks below the cut, whose reach is a disk on both paths.
+    speckled = np.where(np.random.default_rng(seed).random(mask.shape) < 0.003, 0.4, 0.8).astype(np.float32)
     settled = on_device.settle_confident_interiors(torch.from_numpy(speckled)).numpy()
     assert np.array_equal(settled, edges.settle_confident_interiors(speckled)) and (settled == 1.0).any()
     whole = np.full((20, 20), 0.97, np.float32)  # nothing to measure from: nothing settles, as scipy's -1
