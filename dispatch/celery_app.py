@@ -90,8 +90,12 @@ def sweep() -> int:
 
 @app.task(name="cutout.expire_results")
 def expire_results() -> int:
+    from storage.retention import purge_expired_jobs
+
     blobs = runtime().blobs
-    return blobs.sweep("results", settings.result_ttl_s) + blobs.sweep("inputs", settings.result_ttl_s)
+    removed = blobs.sweep("results", settings.result_ttl_s) + blobs.sweep("inputs", settings.result_ttl_s)
+    purge_expired_jobs(runtime().jobs, settings)
+    return removed
 
 
 def enqueue(job_id: str) -> None:

@@ -111,6 +111,8 @@ class JobStore(Protocol):
     def renew(self, job_id: str, owner: str, lease_s: float, now: float | None = None) -> bool: ...
     def release(self, job_id: str, owner: str) -> None: ...
     def abandoned(self, requeue_after_s: float, now: float | None = None) -> list[str]: ...
+    # retention
+    def purge_ended(self, older_than_s: float, now: float | None = None) -> int: ...
 
 
 class SqliteJobStore:
@@ -210,6 +212,24 @@ class SqliteJobStore:
     def counts_by_status(self) -> dict[str, int]:
         rows = self._connect().execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
         return {row[0]: int(row[1]) for row in rows}
+
+    def purge_ended(self, older_than_s: float, now: float | None = None) -> int:
+        """Delete finished and failed jobs created (and ended) more than `older_than_s` ago, their
+        leases, and the events seen before then; -> the number of jobs deleted. Unfinished jobs stay."""
+        cutoff = (now or time.time()) - older_than_s
+        ended = ("status IN (?, ?) AND created_at < ? AND COALESCE(ended_at, 0) < ?",
+                 (JobStatus.FINISHED.value, JobStatus.FAILED.value, cutoff, cutoff))
+        db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(f"DELETE FROM job_leases WHERE job_id IN (SELECT id FROM jobs WHERE {ended[0]})", ended[1])
+            deleted = db.execute(f"DELETE FROM jobs WHERE {ended[0]}", ended[1]).rowcount
+            db.execute("DELETE FROM seen_events WHERE seen_at < ?", (cutoff,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return int(deleted)
 
     # --- events seen (dedupe for events that create no job, e.g. a text command) ----------
     def first_sighting(self, dedupe_key: str) -> bool:

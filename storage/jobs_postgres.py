@@ -127,6 +127,19 @@ class PostgresJobStore:
         rows = self._execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
         return {row[0]: int(row[1]) for row in rows}
 
+    def purge_ended(self, older_than_s: float, now: float | None = None) -> int:
+        """storage.jobs.SqliteJobStore.purge_ended: finished and failed jobs older than `older_than_s`,
+        their leases and the events seen before then are deleted; -> the number of jobs deleted."""
+        cutoff = (now or time.time()) - older_than_s
+        ended = "status IN (%s, %s) AND created_at < %s AND COALESCE(ended_at, 0) < %s"
+        params = (JobStatus.FINISHED.value, JobStatus.FAILED.value, cutoff, cutoff)
+        connection = self._connect()
+        with connection.transaction():
+            connection.execute(f"DELETE FROM job_leases WHERE job_id IN (SELECT id FROM jobs WHERE {ended})", params)
+            deleted = connection.execute(f"DELETE FROM jobs WHERE {ended}", params).rowcount
+            connection.execute("DELETE FROM seen_events WHERE seen_at < %s", (cutoff,))
+        return int(deleted)
+
     # --- events seen ----------------------------------------------------------------------
     def first_sighting(self, dedupe_key: str) -> bool:
         """Record an event id; True the first time, False on every redelivery."""

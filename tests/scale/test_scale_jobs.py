@@ -47,6 +47,49 @@ def test_jobs_dedupe_resume_and_survive_reopening(open_store):
     assert (failed.status, failed.error, failed.result) == (JobStatus.FAILED, "boom", {"input": "inputs/x"})
 
 
+def test_jobs_and_seen_events_outliving_their_results_are_purged_and_nothing_else(open_store):
+    jobs = open_store()
+    day, now = 86400.0, time.time()
+    ended = jobs.create("photo", "line", "U1", {}, dedupe_key="line:ended")
+    jobs.mark_enqueued(ended.id)  # a fleet's lease row
+    jobs.mark_finished(ended.id, {"cutout": "results/a.png"})
+    failed = jobs.create("photo", "line", "U1", {}, dedupe_key="line:failed")
+    jobs.mark_failed(failed.id, "damaged")
+    waiting = jobs.create("photo", "line", "U1", {}, dedupe_key="line:waiting")  # never finished
+    later = jobs.create("photo", "line", "U2", {}, dedupe_key="line:later", now=now + 9 * day)
+    jobs.mark_finished(later.id, {"cutout": "results/b.png"})
+    assert jobs.first_sighting("line:text-event")
+
+    assert jobs.purge_ended(8 * day) == 0 and jobs.get(ended.id) is not None  # nothing that old yet
+    assert not jobs.first_sighting("line:text-event")
+    assert jobs.purge_ended(8 * day, now=now + 10 * day) == 2  # ten days on
+
+    reopened = open_store()
+    assert reopened.get(ended.id) is None and reopened.get(failed.id) is None
+    assert reopened.get(waiting.id).status is JobStatus.QUEUED  # resume still owns it
+    assert reopened.get(later.id).status is JobStatus.FINISHED  # its results have not expired
+    leases = reopened.connection().execute("SELECT COUNT(*) FROM job_leases WHERE job_id = ?", (ended.id,))
+    assert leases.fetchone()[0] == 0
+    assert reopened.first_sighting("line:text-event")  # forgotten with them
+
+
+def test_the_hourly_sweep_purges_by_the_results_lifetime_plus_a_day(tmp_path):
+    from app import sweep
+    from settings import Settings
+    from storage.retention import RETENTION_GRACE_S
+
+    jobs = SqliteJobStore(tmp_path / "jobs.db")
+    settings = Settings(result_ttl_s=3600)
+    now = time.time()
+    kept = jobs.create("photo", "line", "U1", {}, now=now - 3600 - RETENTION_GRACE_S + 600)
+    gone = jobs.create("photo", "line", "U1", {}, now=now - 3600 - RETENTION_GRACE_S - 600)
+    for job in (kept, gone):
+        jobs.mark_finished(job.id, {})
+    jobs.connection().execute("UPDATE jobs SET ended_at = created_at")  # both ended when they were made
+    sweep(LocalBlobStore(tmp_path / "blobs"), jobs, settings)  # what the embedded server runs every hour
+    assert jobs.get(gone.id) is None and jobs.get(kept.id) is not None
+
+
 def test_a_redelivery_racing_on_many_threads_creates_one_job(open_store):
     jobs = open_store()
     created: list[str] = []
