@@ -17,11 +17,15 @@ import sqlite3
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
+
+# Rows deleted per transaction by purge_ended (a webhook's write waits at most one batch).
+PURGE_BATCH = 2000
 
 class JobStatus(str, Enum):
     QUEUED = "queued"
@@ -112,7 +116,7 @@ class JobStore(Protocol):
     def release(self, job_id: str, owner: str) -> None: ...
     def abandoned(self, requeue_after_s: float, now: float | None = None) -> list[str]: ...
     # retention
-    def purge_ended(self, older_than_s: float, now: float | None = None) -> int: ...
+    def purge_ended(self, older_than_s: float, now: float | None = None, batch: int = ...) -> int: ...
 
 
 class SqliteJobStore:
@@ -213,23 +217,42 @@ class SqliteJobStore:
         rows = self._connect().execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
         return {row[0]: int(row[1]) for row in rows}
 
-    def purge_ended(self, older_than_s: float, now: float | None = None) -> int:
+    def purge_ended(self, older_than_s: float, now: float | None = None, batch: int = PURGE_BATCH) -> int:
         """Delete finished and failed jobs created (and ended) more than `older_than_s` ago, their
-        leases, and the events seen before then; -> the number of jobs deleted. Unfinished jobs stay."""
+        leases, and the events seen before then; -> the number of jobs deleted. Unfinished jobs stay.
+        In transactions of `batch` rows: SQLite has one writer, and a webhook waits for it."""
         cutoff = (now or time.time()) - older_than_s
-        ended = ("status IN (?, ?) AND created_at < ? AND COALESCE(ended_at, 0) < ?",
-                 (JobStatus.FINISHED.value, JobStatus.FAILED.value, cutoff, cutoff))
+        ended = ("SELECT id FROM jobs WHERE status IN (?, ?) AND created_at < ? AND COALESCE(ended_at, 0) < ?"
+                 " LIMIT ?", (JobStatus.FINISHED.value, JobStatus.FAILED.value, cutoff, cutoff, batch))
+        deleted = 0
+        while True:
+            with self._write() as db:
+                ids = [row[0] for row in db.execute(*ended).fetchall()]
+                marks = ", ".join("?" * len(ids))
+                if ids:
+                    db.execute(f"DELETE FROM job_leases WHERE job_id IN ({marks})", ids)
+                    db.execute(f"DELETE FROM jobs WHERE id IN ({marks})", ids)
+            deleted += len(ids)
+            if len(ids) < batch:
+                break
+        while True:
+            with self._write() as db:
+                gone = db.execute("DELETE FROM seen_events WHERE rowid IN (SELECT rowid FROM seen_events"
+                                  " WHERE seen_at < ? LIMIT ?)", (cutoff, batch)).rowcount
+            if gone < batch:
+                return deleted
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on this thread's connection, rolled back on any error."""
         db = self._connect()
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute(f"DELETE FROM job_leases WHERE job_id IN (SELECT id FROM jobs WHERE {ended[0]})", ended[1])
-            deleted = db.execute(f"DELETE FROM jobs WHERE {ended[0]}", ended[1]).rowcount
-            db.execute("DELETE FROM seen_events WHERE seen_at < ?", (cutoff,))
+            yield db
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        return int(deleted)
 
     # --- events seen (dedupe for events that create no job, e.g. a text command) ----------
     def first_sighting(self, dedupe_key: str) -> bool:
@@ -299,9 +322,7 @@ class SqliteJobStore:
         return json.loads(row[0]) if row else {}
 
     def update_user_state(self, channel: str, user_id: str, **changes: Any) -> dict[str, Any]:
-        db = self._connect()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as db:
             row = db.execute(
                 "SELECT state FROM users WHERE channel = ? AND user_id = ?", (channel, user_id)
             ).fetchone()
@@ -313,10 +334,6 @@ class SqliteJobStore:
                 " updated_at = excluded.updated_at",
                 (channel, user_id, json.dumps(state), time.time()),
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return state
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from storage.jobs import DuplicateJob, Job, JobStatus
+from storage.jobs import PURGE_BATCH, DuplicateJob, Job, JobStatus
 from storage.migrate import migrate
 
 log = logging.getLogger(__name__)
@@ -127,18 +127,29 @@ class PostgresJobStore:
         rows = self._execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
         return {row[0]: int(row[1]) for row in rows}
 
-    def purge_ended(self, older_than_s: float, now: float | None = None) -> int:
+    def purge_ended(self, older_than_s: float, now: float | None = None, batch: int = PURGE_BATCH) -> int:
         """storage.jobs.SqliteJobStore.purge_ended: finished and failed jobs older than `older_than_s`,
-        their leases and the events seen before then are deleted; -> the number of jobs deleted."""
+        their leases and the events seen before then are deleted, `batch` rows a transaction;
+        -> the number of jobs deleted."""
         cutoff = (now or time.time()) - older_than_s
-        ended = "status IN (%s, %s) AND created_at < %s AND COALESCE(ended_at, 0) < %s"
-        params = (JobStatus.FINISHED.value, JobStatus.FAILED.value, cutoff, cutoff)
-        connection = self._connect()
-        with connection.transaction():
-            connection.execute(f"DELETE FROM job_leases WHERE job_id IN (SELECT id FROM jobs WHERE {ended})", params)
-            deleted = connection.execute(f"DELETE FROM jobs WHERE {ended}", params).rowcount
-            connection.execute("DELETE FROM seen_events WHERE seen_at < %s", (cutoff,))
-        return int(deleted)
+        ended = ("SELECT id FROM jobs WHERE status IN (%s, %s) AND created_at < %s AND COALESCE(ended_at, 0) < %s"
+                 " LIMIT %s")
+        params = (JobStatus.FINISHED.value, JobStatus.FAILED.value, cutoff, cutoff, batch)
+        connection, deleted = self._connect(), 0
+        while True:
+            with connection.transaction():
+                ids = [row[0] for row in connection.execute(ended + " FOR UPDATE SKIP LOCKED", params).fetchall()]
+                if ids:
+                    connection.execute("DELETE FROM job_leases WHERE job_id = ANY(%s)", (ids,))
+                    connection.execute("DELETE FROM jobs WHERE id = ANY(%s)", (ids,))
+            deleted += len(ids)
+            if len(ids) < batch:
+                break
+        while True:
+            gone = connection.execute("DELETE FROM seen_events WHERE dedupe_key IN (SELECT dedupe_key FROM seen_events"
+                                      " WHERE seen_at < %s LIMIT %s)", (cutoff, batch)).rowcount
+            if gone < batch:
+                return deleted
 
     # --- events seen ----------------------------------------------------------------------
     def first_sighting(self, dedupe_key: str) -> bool:

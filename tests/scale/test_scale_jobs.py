@@ -62,7 +62,7 @@ def test_jobs_and_seen_events_outliving_their_results_are_purged_and_nothing_els
 
     assert jobs.purge_ended(8 * day) == 0 and jobs.get(ended.id) is not None  # nothing that old yet
     assert not jobs.first_sighting("line:text-event")
-    assert jobs.purge_ended(8 * day, now=now + 10 * day) == 2  # ten days on
+    assert jobs.purge_ended(8 * day, now=now + 10 * day, batch=1) == 2  # ten days on, a row a transaction
 
     reopened = open_store()
     assert reopened.get(ended.id) is None and reopened.get(failed.id) is None
