@@ -32,9 +32,8 @@ from pipeline.stats import Metrics
 from pipeline.worker import PipelineWorker
 from settings import Settings
 from storage.files import BlobNotFound, BlobStore
-from storage.jobs import JobStore
 from storage.open import open_blob_store, open_job_store
-from storage.retention import purge_expired_jobs
+from storage.retention import expire
 from storage.urls import ExpiredToken, InvalidToken, UrlSigner, signing_secret
 
 log = logging.getLogger(__name__)
@@ -179,23 +178,13 @@ def start_background(app: Flask, settings: Settings, pipeline: Pipeline, convers
         stop = threading.Event()
         while not stop.wait(SWEEP_EVERY_S):
             try:
-                sweep(blobs, conversation.jobs, settings)
+                expire(blobs, conversation.jobs, settings)
             except Exception:  # noqa: BLE001 - the next hour tries again; the sweeper must not die
                 log.exception("sweep failed")
 
     threading.Thread(target=boot, name="boot", daemon=True).start()
     if not settings.queue_url:  # with Celery workers, beat runs the sweep once for the fleet
         threading.Thread(target=sweep_forever, name="sweeper", daemon=True).start()
-
-
-def sweep(blobs: BlobStore, jobs: JobStore, settings: Settings) -> int:
-    """Expired results' files, then the job rows and seen events that outlived them (see
-    storage.retention); -> the number of files removed."""
-    removed = blobs.sweep("results", settings.result_ttl_s) + blobs.sweep("inputs", settings.result_ttl_s)
-    if removed:
-        log.info("sweeper removed %d expired files", removed)
-    purge_expired_jobs(jobs, settings)
-    return removed
 
 
 def register_result_routes(app: Flask, blobs: BlobStore, signer: UrlSigner) -> None:

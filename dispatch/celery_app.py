@@ -90,12 +90,9 @@ def sweep() -> int:
 
 @app.task(name="cutout.expire_results")
 def expire_results() -> int:
-    from storage.retention import purge_expired_jobs
+    from storage.retention import expire
 
-    blobs = runtime().blobs
-    removed = blobs.sweep("results", settings.result_ttl_s) + blobs.sweep("inputs", settings.result_ttl_s)
-    purge_expired_jobs(runtime().jobs, settings)
-    return removed
+    return expire(runtime().blobs, runtime().jobs, settings)
 
 
 def enqueue(job_id: str) -> None:

@@ -108,9 +108,9 @@ def settle_confident_interiors(alpha: np.ndarray, depth: int = SETTLED_DEPTH,
     The model says 0.97 or 0.99 deep inside a bottle; shipped as is, the product would be 3 %
     see-through (PNG alpha 247). Pixels next to the outline keep their values: that is where
     the ranking of values carries information (max F). The subject is also solid wherever it is
-    more than `solid_depth` pixels (Euclidean) inside its outline (the 0.5 cut), however unsure the model was
-    there (a doll's dress at 0.88): partial cover belongs to outlines and strands, which are
-    within that reach of the background.
+    more than `solid_depth` pixels (Euclidean) inside its outline (the 0.5 cut), however unsure
+    the model was there (a doll's dress at 0.88): partial cover belongs to outlines and strands,
+    which are within that reach of the background.
     """
     settled = alpha.astype(np.float32, copy=True)
     inside = ndimage.distance_transform_cdt(alpha >= CONFIDENT_HIGH, metric="chessboard") > depth

@@ -27,6 +27,7 @@ from typing import Any, Iterator, Protocol
 # Rows deleted per transaction by purge_ended (a webhook's write waits at most one batch).
 PURGE_BATCH = 2000
 
+
 class JobStatus(str, Enum):
     QUEUED = "queued"
     STARTED = "started"

@@ -13,12 +13,23 @@ from __future__ import annotations
 import logging
 
 from settings import Settings
+from storage.files import BlobStore
 from storage.jobs import JobStore
 
 log = logging.getLogger(__name__)
 
 # Kept this long past the results' own expiry.
 RETENTION_GRACE_S = 24 * 3600
+
+
+def expire(blobs: BlobStore, jobs: JobStore, settings: Settings) -> int:
+    """The hourly sweep (the embedded server's sweeper thread, the fleet's `cutout.expire_results`):
+    expired results' files, then the job rows and seen events that outlived them; -> files removed."""
+    removed = blobs.sweep("results", settings.result_ttl_s) + blobs.sweep("inputs", settings.result_ttl_s)
+    if removed:
+        log.info("sweeper removed %d expired files", removed)
+    purge_expired_jobs(jobs, settings)
+    return removed
 
 
 def purge_expired_jobs(jobs: JobStore, settings: Settings) -> int:

@@ -74,9 +74,8 @@ def test_jobs_and_seen_events_outliving_their_results_are_purged_and_nothing_els
 
 
 def test_the_hourly_sweep_purges_by_the_results_lifetime_plus_a_day(tmp_path):
-    from app import sweep
     from settings import Settings
-    from storage.retention import RETENTION_GRACE_S
+    from storage.retention import RETENTION_GRACE_S, expire
 
     jobs = SqliteJobStore(tmp_path / "jobs.db")
     settings = Settings(result_ttl_s=3600)
@@ -86,7 +85,7 @@ def test_the_hourly_sweep_purges_by_the_results_lifetime_plus_a_day(tmp_path):
     for job in (kept, gone):
         jobs.mark_finished(job.id, {})
     jobs.connection().execute("UPDATE jobs SET ended_at = created_at")  # both ended when they were made
-    sweep(LocalBlobStore(tmp_path / "blobs"), jobs, settings)  # what the embedded server runs every hour
+    expire(LocalBlobStore(tmp_path / "blobs"), jobs, settings)  # what the embedded server runs every hour
     assert jobs.get(gone.id) is None and jobs.get(kept.id) is not None
 
 
