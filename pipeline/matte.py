@@ -25,6 +25,7 @@ from PIL import Image
 from pipeline.blur import box_mean
 from pipeline.outputs.compose import subject_box
 from pipeline.matte_knn import knn_alpha
+from pipeline.matting_system import unknown_system
 from pipeline.segment import resize_float
 from pipeline.trimap import split_trimap
 
@@ -138,7 +139,7 @@ def _solve_at_working_size(
 def _solve(
     image: np.ndarray, trimap: np.ndarray, prior: np.ndarray | None, prior_weight: float
 ) -> np.ndarray:
-    from pymatting import cf_laplacian, cg, ichol, jacobi
+    from pymatting import cg, ichol, jacobi
 
     is_fg, is_bg, is_unknown = split_trimap(trimap)
     alpha = np.where(is_fg, 1.0, 0.0).astype(np.float64)
@@ -147,17 +148,13 @@ def _solve(
     if prior is None:
         # Plain closed-form matting: the trimap alone constrains the solve.
         prior, prior_weight = np.full(trimap.shape, 0.5), 0.0
-    is_known = ~is_unknown
-    laplacian = cf_laplacian(image.astype(np.float64), epsilon=1e-7, radius=1, is_known=is_known)
+    laplacian_uu, pull = unknown_system(image, is_unknown, alpha, epsilon=1e-7)
     unknown_index = is_unknown.ravel()
-    known_index = is_known.ravel()
-    laplacian_uu = laplacian[unknown_index][:, unknown_index]
-    laplacian_uk = laplacian[unknown_index][:, known_index]
     prior_u = prior.ravel()[unknown_index].astype(np.float64)
     # Confident prior values (near 0 or 1) pull harder than doubtful ones (near 0.5).
     weight = prior_weight * (0.9 * (2.0 * prior_u - 1.0) ** 2 + 0.1)
     system = (laplacian_uu + scipy.sparse.diags(weight + 1e-9)).tocsr()
-    rhs = -laplacian_uk.dot(alpha.ravel()[known_index]) + weight * prior_u
+    rhs = pull + weight * prior_u
     if prior_weight > 0:
         # The prior's diagonal makes the system well conditioned: Jacobi-preconditioned CG from
         # the prior reaches 1e-4 (mean change < 1e-3 of alpha) in less time than factorising.

@@ -13,6 +13,7 @@ import scipy.sparse.linalg
 from scipy import ndimage
 
 from pipeline.matte import snap_values
+from pipeline.matting_system import unknown_system
 
 # The colour-line model's regulariser, as in pipeline.matte (sharp edges follow colour).
 EPSILON = 1e-7
@@ -52,8 +53,6 @@ def solve_reopened(image: np.ndarray, known: np.ndarray, unknown: np.ndarray, pr
 
 def _solve_piece(image: np.ndarray, alpha: np.ndarray, unknown: np.ndarray, prior: np.ndarray,
                  prior_weight: float) -> None:
-    from pymatting import cf_laplacian
-
     if not unknown.any():
         return
     rows = np.flatnonzero(unknown.any(axis=1))
@@ -63,17 +62,11 @@ def _solve_piece(image: np.ndarray, alpha: np.ndarray, unknown: np.ndarray, prio
     left, right = max(0, cols[0] - 2), min(alpha.shape[1], cols[-1] + 3)
     box = (slice(top, bottom), slice(left, right))
     is_unknown = unknown[box]
-    laplacian = cf_laplacian(image[box].astype(np.float64), epsilon=EPSILON, radius=1, is_known=~is_unknown)
-    unknown_index = is_unknown.ravel()
-    known_index = ~unknown_index
-    values = alpha[box].astype(np.float64).ravel()
-    prior_u = prior[box].ravel()[unknown_index].astype(np.float64)
+    laplacian_uu, pull = unknown_system(image[box], is_unknown, alpha[box], epsilon=EPSILON)
+    prior_u = prior[box][is_unknown].astype(np.float64)
     weight = prior_weight * (0.9 * (2.0 * prior_u - 1.0) ** 2 + 0.1)
-    laplacian = laplacian.tocsr()
-    laplacian_uu = laplacian[unknown_index][:, unknown_index]
-    laplacian_uk = laplacian[unknown_index][:, known_index]
     system = (laplacian_uu + scipy.sparse.diags(weight)).tocsr()
-    rhs = -laplacian_uk.dot(values[known_index]) + weight * prior_u
+    rhs = pull + weight * prior_u
     # Jacobi-preconditioned CG from the prior; an unconverged solve after MAX_ITERATIONS is
     # still a smooth approximation (it starts at the prior), never worse than stopping there.
     preconditioner = scipy.sparse.diags(1.0 / system.diagonal())
