@@ -150,7 +150,7 @@ class Conversation(PhotoSetSteps, EditSteps):
                 continue
             accepted += 1
             if album_key is not None:
-                self.join_album(album_key, event, job.id)
+                self.join_album(album_key, event)
             self.dispatch(job.id)
         return accepted
 

@@ -106,6 +106,8 @@ class JobStore(Protocol):
     def update_result(self, job_id: str, result: dict[str, Any]) -> None: ...
     def resumable(self) -> list[Job]: ...
     def count_recent(self, channel: str, user_id: str, since: float, kind: str = "photo") -> int: ...
+    def find(self, dedupe_key: str) -> Job | None: ...
+    def recent(self, channel: str, user_id: str, kind: str, since: float) -> list[Job]: ...
     def counts_by_status(self) -> dict[str, int]: ...
     def first_sighting(self, dedupe_key: str) -> bool: ...
     def user_state(self, channel: str, user_id: str) -> dict[str, Any]: ...
@@ -213,6 +215,18 @@ class SqliteJobStore:
             (channel, user_id, kind, since),
         ).fetchone()
         return int(row[0])
+
+    def find(self, dedupe_key: str) -> Job | None:
+        """The job created with this dedupe key, if any."""
+        row = self._connect().execute("SELECT * FROM jobs WHERE dedupe_key = ?", (dedupe_key,)).fetchone()
+        return _row_to_job(row) if row else None
+
+    def recent(self, channel: str, user_id: str, kind: str, since: float) -> list[Job]:
+        """One user's jobs of one kind created at or after `since`, oldest first."""
+        rows = self._connect().execute(
+            "SELECT * FROM jobs WHERE channel = ? AND user_id = ? AND kind = ? AND created_at >= ?"
+            " ORDER BY created_at, id", (channel, user_id, kind, since)).fetchall()
+        return [_row_to_job(row) for row in rows]
 
     def counts_by_status(self) -> dict[str, int]:
         rows = self._connect().execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()

@@ -123,6 +123,18 @@ class PostgresJobStore:
             (channel, user_id, kind, since)).fetchone()
         return int(row[0])
 
+    def find(self, dedupe_key: str) -> Job | None:
+        """The job created with this dedupe key, if any."""
+        row = self._execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE dedupe_key = %s", (dedupe_key,)).fetchone()
+        return _row_to_job(row) if row else None
+
+    def recent(self, channel: str, user_id: str, kind: str, since: float) -> list[Job]:
+        """One user's jobs of one kind created at or after `since`, oldest first."""
+        rows = self._execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE channel = %s AND user_id = %s AND kind = %s"
+            " AND created_at >= %s ORDER BY created_at, id", (channel, user_id, kind, since)).fetchall()
+        return [_row_to_job(row) for row in rows]
+
     def counts_by_status(self) -> dict[str, int]:
         rows = self._execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
         return {row[0]: int(row[1]) for row in rows}

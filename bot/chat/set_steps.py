@@ -57,20 +57,17 @@ class PhotoSetSteps(_Base):
             return event.type, None
         return RUN_KIND, None
 
-    def join_album(self, key: str, event: PhotoReceived, member_id: str) -> None:
-        """Note the photo in its set (it has ARRIVED); the first photo also creates the album job."""
+    def join_album(self, key: str, event: PhotoReceived) -> None:
+        """The set's first photo creates the album job. The photo's own job row (already recorded)
+        is what makes it a member: nothing else is written for it."""
         album_event = AlbumCollected(event.channel, event.user_id, f"album:{key}", event.timestamp,
                                      event.reply_token, set_key=key, set_total=event.set_total)
         try:
             album = self.jobs.create(ALBUM_KIND, event.channel, event.user_id, album_event.to_dict(),
-                                     dedupe_key=f"{event.channel}:album:{key}")
+                                     dedupe_key=albums.album_dedupe_key(event.channel, key))
         except DuplicateJob:
-            album = None
-        else:
-            self.albums.note_album(key, album.id)
-        self.albums.note_member(key, event.set_index, member_id)
-        if album is not None:
-            self.dispatch(album.id)  # starts the wait for the rest of the set
+            return
+        self.dispatch(album.id)  # starts the wait for the rest of the set
 
     def requests_in_window(self, event) -> int:
         """Photos and sets this user sent in the rate-limit window (a set is one request)."""
@@ -89,15 +86,16 @@ class PhotoSetSteps(_Base):
             decided = self.albums.decided(key)
             if decided is not None and event.set_index not in decided:
                 return False
-            album = self.albums.album_job(key)
-            if album is None or self.albums.member_id(key, event.set_index) != job.id:
-                return False  # its set was never noted (a crash inside accept()): it stands alone
+            album = self.albums.album_job(event.channel, key)
+            member = None if album is None else self.albums.members(album, event.set_total).get(event.set_index)
+            if member is None or member.id != job.id:
+                return False  # no album job was made for its set (a crash inside accept()): it stands alone
             if error is None:
                 self.jobs.mark_finished(job.id, job.result)
             else:
                 self.jobs.mark_failed(job.id, error, job.result)
             if decided is None:
-                ready = self.albums.ready(key, event.set_total, album.created_at, self.settings.album_wait_s)
+                ready = self.albums.ready(album, event.set_total, self.settings.album_wait_s)
                 if ready is not None:
                     self.albums.decide(key, ready)
         self._release(job.id)
@@ -114,7 +112,7 @@ class PhotoSetSteps(_Base):
             with self.albums.locked(key):
                 decided = self.albums.decided(key)
                 if decided is None:
-                    decided = self.albums.ready(key, event.set_total, job.created_at, self.settings.album_wait_s)
+                    decided = self.albums.ready(job, event.set_total, self.settings.album_wait_s)
                     if decided is not None:
                         self.albums.decide(key, decided)
         if decided is None:
@@ -154,7 +152,7 @@ class PhotoSetSteps(_Base):
             job = self.jobs.get(job.id)
             if job.status in (JobStatus.FINISHED, JobStatus.FAILED):
                 return
-            members = self.albums.members(event.set_key, event.set_total)
+            members = self.albums.members(job, event.set_total)
             if "items" not in job.result:
                 done = [index for index in decided if succeeded(members[index])]
                 if done:

@@ -160,8 +160,12 @@ def test_a_set_accepted_by_a_process_that_died_is_answered_once_after_restart(tm
     blob_url = f"s3://{s3_server.new_bucket()}/cutout"
     first = start(driver, tmp_path, real_pipeline, blob_url=blob_url)
     first.extensions["cutout"]["conversation"].dispatch = lambda job_id: None  # dies right after accepting
+    blobs, written = first.extensions["cutout"]["conversation"].blobs, []
+    put = blobs.put
+    blobs.put = lambda key, data: written.append(key) or put(key, data)
     client, user = first.test_client(), "Ualbumrestart"
     events = driver.send_album(client, album_photos[:2], user)
+    assert written == []  # the set is its job rows: no S3 PUT inside the webhook request
     first.extensions["cutout"]["worker"].stop()
     first.extensions["cutout"]["conversation"].io.shutdown(wait=True)
     assert first.extensions["cutout"]["jobs"].counts_by_status() == {"queued": 3}

@@ -47,6 +47,23 @@ def test_jobs_dedupe_resume_and_survive_reopening(open_store):
     assert (failed.status, failed.error, failed.result) == (JobStatus.FAILED, "boom", {"input": "inputs/x"})
 
 
+def test_jobs_are_found_by_dedupe_key_and_listed_per_user_and_kind(open_store):
+    jobs = open_store()
+    early = jobs.create("album_photo", "line", "U1", {"set_index": 1}, dedupe_key="line:p1", now=1000.0)
+    late = jobs.create("album_photo", "line", "U1", {"set_index": 2}, dedupe_key="line:p2", now=1002.0)
+    jobs.create("album_photo", "line", "U2", {}, dedupe_key="line:p3", now=1001.0)  # another user
+    jobs.create("album_photo", "messenger", "U1", {}, dedupe_key="messenger:p1", now=1001.0)  # another channel
+    jobs.create("photo", "line", "U1", {}, dedupe_key="line:p4", now=1001.0)  # another kind
+    jobs.create("album_photo", "line", "U1", {}, dedupe_key="line:p0", now=900.0)  # before `since`
+    album = jobs.create("album", "line", "U1", {"set_key": "k"}, dedupe_key="line:album:k")
+
+    reopened = open_store()
+    assert reopened.find("line:album:k").id == album.id and reopened.find("line:album:k").payload == {"set_key": "k"}
+    assert reopened.find("line:album:nope") is None
+    assert [job.id for job in reopened.recent("line", "U1", "album_photo", since=1000.0)] == [early.id, late.id]
+    assert reopened.recent("line", "U1", "album_photo", since=1003.0) == []
+
+
 def test_jobs_and_seen_events_outliving_their_results_are_purged_and_nothing_else(open_store):
     jobs = open_store()
     day, now = 86400.0, time.time()
