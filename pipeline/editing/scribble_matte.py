@@ -1,6 +1,6 @@
 """Closed-form matting (Levin et al.) with known pixels of any value: the editing engine's solve.
 
-pipeline.matte solves a trimap (known pixels are 0 or 1). An edit needs more: the pixels it does
+pipeline.matting.closed_form solves a trimap (known pixels are 0 or 1). An edit needs more: the pixels it does
 not reopen keep the cutout's own values, soft hair included, and they bound the solve; the user's
 strokes are hard 0 / 1; every reopened pixel is pulled weakly towards a prior (what the edit
 suggests there), harder where the prior is confident.
@@ -12,14 +12,14 @@ import scipy.sparse
 import scipy.sparse.linalg
 from scipy import ndimage
 
-from pipeline.matte import snap_values
-from pipeline.matting_system import unknown_system
+from pipeline.matting.closed_form import snap_values
+from pipeline.matting.system import unknown_system
 
-# The colour-line model's regulariser, as in pipeline.matte (sharp edges follow colour).
+# The colour-line model's regulariser, as in pipeline.matting.closed_form (sharp edges follow colour).
 EPSILON = 1e-7
 # Pull towards the prior for a confident prior value (a prior of 0.5 pulls ten times less).
 PRIOR_WEIGHT = 1e-2
-# Solver residue within this of 0 / 1 is no translucency (as pipeline.matte's SNAP, smaller: the
+# Solver residue within this of 0 / 1 is no translucency (as pipeline.matting.closed_form's SNAP, smaller: the
 # reopened band is next to hair the user chose to keep).
 SNAP = 0.02
 MAX_ITERATIONS = 400

@@ -18,7 +18,7 @@ from pipeline.outputs.compose import subject_box
 from pipeline.person_matte import blend_person_matte
 from pipeline.torch_path import refine as on_device
 from pipeline.torch_path.matte import estimate_alpha_torch, estimate_foreground_torch
-from pipeline.trimap import split_trimap
+from pipeline.matting.trimap import split_trimap
 
 if TYPE_CHECKING:
     from pipeline.cutout import CutoutOptions, CutoutResult, Pipeline
@@ -186,7 +186,7 @@ def _matte_photos(pipeline: Pipeline, small_images: torch.Tensor, alpha: torch.T
 
 
 def matte_on_device(device: str, image: np.ndarray, trimap: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """pipeline.matte.estimate_alpha's job for the torch path: closed-form matting by conjugate
+    """pipeline.matting.closed_form.estimate_alpha's job for the torch path: closed-form matting by conjugate
     gradients, solved in the unknown band's bounding box (+2 px, the 3x3 windows' reach) as on
     the CPU: exact for closed-form matting, and the steps touch only that box."""
     is_fg, _, is_unknown = split_trimap(trimap)

@@ -1,6 +1,6 @@
 """Matting, foreground colour and compositing in torch, for the GPU pipeline thread.
 
-Alpha: the same objective as pipeline.matte (closed-form matting Laplacian + confidence-weighted
+Alpha: the same objective as pipeline.matting.closed_form (closed-form matting Laplacian + confidence-weighted
 prior towards the mask), with the Laplacian applied matrix-free through box filters (He et al.,
 "Fast Matting Using Large Kernel Matting Laplacian Matrices", CVPR 2010) and solved by
 Jacobi-preconditioned conjugate gradients; known trimap pixels become strong soft constraints.
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.matte import SNAP, snap_values
-from pipeline.trimap import split_trimap
+from pipeline.matting.closed_form import SNAP, snap_values
+from pipeline.matting.trimap import split_trimap
 
 KNOWN_WEIGHT = 100.0
 
@@ -69,7 +69,7 @@ def estimate_alpha_torch(image: torch.Tensor, trimap: torch.Tensor, prior: torch
                          levels: int | None = None, snap: float = SNAP) -> torch.Tensor:
     """Alpha (H, W) from image (3, H, W), trimap (H, W) (0 bg, 1 fg, else unknown) and an optional prior.
 
-    Unknown alpha within `snap` of 0 or 1 is snapped there, as on the CPU path (pipeline.matte.SNAP).
+    Unknown alpha within `snap` of 0 or 1 is snapped there, as on the CPU path (pipeline.matting.closed_form.SNAP).
 
     Coarse to fine: each level starts from the upsampled answer of the level below, which is what
     lets conjugate gradients settle wide unknown regions in a few hundred steps. With a prior the

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from pymatting import cf_laplacian
 
-from pipeline.matting_system import unknown_system
+from pipeline.matting.system import unknown_system
 
 
 def sliced_pymatting(image: np.ndarray, unknown: np.ndarray, known_alpha: np.ndarray, epsilon: float):

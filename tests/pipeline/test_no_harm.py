@@ -14,7 +14,7 @@ from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.decode import decode_image
 from pipeline.edges import sharpen, split_soft_regions
 from pipeline.fuse import ADDED_CEILING, fuse_masks
-from pipeline.trimap import UNKNOWN, make_soft_zone_trimap
+from pipeline.matting.trimap import UNKNOWN, make_soft_zone_trimap
 from pipeline.upsample import guided_upsample, in_bands, resize_rows
 from tests.conftest import ALPHAMATTING, loud_skip
 

@@ -8,7 +8,7 @@ edges and hair where the image has the evidence. The diagonal term also makes th
 better conditioned, so conjugate gradients converge in fewer steps.
 
 Given a trimap and no prior (a user's or a benchmark's trimap), the closed-form solution is
-blended with KNN matting (pipeline.matte_knn), whose nonlocal errors differ from closed-form's
+blended with KNN matting (pipeline.matting.knn), whose nonlocal errors differ from closed-form's
 local ones. Either way, alpha within a few percent of 0 or 1 is snapped there.
 
 Cost grows with the number of unknown pixels, so the solve runs at a working resolution capped
@@ -24,10 +24,10 @@ from PIL import Image
 
 from pipeline.blur import box_mean
 from pipeline.outputs.compose import subject_box
-from pipeline.matte_knn import knn_alpha
-from pipeline.matting_system import unknown_system
+from pipeline.matting.knn import knn_alpha
+from pipeline.matting.system import unknown_system
 from pipeline.segment import resize_float
-from pipeline.trimap import split_trimap
+from pipeline.matting.trimap import split_trimap
 
 # The alphamatting.com set is solved at its own size (<= 800 px); a 1 MP photo is solved at
 # ~0.5 MP and guided-filter upsampled, which keeps its matting under ~1 s on two cores.

@@ -1,6 +1,6 @@
 """The closed-form matting system (Levin et al.) on the unknown pixels only.
 
-Both solves (pipeline.matte's trimap, the editor's reopened band) need the matting Laplacian's
+Both solves (pipeline.matting.closed_form's trimap, the editor's reopened band) need the matting Laplacian's
 rows of the unknown pixels: L_uu, and L_uk times the known pixels' alpha for the right-hand side.
 pymatting's `cf_laplacian` builds the rows of every pixel in the box (25 float64 values and 25
 int64 indices each) and the caller then slices the unknown ones out. In a running service a 1 MP
