@@ -15,6 +15,7 @@ from tests.doubles.graph_platform import GraphPlatformDouble
 from tests.doubles.line_platform import LinePlatformDouble
 
 MESSENGER_SECRET = "test-app-secret"
+PUBLIC_BASE_URL = "https://cutout.test"
 MESSENGER_TOKEN = "test-page-token"
 MESSENGER_VERIFY = "test-verify-token"
 
@@ -35,6 +36,25 @@ def messenger_body(fixture: str, user: str = "7203456789012345", **message_chang
             item[key].update(message_changes)
     payload["entry"][0]["messaging"] = [item]
     return json.dumps(payload).encode(), item
+
+
+def chat_app(driver, tmp_path, pipeline, **overrides):
+    """The embedded service (local files + SQLite under tmp_path/var) talking to `driver`'s platform
+    double, on the tests' shared pipeline; `overrides` are Settings fields."""
+    from app import create_app
+    from settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "var", public_base_url=PUBLIC_BASE_URL, warm_up=False,
+                        **driver.settings(), **overrides)
+    return create_app(settings, pipeline=pipeline)
+
+
+def stop_chat_app(app, driver=None) -> None:
+    """Stop the app's pipeline thread, let its IO lane finish what is in flight, then the double."""
+    app.extensions["cutout"]["worker"].stop()
+    app.extensions["cutout"]["conversation"].io.shutdown(wait=True)
+    if driver is not None:
+        driver.stop()
 
 
 class LineDriver:

@@ -13,14 +13,11 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image
 
-from app import create_app
-from settings import Settings
-from tests.channel_drivers import URL_IN_TEXT, local_path
+from tests.channel_drivers import URL_IN_TEXT, chat_app, local_path, stop_chat_app
 
 
 def test_photo_cutout_then_background_choice(driver, tmp_path, real_pipeline, portrait_jpeg):
-    app = create_app(Settings(data_dir=tmp_path / "var", public_base_url="https://cutout.test", warm_up=False,
-                              **driver.settings()), pipeline=real_pipeline)
+    app = chat_app(driver, tmp_path, real_pipeline)
     client = app.test_client()
     try:
         driver.send_photo(client, portrait_jpeg, user="Uscenario1")
@@ -86,13 +83,12 @@ def test_photo_cutout_then_background_choice(driver, tmp_path, real_pipeline, po
         texts = [m["text"] for m in driver.conversation(6)]
         assert not any(URL_IN_TEXT.search(text) for text in texts), texts
     finally:
-        app.extensions["cutout"]["worker"].stop()
+        stop_chat_app(app)
 
 
 def test_mask_card_and_english(driver, tmp_path, real_pipeline, portrait_jpeg):
-    app = create_app(Settings(data_dir=tmp_path / "var", public_base_url="https://cutout.test", warm_up=False,
-                              default_language="en", brand_colors=("#e60012=Festive red", "#2e7d32"),
-                              **driver.settings()), pipeline=real_pipeline)
+    app = chat_app(driver, tmp_path, real_pipeline, default_language="en",
+                   brand_colors=("#e60012=Festive red", "#2e7d32"))
     client = app.test_client()
     try:
         driver.send_photo(client, portrait_jpeg, user="Uscenario2")
@@ -113,7 +109,7 @@ def test_mask_card_and_english(driver, tmp_path, real_pipeline, portrait_jpeg):
         for flat in driver.conversation(2):
             assert not re.search(r"[\u4e00-\u9fff]", flat["text"] + "".join(l for l, _ in flat["choices"]))
     finally:
-        app.extensions["cutout"]["worker"].stop()
+        stop_chat_app(app)
 
 
 def test_background_words_icons_and_order_follow_the_configuration():

@@ -15,7 +15,8 @@ from models import ensure_model, get_spec
 from models.specs import CAPTION_FONT
 from pipeline.outputs.poster import PosterLayout, compose_poster, place_subject
 from settings import Settings
-from tests.channel_drivers import LineDriver, MessengerDriver, local_path, messenger_body, messenger_signature
+from tests.channel_drivers import (LineDriver, MessengerDriver, chat_app, local_path, messenger_body, messenger_signature,
+                                   stop_chat_app)
 
 
 def png(array: np.ndarray) -> bytes:
@@ -122,8 +123,7 @@ def create_campaign_via_admin(client, auth) -> None:
 
 
 def test_manager_creates_campaign_and_user_gets_framed_selfie(driver, tmp_path, real_pipeline, portrait_jpeg):
-    app = create_app(Settings(data_dir=tmp_path / "var", public_base_url="https://cutout.test", warm_up=False,
-                              admin_password="s3cret", **driver.settings()), pipeline=real_pipeline)
+    app = chat_app(driver, tmp_path, real_pipeline, admin_password="s3cret")
     client = app.test_client()
     auth = basic("s3cret")
     try:
@@ -153,7 +153,7 @@ def test_manager_creates_campaign_and_user_gets_framed_selfie(driver, tmp_path, 
         assert "離開活動" in driver.conversation(3)[2]["text"]
         assert conversation.current_campaign(TextReceived(driver.name, "Ucampaign", "x", 0.0)) is None
     finally:
-        app.extensions["cutout"]["worker"].stop()
+        stop_chat_app(app)
 
 
 def _eventually(client, auth) -> bool:

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app import create_app
-from settings import Settings
-from tests.channel_drivers import LineDriver, MessengerDriver, URL_IN_TEXT, local_path, only_chinese
+from tests.channel_drivers import (LineDriver, MessengerDriver, URL_IN_TEXT, chat_app, local_path, only_chinese,
+                                   stop_chat_app)
 from tests.conftest import jpeg_bytes, shared_image
 
 PRESET_LABELS = ["商品圖", "做成貼圖", "貼文尺寸", "限動尺寸"]
@@ -22,16 +21,6 @@ PRESET_LABELS = ["商品圖", "做成貼圖", "貼文尺寸", "限動尺寸"]
 def small_photo() -> bytes:
     return jpeg_bytes(shared_image("GT05"), max_side=300)
 
-
-def start(driver, tmp_path, pipeline):
-    return create_app(Settings(data_dir=tmp_path / "var", public_base_url="https://cutout.test", warm_up=False,
-                               **driver.settings()), pipeline=pipeline)
-
-
-def stop(app, driver) -> None:
-    app.extensions["cutout"]["worker"].stop()
-    app.extensions["cutout"]["conversation"].io.shutdown(wait=True)
-    driver.stop()
 
 
 def buttons(card: dict) -> dict[str, str]:
@@ -46,7 +35,7 @@ def download(client, url: str) -> Image.Image:
 
 def test_line_presets_make_files_of_the_exact_sizes(tmp_path, real_pipeline, small_photo):
     driver = LineDriver()
-    app = start(driver, tmp_path, real_pipeline)
+    app = chat_app(driver, tmp_path, real_pipeline)
     client, user = app.test_client(), "Upresets"
     try:
         driver.send_photo(client, small_photo, user)
@@ -107,12 +96,12 @@ def test_line_presets_make_files_of_the_exact_sizes(tmp_path, real_pipeline, sma
             driver.check(message)
         assert not any(URL_IN_TEXT.search(message.get("text", "")) for message in driver.conversation(7))
     finally:
-        stop(app, driver)
+        stop_chat_app(app, driver)
 
 
 def test_messenger_story_preset(tmp_path, real_pipeline, small_photo):
     driver = MessengerDriver()
-    app = start(driver, tmp_path, real_pipeline)
+    app = chat_app(driver, tmp_path, real_pipeline)
     client, user = app.test_client(), "7209000000000001"
     try:
         driver.send_photo(client, small_photo, user)
@@ -126,7 +115,7 @@ def test_messenger_story_preset(tmp_path, real_pipeline, small_photo):
         for message in driver.raw_messages():
             driver.check(message)
     finally:
-        stop(app, driver)
+        stop_chat_app(app, driver)
 
 
 def test_preset_and_set_texts_are_wholly_in_each_language():

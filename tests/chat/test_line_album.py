@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app import create_app
 from settings import Settings
-from tests.channel_drivers import LineDriver, MessengerDriver, local_path, only_chinese, wait_until
+from tests.channel_drivers import (LineDriver, MessengerDriver, chat_app, local_path, only_chinese, stop_chat_app,
+                                   wait_until)
 from tests.conftest import jpeg_bytes, shared_image
 from tests.servers.fixtures import s3_env, s3_server  # noqa: F401  (fixtures)
 
@@ -21,17 +21,6 @@ from tests.servers.fixtures import s3_env, s3_server  # noqa: F401  (fixtures)
 @pytest.fixture(scope="module")
 def album_photos() -> list[bytes]:
     return [jpeg_bytes(shared_image(f"GT{number:02d}"), max_side=240) for number in range(1, 13)]
-
-
-def start(driver, tmp_path, pipeline, **overrides):
-    return create_app(Settings(data_dir=tmp_path / "var", public_base_url="https://cutout.test", warm_up=False,
-                               **driver.settings(), **overrides), pipeline=pipeline)
-
-
-def stop(app, driver) -> None:
-    app.extensions["cutout"]["worker"].stop()
-    app.extensions["cutout"]["conversation"].io.shutdown(wait=True)
-    driver.stop()
 
 
 def zip_members(client, url: str) -> dict[str, Image.Image]:
@@ -49,7 +38,7 @@ def test_an_album_of_12_is_one_request_with_one_summary_zip_and_apply_to_all(tmp
                                                                                album_photos):
     driver = LineDriver()
     # A limit of 3 photos a minute: 12 photos sent one by one would be refused; as one set they are not.
-    app = start(driver, tmp_path, real_pipeline, rate_limit_count=3)
+    app = chat_app(driver, tmp_path, real_pipeline, rate_limit_count=3)
     client, user = app.test_client(), "Ualbum12"
     jobs = app.extensions["cutout"]["jobs"]
     try:
@@ -98,13 +87,13 @@ def test_an_album_of_12_is_one_request_with_one_summary_zip_and_apply_to_all(tmp
             driver.check(message)
         print(f"album of 12: summary after {elapsed:.1f} s")
     finally:
-        stop(app, driver)
+        stop_chat_app(app, driver)
 
 
 def test_a_set_whose_last_photo_never_arrives_is_answered_after_the_wait(tmp_path, real_pipeline, album_photos):
     """Photo 2 is damaged and photo 3 of 3 never comes: one summary lists both, in the user's language."""
     driver = LineDriver()
-    app = start(driver, tmp_path, real_pipeline, album_wait_s=3)
+    app = chat_app(driver, tmp_path, real_pipeline, album_wait_s=3)
     client, user = app.test_client(), "Ualbumlate"
     try:
         started = time.monotonic()
@@ -118,12 +107,12 @@ def test_a_set_whose_last_photo_never_arrives_is_answered_after_the_wait(tmp_pat
         time.sleep(0.5)
         assert len(driver.conversation(2)) == 2  # the damaged photo got no answer of its own
     finally:
-        stop(app, driver)
+        stop_chat_app(app, driver)
 
 
 def test_messenger_photos_in_one_message_are_one_set(tmp_path, real_pipeline, album_photos):
     driver = MessengerDriver()
-    app = start(driver, tmp_path, real_pipeline)
+    app = chat_app(driver, tmp_path, real_pipeline)
     client, user = app.test_client(), "7209000000000777"
     try:
         driver.send_album(client, album_photos[:2], user)
@@ -147,7 +136,7 @@ def test_messenger_photos_in_one_message_are_one_set(tmp_path, real_pipeline, al
         for message in driver.raw_messages():
             driver.check(message)
     finally:
-        stop(app, driver)
+        stop_chat_app(app, driver)
 
 
 def test_a_set_accepted_by_a_process_that_died_is_answered_once_after_restart(tmp_path, real_pipeline,
@@ -158,7 +147,7 @@ def test_a_set_accepted_by_a_process_that_died_is_answered_once_after_restart(tm
     the shared blob store, here S3 (moto's server)."""
     driver = LineDriver()
     blob_url = f"s3://{s3_server.new_bucket()}/cutout"
-    first = start(driver, tmp_path, real_pipeline, blob_url=blob_url)
+    first = chat_app(driver, tmp_path, real_pipeline, blob_url=blob_url)
     first.extensions["cutout"]["conversation"].dispatch = lambda job_id: None  # dies right after accepting
     blobs, written = first.extensions["cutout"]["conversation"].blobs, []
     put = blobs.put
@@ -166,12 +155,11 @@ def test_a_set_accepted_by_a_process_that_died_is_answered_once_after_restart(tm
     client, user = first.test_client(), "Ualbumrestart"
     events = driver.send_album(client, album_photos[:2], user)
     assert written == []  # the set is its job rows: no S3 PUT inside the webhook request
-    first.extensions["cutout"]["worker"].stop()
-    first.extensions["cutout"]["conversation"].io.shutdown(wait=True)
+    stop_chat_app(first)  # the double stays: the next process answers through it
     assert first.extensions["cutout"]["jobs"].counts_by_status() == {"queued": 3}
 
     time.sleep(0.05)  # the next process boots later than the jobs were made
-    second = start(driver, tmp_path, real_pipeline, blob_url=blob_url)
+    second = chat_app(driver, tmp_path, real_pipeline, blob_url=blob_url)
     try:
         carousel, summary = driver.conversation(2, timeout=120)
         assert len(carousel["cards"]) == 2 and summary["title"] == "2 張照片都去背好了！"
@@ -189,14 +177,14 @@ def test_a_set_accepted_by_a_process_that_died_is_answered_once_after_restart(tm
         time.sleep(1.0)
         assert len(driver.double.delivered()) == 1 and jobs.counts_by_status() == {"finished": 3}
     finally:
-        stop(second, driver)
+        stop_chat_app(second, driver)
 
 
 def test_a_set_without_index_and_total_counts_once_and_is_answered_photo_by_photo(tmp_path, real_pipeline):
     """LINE for Android 11.15 and older sends a set's id only: its photos are one request for the
     rate limit (no "too fast" at a limit of 2), each answered on its own (here: damaged files)."""
     driver = LineDriver()
-    app = start(driver, tmp_path, real_pipeline, rate_limit_count=2)
+    app = chat_app(driver, tmp_path, real_pipeline, rate_limit_count=2)
     client, user = app.test_client(), "Uoldandroid"
     try:
         driver.send_album(client, [b"not a photo"] * 4, user, numbered=False)
@@ -204,7 +192,7 @@ def test_a_set_without_index_and_total_counts_once_and_is_answered_photo_by_phot
         assert all("無法讀取" in answer["text"] for answer in answers), answers
         assert not any("太快" in answer["text"] for answer in answers)
     finally:
-        stop(app, driver)
+        stop_chat_app(app, driver)
 
 
 @pytest.mark.parametrize("channel,limit", [("line", 12), ("messenger", 10)])

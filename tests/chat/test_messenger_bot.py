@@ -5,20 +5,17 @@ import time
 
 import pytest
 
-from app import create_app
 from settings import Settings
-from tests.channel_drivers import (MESSENGER_VERIFY, MessengerDriver, check_messenger_message, messenger_body,
-                                   messenger_signature, only_chinese, wait_until)
+from tests.channel_drivers import (MESSENGER_VERIFY, MessengerDriver, chat_app, check_messenger_message,
+                                   messenger_body, messenger_signature, only_chinese, stop_chat_app, wait_until)
 
 
 @pytest.fixture
 def setup(tmp_path, real_pipeline):
     driver = MessengerDriver()
-    app = create_app(Settings(data_dir=tmp_path / "var", public_base_url="https://cutout.test", warm_up=False,
-                              **driver.settings()), pipeline=real_pipeline)
+    app = chat_app(driver, tmp_path, real_pipeline)
     yield app.test_client(), driver
-    app.extensions["cutout"]["worker"].stop()
-    driver.stop()
+    stop_chat_app(app, driver)
 
 
 def post(client, body: bytes, signature: str | None = None):
@@ -125,11 +122,9 @@ def test_a_resend_continues_after_the_messages_meta_accepted(tmp_path):
 @pytest.fixture
 def slow_setup(tmp_path, real_pipeline):
     driver = MessengerDriver()
-    app = create_app(Settings(data_dir=tmp_path / "var", public_base_url="https://cutout.test", warm_up=False,
-                              loading_renew_s=0.2, **driver.settings()), pipeline=real_pipeline)
+    app = chat_app(driver, tmp_path, real_pipeline, loading_renew_s=0.2)
     yield app, driver
-    app.extensions["cutout"]["worker"].stop()
-    driver.stop()
+    stop_chat_app(app, driver)
 
 
 def test_the_typing_indicator_is_renewed_for_a_slow_job_and_the_card_follows(slow_setup, portrait_jpeg):

@@ -344,11 +344,10 @@ def test_messenger_card_opens_the_editor_in_a_tall_webview():
 
 
 def test_messenger_save_sends_the_corrected_cutout_with_the_send_api(tmp_path, real_pipeline, two_objects):
-    from tests.channel_drivers import MessengerDriver, check_messenger_message
+    from tests.channel_drivers import MessengerDriver, chat_app, check_messenger_message, stop_chat_app
 
     driver = MessengerDriver()
-    app = create_app(Settings(data_dir=tmp_path / "var", public_base_url="https://cutout.test", warm_up=False,
-                              **driver.settings()), pipeline=real_pipeline)
+    app = chat_app(driver, tmp_path, real_pipeline)
     client = app.test_client()
     try:
         driver.send_photo(client, two_objects, user="7203456789000042")
@@ -368,9 +367,7 @@ def test_messenger_save_sends_the_corrected_cutout_with_the_send_api(tmp_path, r
         alpha = png_alpha(client.get(urlsplit(corrected["image"]).path).data)
         assert count_objects(alpha) == 1
     finally:
-        app.extensions["cutout"]["worker"].stop()
-        app.extensions["cutout"]["conversation"].io.shutdown(wait=True)
-        driver.stop()
+        stop_chat_app(app, driver)
 
 
 def test_the_editors_second_opinion_is_u2netp_on_the_pipeline_thread(real_pipeline, portrait_truth):
