@@ -63,9 +63,29 @@ def browser(tmp_path_factory):
                  "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--hide-scrollbars", f"--user-data-dir={tmp_path_factory.mktemp('profile')}"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    service = Service(chromedriver, env=with_chinese_font(tmp_path_factory.mktemp("fonts")))
+    driver = webdriver.Chrome(service=service, options=options)
     yield driver
     driver.quit()
+
+
+def with_chinese_font(folder: Path) -> dict[str, str]:
+    """chromium's environment with the Noto Sans TC that setup fetches for the posters: Debian's
+    headless chromium has no CJK font, so the page's default language (zh-TW) would be laid out and
+    photographed as empty boxes, unlike on any phone."""
+    from models.fetch import default_cache_dir
+
+    env, font = dict(os.environ), default_cache_dir() / "NotoSansTC_700Bold.ttf"
+    if not font.exists():
+        return env
+    (folder / "fonts").mkdir()
+    (folder / "fonts" / font.name).symlink_to(font)
+    config = folder / "fonts.conf"
+    config.write_text('<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig>'
+                      '<include ignore_missing="yes">/etc/fonts/fonts.conf</include>'
+                      f'<dir>{folder / "fonts"}</dir><cachedir>{folder / "cache"}</cachedir></fontconfig>\n')
+    env["FONTCONFIG_FILE"] = str(config)
+    return env
 
 
 @pytest.fixture(scope="module")
