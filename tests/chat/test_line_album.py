@@ -232,3 +232,37 @@ def test_a_set_larger_than_a_carousel_shows_the_first_cards_and_says_the_rest_ar
                 check_line_message(to_line_message(reply).to_dict())
             else:
                 check_messenger_message(to_messenger_message(reply))
+
+
+def test_a_sets_members_are_its_own_photos_rows_and_nothing_else(tmp_path):
+    """Who belongs is read from the job table: the same user's other set, another user's set with the
+    same id, a photo sent alone, an index beyond the set and a second photo at an index stay out."""
+    from bot.chat.albums import ALBUM_KIND, MEMBER_KIND, AlbumBook, album_dedupe_key, set_key
+    from storage.files import LocalBlobStore
+    from storage.jobs import SqliteJobStore
+
+    jobs = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    book = AlbumBook(jobs, LocalBlobStore(tmp_path / "files"))
+
+    def photo(user: str, set_id: str, index: int, kind: str = MEMBER_KIND):
+        return jobs.create(kind, "line", user, {"type": "photo", "set_id": set_id, "set_index": index, "set_total": 3})
+
+    first = photo("U1", "SET-A", 1)
+    key = set_key("line", "U1", "SET-A")
+    album = jobs.create(ALBUM_KIND, "line", "U1", {"type": "album", "set_key": key, "set_total": 3},
+                        dedupe_key=album_dedupe_key("line", key))
+    photo("U1", "SET-B", 2)  # the same user's next set
+    photo("U2", "SET-A", 2)  # another user, the same set id
+    photo("U1", "SET-A", 2, kind="photo")  # not a set's photo
+    third = photo("U1", "SET-A", 3)
+    photo("U1", "SET-A", 4)  # beyond the set's total
+    photo("U1", "SET-A", 3)  # a second photo at index 3: the first one holds the place
+
+    assert book.album_job("line", key).id == album.id and book.album_job("messenger", key) is None
+    members = book.members(album, 3)
+    assert {index: job.id for index, job in members.items()} == {1: first.id, 3: third.id}
+    assert book.ready(album, 3, wait_s=60, now=album.created_at + 1) is None  # 2 has not arrived, 1 and 3 not ended
+    jobs.mark_finished(first.id, {})
+    jobs.mark_failed(third.id, "x")
+    assert book.ready(album, 3, wait_s=60, now=album.created_at + 1) is None  # still waiting for 2
+    assert book.ready(album, 3, wait_s=60, now=album.created_at + 61) == [1, 3]  # the wait is over
