@@ -218,6 +218,34 @@ def test_keep_stroke_next_to_hair_keeps_the_hair_soft():
     assert abs(float(values.mean()) - float(alpha[region].mean())) < 0.1
 
 
+def test_a_tap_that_agrees_with_the_cutout_leaves_its_soft_fringe_alone():
+    """"This one" on the subject, "not this" on the backdrop: nothing changes side, so the hair's
+    fringe keeps every value (such a tap used to set its whole part to the tapped side: a keep tap
+    on a face made the hair around it opaque, an erase tap on the sky cleared the strands)."""
+    image, alpha = hair_scene()
+    fringe = (alpha > 0.02) & (alpha < 0.98)
+    for tap in (Tap(60.0, 120.0, keep=True), Tap(320.0, 120.0, keep=False)):
+        edited = refine_alpha(EditSource(image, alpha, alpha), [tap])
+        assert np.abs(edited[fringe] - alpha[fringe]).max() < 0.02, tap
+        assert edited[int(tap.y), int(tap.x)] == (1.0 if tap.keep else 0.0)
+
+
+def test_a_tap_at_a_thin_missed_margin_fixes_the_margin_not_the_backdrop_of_its_colour():
+    """The cutout stops 3 px short of a red bowl standing against a red wall: a keep tap in the missed
+    margin, 1.5 px outside the outline, takes a band along the outline; grown by colour alone it took
+    the wall (3,760 px here)."""
+    image, bowl, _ = scene()
+    wall = np.zeros(bowl.shape, dtype=bool)
+    wall[:, :100] = True
+    image[wall] = RED + np.random.default_rng(1).normal(0, 0.01, (int(wall.sum()), 3)).astype(np.float32)
+    cutout = disk(bowl.shape, 120, 130, 67).astype(np.float32)
+    edited = refine_alpha(EditSource(image, cutout, cutout), [Tap(130.0 - 68.5, 120.0, keep=True)])
+    assert edited[120, 61] > 0.5  # the tapped margin
+    outside = ndimage.distance_transform_edt(cutout < 0.5)
+    assert edited[outside > 8].max() < 0.5  # the wall stays out
+    assert (edited[wall & (outside <= 4)] > 0.5).sum() > 50  # a band along the outline came in
+
+
 def test_marks_are_replayable_and_a_session_gives_the_same_alpha():
     image, bowl, spoon = scene()
     alpha = (bowl | spoon).astype(np.float32)
