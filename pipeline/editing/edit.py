@@ -426,13 +426,27 @@ def _near_outline(region: np.ndarray, state: np.ndarray, y: int, x: int, keep: b
     distance (+1 px) from the outline. The region grown by colour from such a tap could otherwise take
     a whole surface of that colour (GT15, SOD 144067: a keep tap at a thin missed margin that filled
     the background beside it)."""
-    if bool(state[y, x]) == keep:
+    side = bool(state[y, x])
+    if side == keep or not region.any():
         return region
-    depth = ndimage.distance_transform_edt(state == state[y, x])
-    at_tap = float(depth[y, x])
+    # The tap's distance from the outline, read in the window that can hold it (no whole-grid transform
+    # for the many taps far from the outline).
+    near = int(np.ceil(NEAR_OUTLINE))
+    top, left = max(0, y - near), max(0, x - near)
+    others = np.argwhere(state[top:y + near + 1, left:x + near + 1] != side)
+    if not len(others):
+        return region
+    at_tap = float(np.hypot(others[:, 0] + top - y, others[:, 1] + left - x).min())
     if at_tap > NEAR_OUTLINE:
         return region
-    return region & (depth <= NEAR_OUTLINE_REACH * at_tap + 1)
+    # Distances from the outline up to the reach are exact in the region's box padded by the reach.
+    reach = NEAR_OUTLINE_REACH * at_tap + 1
+    pad = int(np.ceil(reach)) + 1
+    rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+    box = (slice(max(0, rows[0] - pad), rows[-1] + pad + 1), slice(max(0, cols[0] - pad), cols[-1] + pad + 1))
+    limited = np.zeros_like(region)
+    limited[box] = region[box] & (ndimage.distance_transform_edt(state[box] == side) <= reach)
+    return limited
 
 
 def _solve_edges(grid: EditGrid, base: np.ndarray, state: np.ndarray, hard: np.ndarray,
