@@ -419,7 +419,6 @@ def _tap(grid: EditGrid, state: np.ndarray, tap: Tap, held: np.ndarray) -> np.nd
     return _near_outline(region & (state == state[grid_y, grid_x]) & ~held, state, grid_y, grid_x, tap.keep)
 
 
-
 def _near_outline(region: np.ndarray, state: np.ndarray, y: int, x: int, keep: bool) -> np.ndarray:
     """A tap that changes side within NEAR_OUTLINE grid px of the outline is taken as a fix of the
     sliver along it: its region keeps to the pixels at most NEAR_OUTLINE_REACH times the tap's own
