@@ -38,8 +38,8 @@ from evaluation import metrics
 from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.decode import decode_image
 from pipeline.matting.closed_form import estimate_alpha
-from pipeline.segment import Segmenter
 from pipeline.matting.trimap import split_trimap
+from pipeline.segment import Segmenter
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SQUARE_LABEL = "raw model mask, square input"

@@ -33,13 +33,13 @@ from models.specs import DEFAULT_MODEL
 from pipeline.colour_prior import colour_probability, refine_mask_with_colour
 from pipeline.device import resolve_device
 from pipeline.edges import keep_model_side, settle_confident_interiors, sharpen, split_soft_regions, steepen_doubt
-from pipeline.matting.foreground import estimate_foreground
 from pipeline.fuse import fuse_masks
 from pipeline.matting.closed_form import DEFAULT_MAX_SIDE, estimate_alpha
+from pipeline.matting.foreground import estimate_foreground
+from pipeline.matting.trimap import UNKNOWN, make_soft_zone_trimap
 from pipeline.person_matte import (PERSON_MODEL, PersonMatter, blend_person_matte, default_person_matte, listened,
                                    person_matte_if_agreeing)
 from pipeline.segment import Segmenter, default_fine_views, resize_float
-from pipeline.matting.trimap import UNKNOWN, make_soft_zone_trimap
 from pipeline.upsample import guided_upsample, in_bands, resize_rows
 
 if TYPE_CHECKING:

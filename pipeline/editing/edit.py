@@ -355,11 +355,12 @@ def _replay_mark(grid: EditGrid, replay: Replay, mark: Mark) -> None:
         # What earlier marks set to the other side holds against this tap.
         opposite = -1 if mark.keep else 1
         held = (replay.hard == opposite) | (replay.points == opposite)
+        y, x = _on_grid(mark, (full_h, full_w), shape)
         # Only what changes side is the tap's region: a tap that agrees with the state where it lands
         # (keep on the subject, erase on the background) holds its point and rewrites nothing else.
-        region = _tap(grid, replay.state, mark, held) & (replay.state != mark.keep)
+        region = _near_outline(_tap(grid, replay.state, mark, held), replay.state, y, x, mark.keep)
+        region &= replay.state != mark.keep
         replay.hard[region] = 0  # a later tap frees pixels an earlier stroke held
-        y, x = _on_grid(mark, (full_h, full_w), shape)
         replay.points[max(0, y - TAP_HOLD):y + TAP_HOLD + 1, max(0, x - TAP_HOLD):x + TAP_HOLD + 1] = -opposite
     replay.edited |= region & (replay.state != mark.keep)
     replay.flipped |= region  # the band is solved with these at the side the mark set
@@ -405,18 +406,17 @@ def _tap(grid: EditGrid, state: np.ndarray, tap: Tap, held: np.ndarray) -> np.nd
         return {"model": grid.model_on(shape), "second": grid.second_on(shape) if wants_second else None}
 
     if (small_h, small_w) == state.shape:
-        return _near_outline(tap_region(image, state, y, x, tap.keep, held, **models_on(state.shape)),
-                             state, grid_y, grid_x, tap.keep)
+        return tap_region(image, state, y, x, tap.keep, held, **models_on(state.shape))
     if np.linalg.norm(image[y, x] - grid.image[grid_y, grid_x]) > THIN_COLOUR_DISTANCE:
-        return _near_outline(tap_region(grid.image, state, grid_y, grid_x, tap.keep, held, smoothing=0.0,
-                                        **models_on(state.shape)), state, grid_y, grid_x, tap.keep)
+        return tap_region(grid.image, state, grid_y, grid_x, tap.keep, held, smoothing=0.0,
+                          **models_on(state.shape))
     small_held = resize_float(held.astype(np.float32), small_w, small_h) > 0.0
     small_state = resize_float(state.astype(np.float32), small_w, small_h) > 0.5
     small_state[y, x] = state[grid_y, grid_x]  # the tap's side is the editing grid's
     small_region = tap_region(image, small_state, y, x, tap.keep, small_held, **models_on((small_h, small_w)))
     region = resize_float(small_region.astype(np.float32), state.shape[1], state.shape[0]) > 0.5
     # Only pixels on the tapped side change side; the matting band settles the edge.
-    return _near_outline(region & (state == state[grid_y, grid_x]) & ~held, state, grid_y, grid_x, tap.keep)
+    return region & (state == state[grid_y, grid_x]) & ~held
 
 
 def _near_outline(region: np.ndarray, state: np.ndarray, y: int, x: int, keep: bool) -> np.ndarray:

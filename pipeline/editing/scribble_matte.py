@@ -1,9 +1,10 @@
 """Closed-form matting (Levin et al.) with known pixels of any value: the editing engine's solve.
 
-pipeline.matting.closed_form solves a trimap (known pixels are 0 or 1). An edit needs more: the pixels it does
-not reopen keep the cutout's own values, soft hair included, and they bound the solve; the user's
-strokes are hard 0 / 1; every reopened pixel is pulled weakly towards a prior (what the edit
-suggests there), harder where the prior is confident.
+pipeline.matting.closed_form solves a trimap (known pixels are 0 or 1). An edit needs more: the
+pixels it does not reopen keep the cutout's own values, soft hair included, and they bound the
+solve; the user's strokes are hard 0 / 1; every reopened pixel is pulled weakly towards a prior
+(what the edit suggests there), harder where the prior is confident. The system itself is
+pipeline.matting.system's, as for the pipeline's matting.
 """
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from pipeline.matting.system import unknown_system
 EPSILON = 1e-7
 # Pull towards the prior for a confident prior value (a prior of 0.5 pulls ten times less).
 PRIOR_WEIGHT = 1e-2
-# Solver residue within this of 0 / 1 is no translucency (as pipeline.matting.closed_form's SNAP, smaller: the
-# reopened band is next to hair the user chose to keep).
+# Solver residue within this of 0 / 1 is no translucency (as pipeline.matting.closed_form's SNAP,
+# smaller: the reopened band is next to hair the user chose to keep).
 SNAP = 0.02
 MAX_ITERATIONS = 400
 

@@ -23,11 +23,11 @@ import scipy.sparse
 from PIL import Image
 
 from pipeline.blur import box_mean
-from pipeline.outputs.compose import subject_box
 from pipeline.matting.knn import knn_alpha
 from pipeline.matting.system import unknown_system
-from pipeline.segment import resize_float
 from pipeline.matting.trimap import split_trimap
+from pipeline.outputs.compose import subject_box
+from pipeline.segment import resize_float
 
 # The alphamatting.com set is solved at its own size (<= 800 px); a 1 MP photo is solved at
 # ~0.5 MP and guided-filter upsampled, which keeps its matting under ~1 s on two cores.

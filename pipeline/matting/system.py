@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse
 from numba import njit
+from scipy import ndimage
 
 WINDOW_AREA = 9.0  # 3x3 windows (radius 1), the only size either solve uses
 
@@ -34,11 +35,7 @@ def unknown_system(image: np.ndarray, unknown: np.ndarray, known_alpha: np.ndarr
     count = int(unknown.sum())
     row_of[unknown] = np.arange(count)
     # Windows holding an unknown pixel: their centres are the unknown pixels' 3x3 neighbours.
-    needed = np.zeros((height + 2, width + 2), dtype=np.bool_)
-    for dy in range(3):
-        for dx in range(3):
-            needed[dy:dy + height, dx:dx + width] |= unknown
-    needed = np.ascontiguousarray(needed[1:-1, 1:-1])
+    needed = ndimage.binary_dilation(unknown, structure=np.ones((3, 3), dtype=bool))
     # Only the needed windows are written and read: np.empty leaves the other pages untouched.
     means = np.empty((height, width, 3), dtype=np.float64)
     inverses = np.empty((height, width, 6), dtype=np.float64)

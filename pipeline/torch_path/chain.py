@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from pipeline.matting.trimap import split_trimap
 from pipeline.outputs.compose import subject_box
 from pipeline.person_matte import blend_person_matte
 from pipeline.torch_path import refine as on_device
 from pipeline.torch_path.matte import estimate_alpha_torch, estimate_foreground_torch
-from pipeline.matting.trimap import split_trimap
 
 if TYPE_CHECKING:
     from pipeline.cutout import CutoutOptions, CutoutResult, Pipeline

@@ -9,9 +9,9 @@ from evaluation import metrics
 from pipeline.colour_prior import refine_mask_with_colour
 from pipeline.cutout import CutoutOptions
 from pipeline.decode import decode_image
-from pipeline.matting.foreground import estimate_foreground
 from pipeline.fuse import fuse_masks
 from pipeline.matting.closed_form import estimate_alpha, guided_filter
+from pipeline.matting.foreground import estimate_foreground
 from pipeline.matting.knn import knn_alpha
 from pipeline.matting.trimap import make_trimap, split_trimap
 from tests.conftest import ALPHAMATTING, shared_image

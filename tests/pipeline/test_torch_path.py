@@ -7,8 +7,8 @@ import pytest
 from evaluation import metrics
 from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.matting.closed_form import estimate_alpha
-from pipeline.segment import photo_shaped_size
 from pipeline.matting.trimap import make_trimap
+from pipeline.segment import photo_shaped_size
 from tests.pipeline.test_pipeline_stages import load
 
 torch = pytest.importorskip("torch", reason="torch not installed: the [gpu] extra is needed for the torch path")
