@@ -68,9 +68,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def photo_jpegs(data: Path, megapixels: float, count: int, kind: str = "products") -> list[bytes]:
+def photo_jpegs(data: Path, megapixels: float, count: int, kind: str = "products",
+                photo_dir: Path | None = None) -> list[bytes]:
     """count 4:3 JPEGs of about `megapixels`: products = DIS5K dev's object photos (the 22 MP car
-    first), portraits = the alphamatting.com inputs (hair, fur: the matting path)."""
+    first), portraits = the alphamatting.com inputs (hair, fur: the matting path). photo_dir: the
+    JPEGs made ahead by --make-photos (a device machine that cannot hold the whole sets), repeated."""
+    if photo_dir is not None:
+        made = [path.read_bytes() for path in sorted((photo_dir / f"{kind}_{megapixels:g}mp").glob("*.jpg"))]
+        if not made:
+            raise SystemExit(f"no {kind} at {megapixels:g} MP under {photo_dir}")
+        return [made[index % len(made)] for index in range(count)]
     if kind == "portraits":
         sources = sorted((data / "alphamatting_training_lowres" / "input").glob("*.png"))
     else:
@@ -229,6 +236,53 @@ def saturated_processes(device: str, jpegs: list[bytes], processes: int, batch: 
             "stages_ms_mean_first_process": answers[0]["stages_ms_mean"]}
 
 
+def refine_graphs(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], big: list[bytes],
+                  batch: int, out: Path) -> dict:
+    """The refinement replayed from captured CUDA graphs (pipeline/torch_path/graphs.GraphedSteps)
+    beside the same code run eagerly, on one warm pipeline: the cutouts compared photo by photo, lone
+    requests, the saturated service at 1 MP (products, portraits) and 12 MP, and stacks of 4."""
+    import torch
+
+    from pipeline.torch_path.chain import refinement_steps
+
+    steps = refinement_steps(torch.device(pipeline.torch_device))
+    answers: dict = {}
+
+    def both(name: str, measure: Callable[[], dict], order: tuple[bool, ...] = (False, True)) -> None:
+        for graphed in order:
+            steps.enabled = graphed
+            answers[f"{name}, {'graphs' if graphed else 'eager'}"] = measure()
+            print(f"  {name} graphs={graphed}: {json.dumps(answers[f'{name}, ' + ('graphs' if graphed else 'eager')])[:400]}",
+                  flush=True)
+
+    photos = products[:16] + portraits[:8]
+    saved: dict[bool, np.lib.npyio.NpzFile] = {}
+    for graphed in (False, True, True):  # twice with graphs: the first run captures
+        steps.enabled = graphed
+        parity(pipeline, photos, out / f"alphas_{'graphs' if graphed else 'eager'}.npz")
+        saved[graphed] = np.load(out / f"alphas_{'graphs' if graphed else 'eager'}.npz")
+    differences = [np.abs(saved[True][key].astype(int) - saved[False][key]) for key in saved[False].files]
+    answers["parity (24 photos, 8-bit alpha levels)"] = {
+        "largest": int(max(d.max() for d in differences)), "mean": float(np.mean([d.mean() for d in differences])),
+        "pixels off by > 2 levels (%)": 100 * float(np.mean([(d > 2).mean() for d in differences]))}
+    print(f"  parity {answers['parity (24 photos, 8-bit alpha levels)']}", flush=True)
+    both("lone 1MP products", lambda: lone_requests(pipeline, products[:18]))
+    both("lone 1MP portraits", lambda: lone_requests(pipeline, portraits[:10]))
+    both("lone 12MP products", lambda: lone_requests(pipeline, big[:4], warm=2), order=(True,))
+    both(f"saturated 1MP products, batch {batch}", lambda: saturated(pipeline, products, batch, clients=2 * batch))
+    both(f"saturated 1MP portraits, batch {batch}",
+         lambda: saturated(pipeline, portraits, batch, clients=2 * batch))
+    both("saturated 12MP products, batch 8", lambda: saturated(pipeline, big, 8, clients=16), order=(True,))
+    stacked = Pipeline(device=pipeline.device, refine_stack=4)
+    stacked._segmenters, stacked._person_matter = pipeline._segmenters, pipeline.person_matter()
+    both(f"saturated 1MP products, batch {batch}, stacks of 4",
+         lambda: saturated(stacked, products, batch, clients=2 * batch), order=(True,))
+    steps.enabled = True
+    answers["captures"] = {str(key[:2]): made for key, made in steps.captures().items()}
+    answers["peak_gpu_gb"] = peak_gpu_gb()
+    return answers
+
+
 def segmentation(pipeline: Pipeline, batches: tuple[int, ...], variants: bool = True) -> list[dict]:
     import torch
 
@@ -329,8 +383,18 @@ def main() -> int:
     parser.add_argument("--device", default="cuda", help="torch-cpu runs the same sections on the CPU (a smoke test)")
     parser.add_argument("--processes", default="4",
                         help="service processes sharing the GPU in the 'processes' section (comma list)")
-    parser.add_argument("--sections", default="segmentation,lone,saturated,ablations,processes,big,cpu,profile")
+    parser.add_argument("--sections",
+                        default="segmentation,lone,saturated,ablations,processes,big,cpu,profile,refine_graphs")
+    parser.add_argument("--photo-dir", type=Path, help="JPEGs made ahead by --make-photos instead of --data's sets")
+    parser.add_argument("--make-photos", type=Path, help="write the run's JPEGs (a few of each kind) here and stop")
     args = parser.parse_args()
+    if args.make_photos:
+        for kind, megapixels, count in (("products", 1.0, 16), ("portraits", 1.0, 8), ("products", 12.0, 2)):
+            folder = args.make_photos / f"{kind}_{megapixels:g}mp"
+            folder.mkdir(parents=True, exist_ok=True)
+            for index, jpeg in enumerate(photo_jpegs(args.data, megapixels, count, kind)):
+                (folder / f"{index:02d}.jpg").write_bytes(jpeg)
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     sections = args.sections.split(",")
     import torch
@@ -361,9 +425,9 @@ def main() -> int:
     warm_up(pipeline, max(batches))
     results["load_s"] = time.perf_counter() - started  # models, cuDNN's searches and the graph captures
     results["refine_threads"] = pipeline.refine_threads
-    products = photo_jpegs(args.data, 1.0, args.photos, "products")
-    portraits = photo_jpegs(args.data, 1.0, args.photos // 2, "portraits")
-    big = photo_jpegs(args.data, 12.0, args.big_photos, "products")
+    products = photo_jpegs(args.data, 1.0, args.photos, "products", args.photo_dir)
+    portraits = photo_jpegs(args.data, 1.0, args.photos // 2, "portraits", args.photo_dir)
+    big = photo_jpegs(args.data, 12.0, args.big_photos, "products", args.photo_dir)
     section("parity", lambda: parity(pipeline, products[:16] + portraits[:8], args.out / "alphas.npz"))
     section("segmentation", lambda: segmentation(pipeline, batches, args.variants))
     section("segmentation_with_preprocessing", lambda: segmentation_with_preprocessing(pipeline, products, batches[-1]))
@@ -388,6 +452,8 @@ def main() -> int:
         f"1MP products, {count} processes x batch 16": saturated_processes(args.device, products, count, 16, clients=16)
         for count in (int(c) for c in args.processes.split(","))})
     section("big", lambda: saturated(pipeline, big, 8, clients=16))
+    if pipeline.device == "cuda":
+        section("refine_graphs", lambda: refine_graphs(pipeline, products, portraits, big, max(batches), args.out))
     if not args.skip_cpu:
         cpu = Pipeline(device="cpu")
         cpu.warm_up()

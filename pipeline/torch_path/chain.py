@@ -8,7 +8,9 @@ read together, once each, and the outputs come back in two transfers.
 """
 from __future__ import annotations
 
+import threading
 import time
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,6 +20,7 @@ from pipeline.matting.trimap import split_trimap
 from pipeline.outputs.compose import subject_box
 from pipeline.person_matte import blend_person_matte
 from pipeline.torch_path import refine as on_device
+from pipeline.torch_path.graphs import GraphedSteps, graphs_enabled
 from pipeline.torch_path.matte import estimate_alpha_torch, estimate_foreground_torch
 
 if TYPE_CHECKING:
@@ -112,19 +115,22 @@ def _refine_stack(pipeline: Pipeline, images: list[np.ndarray], photos: torch.Te
     count = len(images)
     notes: list[list[str]] = [[] for _ in images]
     timings: list[dict[str, float]] = [{} for _ in images]
-    device = pipeline.torch_device
     height, width = images[0].shape[:2]
-    work_h, work_w = pipeline.working_size(images[0].shape, tuple(masks.shape[1:]))
-    at_full_size = (work_h, work_w) == (height, width)
+    work = pipeline.working_size(images[0].shape, tuple(masks.shape[1:]))
+    at_full_size = work == (height, width)
+    steps = refinement_steps(photos.device)
     with torch.inference_mode():
-        small_images, small_masks = at_working_grid(photos, masks, (work_h, work_w), small_images)
-        alpha = small_masks
+        listened = None
         if persons is not None and any(heard):
-            listened = torch.tensor(heard, device=alpha.device)[:, None, None]
-            alpha = torch.where(listened, blend_person_matte(alpha, persons), alpha)
-        transition, matter = on_device.split_soft_regions(alpha)
-        # The stack's decisions, read together: one wait for the GPU.
-        decisions = torch.stack([matter.float().mean(dim=(-2, -1)), transition.flatten(-2).any(-1).float()], 1).tolist()
+            listened = torch.tensor(heard, device=photos.device)[:, None, None]
+        else:
+            persons = None
+        # The photo is needed here only where the caller has no working-grid copy of it.
+        needs_photos = small_images is None or tuple(small_images.shape[-2:]) != work
+        small_images, small_masks, alpha, transition, matter, decisions = steps.run(
+            f"decide at {work}", partial(_decide, work),
+            (photos if needs_photos else None, masks, small_images, persons, listened),
+            read=lambda outputs: (*(output.clone() for output in outputs[:-1]), outputs[-1].tolist()))
         matted = torch.zeros_like(matter)
         to_matte = [i for i, (share, _) in enumerate(decisions) if options.matting and share >= MIN_SOFT_ZONE_SHARE]
         if to_matte:
@@ -134,34 +140,72 @@ def _refine_stack(pipeline: Pipeline, images: list[np.ndarray], photos: torch.Te
                 timings[i]["matte"] = (time.perf_counter() - started) / len(to_matte)
 
         started = time.perf_counter()
-        crisp = on_device.dilate_cross(transition, 1) & ~matter & ~matted
         has_transition = torch.tensor([bool(seen) for _, seen in decisions], device=alpha.device)[:, None, None]
-        doubt = matter & ~matted & has_transition
-        if options.full_resolution:
-            alpha = on_device.settle_confident_interiors(alpha)
-        full_alpha = on_device.to_full_size(photos, small_images, alpha, crisp, doubt, options.full_resolution)
-        if photos.is_cuda:
-            torch.cuda.synchronize()  # the stage's time is the GPU's, not the launches'
-        outline_seconds = (time.perf_counter() - started) / count
-        foregrounds: list[np.ndarray] = list(images)
-        if options.foreground:
-            started = time.perf_counter()
-            small_foreground = estimate_foreground_torch(small_images, alpha)
-            foreground = on_device.foreground_at_full_size(photos, small_images, small_foreground, full_alpha)
-            foregrounds = list(foreground.permute(0, 2, 3, 1).contiguous().cpu().numpy())
-            foreground_seconds = (time.perf_counter() - started) / count
-        raw = small_masks if at_full_size else on_device.resize(small_masks, height, width).clamp(0, 1)
-        full_alphas, raws = torch.stack([full_alpha.float(), raw.float()]).cpu().numpy()  # one transfer
+        full_alphas, raws, foregrounds = steps.run(
+            f"finish {options.full_resolution} {options.foreground}",
+            partial(_finish, options.full_resolution, options.foreground),
+            (photos, small_images, small_masks, alpha, transition, matter, matted, has_transition),
+            read=lambda outputs: (*outputs[0].cpu().numpy(),  # alpha and raw mask in one transfer
+                                  list(images) if outputs[1] is None else list(outputs[1].cpu().numpy())))
+        finish_seconds = (time.perf_counter() - started) / count
     results = []
     for i, image in enumerate(images):
-        timings[i]["outline"] = outline_seconds
-        if options.foreground:
-            timings[i]["foreground"] = foreground_seconds
+        timings[i]["outline_foreground"] = finish_seconds
         if options.full_resolution:
-            notes[i].append(f"outline refined at {width}x{height} from the {work_w}x{work_h} working grid"
+            notes[i].append(f"outline refined at {width}x{height} from the {work[1]}x{work[0]} working grid"
                             if not at_full_size else "outline steepened where the mask steps crisply")
         results.append(CutoutResult(image, raws[i], full_alphas[i], foregrounds[i], timings[i], notes[i]))
     return results
+
+
+def _decide(work: tuple[int, int], photos: torch.Tensor | None, masks: torch.Tensor,
+            small_images: torch.Tensor | None, persons: torch.Tensor | None,
+            listened: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    """The refinement's first step, on the device alone (a CUDA graph can replay it): the stack at
+    the working grid, the person matte blended in where listened, the soft regions split, and the
+    decisions the host reads (each photo's share of soft zone to matte, whether it has a transition).
+    -> (small_images, small_masks, alpha, transition, matter, decisions (n, 2))."""
+    small_images, small_masks = at_working_grid(photos, masks, work, small_images)
+    alpha = small_masks
+    if persons is not None:
+        alpha = torch.where(listened, blend_person_matte(alpha, persons), alpha)
+    transition, matter = on_device.split_soft_regions(alpha)
+    decisions = torch.stack([matter.float().mean(dim=(-2, -1)), transition.flatten(-2).any(-1).float()], 1)
+    return small_images, small_masks, alpha, transition, matter, decisions
+
+
+def _finish(full_resolution: bool, with_foreground: bool, photos: torch.Tensor, small_images: torch.Tensor,
+            small_masks: torch.Tensor, alpha: torch.Tensor, transition: torch.Tensor, matter: torch.Tensor,
+            matted: torch.Tensor, has_transition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The refinement after matting, on the device alone: outline to full size, foreground colours.
+    -> ((2, n, H, W): the full-size alpha and the raw mask at full size, (n, H, W, 3) foreground or None)."""
+    height, width = photos.shape[-2:]
+    crisp = on_device.dilate_cross(transition, 1) & ~matter & ~matted
+    doubt = matter & ~matted & has_transition
+    if full_resolution:
+        alpha = on_device.settle_confident_interiors(alpha)
+    full_alpha = on_device.to_full_size(photos, small_images, alpha, crisp, doubt, full_resolution)
+    foreground = None
+    if with_foreground:
+        small_foreground = estimate_foreground_torch(small_images, alpha)
+        foreground = on_device.foreground_at_full_size(photos, small_images, small_foreground, full_alpha)
+        foreground = foreground.permute(0, 2, 3, 1).contiguous()
+    raw = small_masks if tuple(small_masks.shape[-2:]) == (height, width) else \
+        on_device.resize(small_masks, height, width).clamp(0, 1)
+    return torch.stack([full_alpha.float(), raw.float()]), foreground
+
+
+_STEPS: dict[str, GraphedSteps] = {}
+_STEPS_LOCK = threading.Lock()
+
+
+def refinement_steps(device: torch.device) -> GraphedSteps:
+    """The process's refinement steps on `device`: replayed from CUDA graphs on a GPU (unless
+    CUTOUT_CUDA_GRAPHS=0), eager elsewhere."""
+    with _STEPS_LOCK:  # one GPU a process: keyed by the device's type ("cuda" and "cuda:0" alike)
+        if device.type not in _STEPS:
+            _STEPS[device.type] = GraphedSteps(device.type == "cuda" and graphs_enabled())
+        return _STEPS[device.type]
 
 
 def _matte_photos(pipeline: Pipeline, small_images: torch.Tensor, alpha: torch.Tensor, matter: torch.Tensor,

@@ -22,6 +22,10 @@ import torch
 
 log = logging.getLogger(__name__)
 
+# One capture at a time in the process: captures are rare (a new shape), and the refine threads' and
+# the pipeline thread's captures then need not share the allocator's capture bookkeeping.
+_CAPTURING = threading.Lock()
+
 
 class MemoryPool:
     """One CUDA graph memory pool, made when the first graph is captured into it."""
@@ -119,7 +123,7 @@ class GraphedForward:
         torch.cuda.current_stream().wait_stream(side_stream)
         graph = torch.cuda.CUDAGraph()
         # thread_local: a refine thread launching work meanwhile is not an error in this capture.
-        with torch.cuda.graph(graph, pool=self.pool.handle(), capture_error_mode="thread_local"):
+        with _CAPTURING, torch.cuda.graph(graph, pool=self.pool.handle(), capture_error_mode="thread_local"):
             static_output = self.forward(static_input)
         return graph.replay, static_input, static_output
 
@@ -129,3 +133,133 @@ def _layout(batch: torch.Tensor) -> str:
             and not batch.is_contiguous():
         return "channels_last"
     return "contiguous"
+
+
+def _signature(value) -> tuple | None:
+    """What a captured graph's input must match: shape, dtype and layout (None: no tensor)."""
+    if value is None:
+        return None
+    return (tuple(value.shape), value.dtype, _layout(value))
+
+
+class _Instance:
+    """One capture of a step: its replay and static buffers, used by one thread at a time."""
+
+    __slots__ = ("replay", "inputs", "outputs")
+
+    def __init__(self, replay: Callable[[], None], inputs: tuple, outputs: tuple) -> None:
+        self.replay, self.inputs, self.outputs = replay, inputs, outputs
+
+
+class GraphedSteps:
+    """step(*tensors) -> tuple of tensors, eagerly or replayed from a graph captured for the inputs'
+    shapes: the refinement's ~900 torch calls a photo become a few copies and one replay.
+
+    Unlike GraphedForward, the refine threads call these side by side, so each input shape may have
+    several captures (`instances`, fewer for large photos: each holds its own memory pool, as two
+    of them may be between a replay and the reading of their outputs at once); a thread finding every
+    capture of its shape busy waits for one. A shape is captured the `capture_after`-th time it is
+    seen (a photo size seen once runs eagerly rather than pay the capture), and the least recently
+    used shapes are dropped beyond `kept`. `step` must not read device values on the host, and a
+    None input stays None (it is part of the key)."""
+
+    def __init__(self, enabled: bool, instances: int = 4, pixels_per_instance_budget: int = 16_000_000,
+                 capture_after: int = 2, kept: int = 12) -> None:
+        self.enabled = enabled
+        self.instances = instances
+        self.pixels_budget = pixels_per_instance_budget
+        self.capture_after = capture_after
+        self.kept = kept
+        self._free: OrderedDict[tuple, list[_Instance]] = OrderedDict()
+        self._made: dict[tuple, int] = {}
+        self._seen: dict[tuple, int] = {}
+        self._changed = threading.Condition()
+
+    def run(self, name: str, step: Callable[..., tuple], inputs: tuple, read: Callable[[tuple], object]):
+        """read(step(*inputs)): `read` takes what it keeps (clones, host copies) from the outputs
+        while they are this thread's, before another replay may overwrite them."""
+        if not self.enabled:
+            return read(step(*inputs))
+        key = (name, *(_signature(value) for value in inputs))
+        instance = self._take(key, step, inputs)
+        if instance is None:
+            return read(step(*inputs))
+        try:
+            for static, value in zip(instance.inputs, inputs):
+                if static is not None:
+                    static.copy_(value)
+            instance.replay()
+            return read(instance.outputs)
+        finally:
+            self._give_back(key, instance)
+
+    def captures(self, key_name: str | None = None) -> dict[tuple, int]:
+        """Captures made per key (for tests and the benchmark)."""
+        with self._changed:
+            return {key: made for key, made in self._made.items() if key_name in (None, key[0])}
+
+    def _take(self, key: tuple, step: Callable[..., tuple], inputs: tuple) -> _Instance | None:
+        with self._changed:
+            if len(self._seen) > 4 * self.kept + 256:  # sizes seen once pile up in a service: forget them
+                self._seen = {seen: count for seen, count in self._seen.items() if seen in self._free}
+            self._seen[key] = self._seen.get(key, 0) + 1
+            if self._seen[key] < self.capture_after:
+                return None
+            while True:
+                if not self.enabled:  # a capture failed meanwhile
+                    return None
+                free = self._free.setdefault(key, [])
+                self._free.move_to_end(key)
+                if free:
+                    return free.pop()
+                if self._made.get(key, 0) < self._limit(inputs):
+                    self._made[key] = self._made.get(key, 0) + 1
+                    break
+                self._changed.wait()
+            self._drop_least_used()
+        try:
+            return self._capture(step, inputs)
+        except RuntimeError as error:  # an op or driver that cannot be captured: eager from now on
+            log.warning("CUDA graph capture of %s failed, running eagerly: %s", key[0], error)
+            with self._changed:
+                self.enabled = False
+                self._free.clear()
+                self._made.clear()
+                self._changed.notify_all()
+            return None
+
+    def _give_back(self, key: tuple, instance: _Instance) -> None:
+        with self._changed:
+            if self.enabled and key in self._free:
+                self._free[key].append(instance)
+            self._changed.notify_all()
+
+    def _limit(self, inputs: tuple) -> int:
+        pixels = max((value.shape[-2] * value.shape[-1] * (value.shape[0] if value.dim() > 2 else 1)
+                      for value in inputs if value is not None and value.dim() >= 2), default=1)
+        return max(1, min(self.instances, self.pixels_budget // max(1, pixels)))
+
+    def _drop_least_used(self) -> None:
+        """Beyond `kept` shapes, the least recently used shape whose captures are all free goes."""
+        while len(self._free) > self.kept:
+            for key, free in self._free.items():
+                if len(free) == self._made.get(key, 0):
+                    del self._free[key]
+                    self._made.pop(key, None)
+                    self._seen.pop(key, None)
+                    break
+            else:
+                return
+
+    def _capture(self, step: Callable[..., tuple], inputs: tuple) -> _Instance:
+        static_inputs = tuple(None if value is None else value.clone() for value in inputs)
+        side_stream = torch.cuda.Stream()
+        side_stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side_stream):  # warm-up off the capture: cuDNN's search must not be recorded
+            for _ in range(2):
+                step(*static_inputs)
+        torch.cuda.current_stream().wait_stream(side_stream)
+        graph = torch.cuda.CUDAGraph()
+        with _CAPTURING, torch.cuda.graph(graph, capture_error_mode="thread_local"):  # a pool of its own
+            static_outputs = step(*static_inputs)
+        return _Instance(graph.replay, static_inputs, static_outputs)

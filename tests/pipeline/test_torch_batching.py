@@ -1,7 +1,9 @@
 """The GPU path's batching, tested on the CPU: graphs padded to a few batch sizes answer every batch
-as the network would eagerly, a stack's torch calls do not grow with its photos, and stacks refine
-exactly as photo by photo."""
+as the network would eagerly, the refinement replayed from captured steps answers as it does eagerly,
+a stack's torch calls do not grow with its photos, and stacks refine exactly as photo by photo."""
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
@@ -11,7 +13,8 @@ from tests.pipeline.test_pipeline_stages import load
 
 torch = pytest.importorskip("torch", reason="torch not installed: the [gpu] extra is needed for the torch path")
 
-from pipeline.torch_path.graphs import GraphedForward, padded_size  # noqa: E402
+from pipeline.torch_path import chain  # noqa: E402
+from pipeline.torch_path.graphs import GraphedForward, GraphedSteps, _Instance, padded_size  # noqa: E402
 from tests.pipeline.test_torch_path import torch_pipeline  # noqa: E402,F401  (the fixture, shared)
 
 
@@ -66,6 +69,101 @@ def test_a_failed_capture_runs_eagerly_from_then_on():
     batch = torch.rand((3, 3, 4, 4))
     assert torch.equal(network(batch), per_item(batch)) and torch.equal(network(batch), per_item(batch))
     assert network.captures == [4] and not network.enabled
+
+
+class StepsReplayedOnCpu(GraphedSteps):
+    """GraphedSteps with its capture done the CPU's way: the static inputs start as NaN (an input not
+    copied in shows), and 'replay' reruns the step on them into the static outputs. What is checked:
+    which capture a call gets, and that a step reads nothing but its inputs."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.captured: list[str] = []
+
+    def _capture(self, step, inputs):
+        self.captured.append(step.func.__name__ if hasattr(step, "func") else step.__name__)
+        static_inputs = tuple(None if value is None else
+                              value.clone().fill_(float("nan") if value.is_floating_point() else 0)
+                              for value in inputs)
+        static_outputs = tuple(None if value is None else value.clone() for value in step(*inputs))
+
+        def replay() -> None:
+            for static, value in zip(static_outputs, step(*static_inputs)):
+                if static is not None:
+                    static.copy_(value)
+
+        return _Instance(replay, static_inputs, static_outputs)
+
+
+def doubled(x, y):
+    return x * 2, x + y
+
+
+def test_steps_are_captured_once_a_shape_repeats_and_answer_as_eagerly():
+    steps = StepsReplayedOnCpu(enabled=True, capture_after=2)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        x, y = torch.rand((2, 5, 4), generator=generator), torch.rand((2, 5, 4), generator=generator)
+        answer = steps.run("doubled", doubled, (x, y), read=lambda outputs: [o.clone() for o in outputs])
+        assert all(torch.equal(mine, theirs) for mine, theirs in zip(answer, doubled(x, y)))
+    assert steps.captured == ["doubled"]  # the first sighting ran eagerly, the third reused the capture
+    steps.run("doubled", doubled, (torch.rand((1, 5, 4)), torch.rand((1, 5, 4))), read=lambda outputs: None)
+    assert steps.captured == ["doubled"]  # a new shape seen once: eager
+
+
+def test_threads_holding_a_shape_s_captures_get_one_each_up_to_the_limit():
+    steps = StepsReplayedOnCpu(enabled=True, capture_after=1, instances=2)
+    inputs = (torch.rand((1, 4, 4)), torch.rand((1, 4, 4)))
+    holding, release = threading.Barrier(3, timeout=10), threading.Event()
+    answers = []
+
+    def hold(outputs):  # two threads inside `read` at once: two captures
+        holding.wait()
+        release.wait(10)
+        return outputs[0].clone()
+
+    threads = [threading.Thread(target=lambda: answers.append(steps.run("doubled", doubled, inputs, hold)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    holding.wait()
+    third = threading.Thread(target=lambda: answers.append(steps.run("doubled", doubled, inputs,
+                                                                      lambda outputs: outputs[0].clone())))
+    third.start()
+    third.join(0.5)
+    assert third.is_alive()  # both captures busy and the limit reached: it waits, it does not capture a third
+    release.set()
+    for thread in threads + [third]:
+        thread.join(10)
+    assert len(steps.captured) == 2 and len(answers) == 3
+    assert all(torch.equal(answer, inputs[0] * 2) for answer in answers)
+
+
+def test_a_failed_step_capture_runs_eagerly_from_then_on():
+    class Refusing(StepsReplayedOnCpu):
+        def _capture(self, step, inputs):
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+    steps = Refusing(enabled=True, capture_after=1)
+    x = torch.rand((2, 3))
+    assert torch.equal(steps.run("doubled", doubled, (x, x), read=lambda outputs: outputs[0]), x * 2)
+    assert not steps.enabled and steps.run("doubled", doubled, (x, x), read=lambda outputs: outputs[1]) is not None
+
+
+def test_the_refinement_replayed_from_captured_steps_is_the_eager_one(torch_pipeline, monkeypatch):
+    """Every photo after the first of its size replays the first one's captures: nothing of the
+    first may leak into the others (a portrait that is matted, its mirror, another size)."""
+    troll = load("GT04", 160)[0]
+    photos = [troll, troll[:, ::-1].copy(), load("GT01", 120)[0]]
+    eager = [torch_pipeline.cutout(photo) for photo in photos]
+    replayed = StepsReplayedOnCpu(enabled=True, capture_after=1)
+    monkeypatch.setitem(chain._STEPS, "cpu", replayed)
+    for photo, theirs in zip(photos + photos[:2], eager + eager[:2]):
+        mine = torch_pipeline.cutout(photo)
+        assert mine.notes == theirs.notes
+        assert np.array_equal(mine.alpha, theirs.alpha) and np.array_equal(mine.foreground, theirs.foreground)
+        assert np.array_equal(mine.mask, theirs.mask)
+    assert sorted(set(replayed.captured)) == ["_decide", "_finish"] and len(replayed.captured) == 4  # two sizes
 
 
 @pytest.fixture(scope="module")
