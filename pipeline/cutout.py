@@ -237,6 +237,15 @@ class Pipeline:
         for image in images:
             if image.ndim != 3 or image.shape[2] != 3:
                 raise ValueError(f"expected an (h, w, 3) RGB image, got shape {image.shape}")
+        if not self._refines_on_device(options):
+            return self._cut_out(images, options, on_stage)
+        from pipeline.torch_path.chain import refining_batch
+
+        with refining_batch(self.torch_device):  # where the refinement's CUDA graphs are captured
+            return self._cut_out(images, options, on_stage)
+
+    def _cut_out(self, images: list[np.ndarray], options: CutoutOptions,
+                 on_stage: Callable[[int, str], None] | None) -> list[CutoutResult]:
         report = on_stage or (lambda index, stage: None)
         for index in range(len(images)):
             report(index, "segmenting")

@@ -115,7 +115,7 @@ class GraphedForward:
         if _layout(batch) == "channels_last":
             static_input = static_input.contiguous(memory_format=torch.channels_last)
         static_input[:batch.shape[0]].copy_(batch)
-        side_stream = torch.cuda.Stream()
+        side_stream = _side_stream()
         side_stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side_stream):  # warm-up off the capture: cuDNN's search must not be recorded
             for _ in range(2):
@@ -155,11 +155,13 @@ class GraphedSteps:
     """step(*tensors) -> tuple of tensors, eagerly or replayed from a graph captured for the inputs'
     shapes: the refinement's ~900 torch calls a photo become a few copies and one replay.
 
-    Unlike GraphedForward, the refine threads call these side by side, so each input shape may have
-    several captures (`instances`, fewer for large photos: each holds its own memory pool, as two
-    of them may be between a replay and the reading of their outputs at once); a thread finding every
-    capture of its shape busy waits for one. A shape is captured the `capture_after`-th time it is
-    seen (a photo size seen once runs eagerly rather than pay the capture), and the least recently
+    Captures are made only at a quiet moment (`capture_wanted`, called by the pipeline thread before
+    a batch, when no refine thread works): on an H100 a capture made while refine threads ran
+    eagerly beside it was invalidated. Until then a shape runs eagerly; it is wanted once seen
+    `capture_after` times (a photo size seen once is not worth a capture). The refine threads call
+    the steps side by side, so a shape gets several captures (`instances`, fewer for large photos:
+    each holds its own memory pool, as two may be between a replay and the reading of their outputs
+    at once); a thread finding every capture of its shape busy waits for one. The least recently
     used shapes are dropped beyond `kept`. `step` must not read device values on the host, and a
     None input stays None (it is part of the key)."""
 
@@ -173,6 +175,7 @@ class GraphedSteps:
         self._free: OrderedDict[tuple, list[_Instance]] = OrderedDict()
         self._made: dict[tuple, int] = {}
         self._seen: dict[tuple, int] = {}
+        self._wanted: dict[tuple, tuple[Callable[..., tuple], tuple]] = {}  # key -> (step, inputs to capture with)
         self._changed = threading.Condition()
 
     def run(self, name: str, step: Callable[..., tuple], inputs: tuple, read: Callable[[tuple], object]):
@@ -193,39 +196,58 @@ class GraphedSteps:
         finally:
             self._give_back(key, instance)
 
+    def capture_wanted(self) -> int:
+        """Capture the shapes wanted since the last call, as many captures each as its limit allows;
+        call it only when no other thread works on the device. -> captures made."""
+        with self._changed:
+            wanted, self._wanted = self._wanted, {}
+        made = 0
+        for key, (step, inputs) in wanted.items():
+            with self._changed:
+                if not self.enabled:
+                    return made
+                missing = self._limit(inputs) - self._made.get(key, 0)
+            for _ in range(missing):
+                try:
+                    instance = self._capture(step, inputs)
+                except RuntimeError as error:  # an op or driver that cannot be captured: eager from now on
+                    log.warning("CUDA graph capture of %s failed, running eagerly: %s", key[0], error)
+                    _clear_error()
+                    with self._changed:
+                        self.enabled = False
+                        self._free.clear()
+                        self._made.clear()
+                        self._changed.notify_all()
+                    return made
+                made += 1
+                with self._changed:
+                    self._free.setdefault(key, []).append(instance)
+                    self._made[key] = self._made.get(key, 0) + 1
+                    self._changed.notify_all()
+            with self._changed:
+                self._drop_least_used()
+        return made
+
     def captures(self, key_name: str | None = None) -> dict[tuple, int]:
         """Captures made per key (for tests and the benchmark)."""
         with self._changed:
             return {key: made for key, made in self._made.items() if key_name in (None, key[0])}
 
     def _take(self, key: tuple, step: Callable[..., tuple], inputs: tuple) -> _Instance | None:
+        """A free capture of `key` (waiting while all are busy), or None: run eagerly."""
         with self._changed:
             if len(self._seen) > 4 * self.kept + 256:  # sizes seen once pile up in a service: forget them
                 self._seen = {seen: count for seen, count in self._seen.items() if seen in self._free}
             self._seen[key] = self._seen.get(key, 0) + 1
-            if self._seen[key] < self.capture_after:
-                return None
-            while True:
-                if not self.enabled:  # a capture failed meanwhile
-                    return None
-                free = self._free.setdefault(key, [])
-                self._free.move_to_end(key)
+            while self.enabled and self._made.get(key, 0):
+                free = self._free.get(key)
                 if free:
+                    self._free.move_to_end(key)
                     return free.pop()
-                if self._made.get(key, 0) < self._limit(inputs):
-                    self._made[key] = self._made.get(key, 0) + 1
-                    break
                 self._changed.wait()
-            self._drop_least_used()
-        try:
-            return self._capture(step, inputs)
-        except RuntimeError as error:  # an op or driver that cannot be captured: eager from now on
-            log.warning("CUDA graph capture of %s failed, running eagerly: %s", key[0], error)
-            with self._changed:
-                self.enabled = False
-                self._free.clear()
-                self._made.clear()
-                self._changed.notify_all()
+            if self.enabled and self._seen[key] >= self.capture_after and key not in self._wanted:
+                # Inputs kept for the capture: a step's static inputs must hold real values for its warm-up.
+                self._wanted[key] = (step, tuple(None if value is None else value.clone() for value in inputs))
             return None
 
     def _give_back(self, key: tuple, instance: _Instance) -> None:
@@ -253,7 +275,7 @@ class GraphedSteps:
 
     def _capture(self, step: Callable[..., tuple], inputs: tuple) -> _Instance:
         static_inputs = tuple(None if value is None else value.clone() for value in inputs)
-        side_stream = torch.cuda.Stream()
+        side_stream = _side_stream()
         side_stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side_stream):  # warm-up off the capture: cuDNN's search must not be recorded
             for _ in range(2):
@@ -263,3 +285,24 @@ class GraphedSteps:
         with _CAPTURING, torch.cuda.graph(graph, capture_error_mode="thread_local"):  # a pool of its own
             static_outputs = step(*static_inputs)
         return _Instance(graph.replay, static_inputs, static_outputs)
+
+
+_SIDE_STREAM: list = []
+
+
+def _side_stream():
+    """One stream for the warm-ups before captures, kept: torch.cuda.Stream() hands out a pool of 32
+    streams in turn, and a warm-up must never land on the stream a capture is recording."""
+    if not _SIDE_STREAM:
+        _SIDE_STREAM.append(torch.cuda.Stream())
+    return _SIDE_STREAM[0]
+
+
+def _clear_error() -> None:
+    """After a failed capture: wait for the device, so the error is not reported to the next launch."""
+    if not torch.cuda.is_available():
+        return
+    try:
+        torch.cuda.synchronize()
+    except RuntimeError:  # the capture's error, reported once here
+        pass

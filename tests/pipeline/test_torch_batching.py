@@ -99,25 +99,29 @@ def doubled(x, y):
     return x * 2, x + y
 
 
-def test_steps_are_captured_once_a_shape_repeats_and_answer_as_eagerly():
-    steps = StepsReplayedOnCpu(enabled=True, capture_after=2)
+def test_steps_are_captured_at_a_quiet_moment_once_a_shape_repeats_and_answer_as_eagerly():
+    steps = StepsReplayedOnCpu(enabled=True, capture_after=2, instances=2)
     generator = torch.Generator().manual_seed(1)
-    for _ in range(3):
+    for round in range(4):
         x, y = torch.rand((2, 5, 4), generator=generator), torch.rand((2, 5, 4), generator=generator)
         answer = steps.run("doubled", doubled, (x, y), read=lambda outputs: [o.clone() for o in outputs])
         assert all(torch.equal(mine, theirs) for mine, theirs in zip(answer, doubled(x, y)))
-    assert steps.captured == ["doubled"]  # the first sighting ran eagerly, the third reused the capture
+        assert len(steps.captured) == (2 if round >= 2 else 0)  # never inside run: only at the quiet moment
+        steps.capture_wanted()
+    assert steps.captured == ["doubled", "doubled"]  # wanted at the second sighting, its two captures at once
     steps.run("doubled", doubled, (torch.rand((1, 5, 4)), torch.rand((1, 5, 4))), read=lambda outputs: None)
-    assert steps.captured == ["doubled"]  # a new shape seen once: eager
+    assert steps.capture_wanted() == 0  # a new shape seen once: eager, not wanted
 
 
-def test_threads_holding_a_shape_s_captures_get_one_each_up_to_the_limit():
+def test_threads_holding_a_shape_s_captures_get_one_each_and_wait_for_a_free_one():
     steps = StepsReplayedOnCpu(enabled=True, capture_after=1, instances=2)
     inputs = (torch.rand((1, 4, 4)), torch.rand((1, 4, 4)))
+    steps.run("doubled", doubled, inputs, read=lambda outputs: None)
+    assert steps.capture_wanted() == 2
     holding, release = threading.Barrier(3, timeout=10), threading.Event()
     answers = []
 
-    def hold(outputs):  # two threads inside `read` at once: two captures
+    def hold(outputs):  # two threads inside `read` at once, each with its own capture
         holding.wait()
         release.wait(10)
         return outputs[0].clone()
@@ -131,7 +135,7 @@ def test_threads_holding_a_shape_s_captures_get_one_each_up_to_the_limit():
                                                                       lambda outputs: outputs[0].clone())))
     third.start()
     third.join(0.5)
-    assert third.is_alive()  # both captures busy and the limit reached: it waits, it does not capture a third
+    assert third.is_alive()  # both captures busy: it waits for one rather than run beside them
     release.set()
     for thread in threads + [third]:
         thread.join(10)
@@ -147,12 +151,14 @@ def test_a_failed_step_capture_runs_eagerly_from_then_on():
     steps = Refusing(enabled=True, capture_after=1)
     x = torch.rand((2, 3))
     assert torch.equal(steps.run("doubled", doubled, (x, x), read=lambda outputs: outputs[0]), x * 2)
-    assert not steps.enabled and steps.run("doubled", doubled, (x, x), read=lambda outputs: outputs[1]) is not None
+    assert steps.capture_wanted() == 0 and not steps.enabled
+    assert torch.equal(steps.run("doubled", doubled, (x, x), read=lambda outputs: outputs[1]), x + x)
 
 
 def test_the_refinement_replayed_from_captured_steps_is_the_eager_one(torch_pipeline, monkeypatch):
-    """Every photo after the first of its size replays the first one's captures: nothing of the
-    first may leak into the others (a portrait that is matted, its mirror, another size)."""
+    """Once a size is captured (at the start of the batch after its first photo), every photo of it
+    replays: nothing of the first may leak into the others (a portrait that is matted, its mirror,
+    another size)."""
     troll = load("GT04", 160)[0]
     photos = [troll, troll[:, ::-1].copy(), load("GT01", 120)[0]]
     eager = [torch_pipeline.cutout(photo) for photo in photos]
@@ -163,7 +169,8 @@ def test_the_refinement_replayed_from_captured_steps_is_the_eager_one(torch_pipe
         assert mine.notes == theirs.notes
         assert np.array_equal(mine.alpha, theirs.alpha) and np.array_equal(mine.foreground, theirs.foreground)
         assert np.array_equal(mine.mask, theirs.mask)
-    assert sorted(set(replayed.captured)) == ["_decide", "_finish"] and len(replayed.captured) == 4  # two sizes
+    assert sorted(set(replayed.captured)) == ["_decide", "_finish"]
+    assert len(replayed.captures()) == 4 and len(replayed.captured) == 4 * 4  # two sizes, four captures each
 
 
 @pytest.fixture(scope="module")
