@@ -155,6 +155,31 @@ def test_a_failed_step_capture_runs_eagerly_from_then_on():
     assert torch.equal(steps.run("doubled", doubled, (x, x), read=lambda outputs: outputs[1]), x + x)
 
 
+def test_captures_wait_until_no_other_batch_is_at_work(monkeypatch):
+    """A capture beside another batch's device work was invalidated on an H100: a batch starting
+    while another is at work leaves the wanted captures for a later, quiet batch."""
+    steps = StepsReplayedOnCpu(enabled=True, capture_after=1, instances=1)
+    monkeypatch.setitem(chain._STEPS, "cpu", steps)
+    at_work, done = threading.Event(), threading.Event()
+
+    def other_batch() -> None:
+        with chain.refining_batch("cpu"):
+            at_work.set()
+            done.wait(10)
+
+    other = threading.Thread(target=other_batch)
+    other.start()
+    assert at_work.wait(10)
+    x = torch.rand((1, 3, 3))
+    steps.run("doubled", doubled, (x, x), read=lambda outputs: None)  # wanted now, while the batch works
+    with chain.refining_batch("cpu"):
+        assert steps.captured == []  # another batch at work: no capture
+    done.set()
+    other.join(10)
+    with chain.refining_batch("cpu"):
+        assert steps.captured == ["doubled"]  # alone: the wanted capture made first
+
+
 def test_the_refinement_replayed_from_captured_steps_is_the_eager_one(torch_pipeline, monkeypatch):
     """Once a size is captured (at the start of the batch after its first photo), every photo of it
     replays: nothing of the first may leak into the others (a portrait that is matted, its mirror,
