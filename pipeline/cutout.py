@@ -39,6 +39,7 @@ from pipeline.matting.foreground import estimate_foreground
 from pipeline.matting.trimap import UNKNOWN, make_soft_zone_trimap
 from pipeline.person_matte import (PERSON_MODEL, PersonMatter, blend_person_matte, default_person_matte, listened,
                                    person_matte_if_agreeing)
+from pipeline.second_opinion import MIN_RAISED_SHARE, SECOND_OPINION_MODEL, heed_second_opinion, undecided
 from pipeline.segment import Segmenter, default_fine_views, resize_float
 from pipeline.upsample import guided_upsample, in_bands, resize_rows
 
@@ -183,8 +184,11 @@ class Pipeline:
                 if self.uses_torch:
                     from pipeline.torch_path.segment import TorchSegmenter
 
+                    # Graphs for the main model, captured at warm-up; a second model, asked now and
+                    # then from the refine threads, runs eagerly (a capture beside their work fails).
                     self._segmenters[name] = TorchSegmenter(spec, path, self.torch_device, keep_aspect=self.keep_aspect,
-                                                            fine_views=self.fine_views)
+                                                            fine_views=self.fine_views,
+                                                            cuda_graphs=None if name == DEFAULT_MODEL else False)
                 else:
                     self._segmenters[name] = Segmenter(spec, path, self.threads, input_side=self.segment_side,
                                                          keep_aspect=self.keep_aspect, fine_views=self.fine_views)
@@ -494,6 +498,8 @@ class Pipeline:
             small_image = at_size(image, (work_h, work_w))
         small_mask = at_size(mask, (work_h, work_w))
         alpha = small_mask if person is None else blend_person_matte(small_mask, person).astype(np.float32)
+        if person is None:  # the person matte, where heard, is a portrait's second opinion already
+            alpha = self._second_opinion(small_image, alpha, notes, timings)
 
         if assist is not None:
             fused = fuse_masks(alpha, at_size(assist, alpha.shape), small_image)
@@ -535,6 +541,26 @@ class Pipeline:
             foreground = image
         raw = small_mask if at_full_size else np.clip(resize_float(small_mask, width, height), 0.0, 1.0)
         return CutoutResult(image, raw, full_alpha, foreground, timings, notes)
+
+    def _second_opinion(self, small_image: np.ndarray, alpha: np.ndarray, notes: list[str],
+                        timings: dict[str, float]) -> np.ndarray:
+        """alpha with U²-Net-p's confident opinion taken where ISNet is undecided deep inside what it
+        drew (pipeline.second_opinion); the second model runs only where that region is large enough."""
+        region = undecided(alpha)
+        if region.mean() < MIN_RAISED_SHARE:  # too little to raise, whatever the second model says
+            return alpha
+        started = time.perf_counter()
+        try:
+            segmenter = self.segmenter(SECOND_OPINION_MODEL)
+        except ModelUnavailableError as error:  # not a failure: ISNet's mask is kept as drawn
+            log.warning("second opinion unavailable, ISNet's undecided regions kept: %s", error)
+            return alpha
+        second = at_size(segmenter.predict_small(small_image), alpha.shape)
+        alpha, share = heed_second_opinion(alpha, second, region)
+        timings["second_opinion"] = time.perf_counter() - started
+        if share:
+            notes.append(f"{SECOND_OPINION_MODEL} decided {share:.1%} of the picture where ISNet was undecided")
+        return alpha
 
     @property
     def torch_device(self) -> str:

@@ -132,8 +132,14 @@ def _refine_stack(pipeline: Pipeline, images: list[np.ndarray], photos: torch.Te
             f"decide at {work}", partial(_decide, work),
             (photos if needs_photos else None, masks, small_images, persons, listened),
             read=lambda outputs: (*(output.clone() for output in outputs[:-1]), outputs[-1].tolist()))
+        # The person matte, where heard, is a portrait's second opinion already.
+        asked = [i for i, (_, _, unsure) in enumerate(decisions) if unsure and not heard[i]]
+        if asked:  # rare: a few portraits and objects in a hundred
+            alpha, transition, matter, decisions = _heed_second_opinion(pipeline, small_images, alpha, transition,
+                                                                        matter, decisions, asked, notes, timings)
         matted = torch.zeros_like(matter)
-        to_matte = [i for i, (share, _) in enumerate(decisions) if options.matting and share >= MIN_SOFT_ZONE_SHARE]
+        to_matte = [i for i, (share, _, _) in enumerate(decisions)
+                    if options.matting and share >= MIN_SOFT_ZONE_SHARE]
         if to_matte:
             started = time.perf_counter()
             alpha, matted = _matte_photos(pipeline, small_images, alpha, matter, matted, to_matte, options, notes, pool)
@@ -141,7 +147,7 @@ def _refine_stack(pipeline: Pipeline, images: list[np.ndarray], photos: torch.Te
                 timings[i]["matte"] = (time.perf_counter() - started) / len(to_matte)
 
         started = time.perf_counter()
-        has_transition = torch.tensor([bool(seen) for _, seen in decisions], device=alpha.device)[:, None, None]
+        has_transition = torch.tensor([bool(seen) for _, seen, _ in decisions], device=alpha.device)[:, None, None]
         full_alphas, raws, foregrounds = steps.run(
             f"finish {options.full_resolution} {options.foreground}",
             partial(_finish, options.full_resolution, options.foreground),
@@ -159,6 +165,41 @@ def _refine_stack(pipeline: Pipeline, images: list[np.ndarray], photos: torch.Te
     return results
 
 
+def _heed_second_opinion(pipeline: Pipeline, small_images: torch.Tensor, alpha: torch.Tensor,
+                         transition: torch.Tensor, matter: torch.Tensor, decisions: list, asked: list[int],
+                         notes: list[list[str]], timings: list[dict[str, float]]) -> tuple:
+    """Pipeline._second_opinion for the stack's photos `asked` (ISNet undecided deep inside what it
+    drew): U²-Net-p's confident opinion taken there, the soft regions and decisions made again.
+    Eager (a rare path): the second model runs without captured graphs, beside the refine threads."""
+    from models import ModelUnavailableError
+    from pipeline.second_opinion import MIN_RAISED_SHARE, SECOND_OPINION_MODEL, SECOND_SURE
+
+    started = time.perf_counter()
+    try:
+        segmenter = pipeline.segmenter(SECOND_OPINION_MODEL)
+    except ModelUnavailableError:
+        return alpha, transition, matter, decisions
+    work = tuple(alpha.shape[-2:])
+    # One stack in, one out: the calls do not grow with the photos asked (all of one size here).
+    seconds = segmenter.predict_small_tensors(list(small_images[asked].unbind(0)), fine_views=False)
+    second = on_device.resize(torch.stack(seconds), *work).clamp(0, 1)
+    chosen = alpha[asked]
+    raised = on_device.undecided(chosen) & (second >= SECOND_SURE)
+    shares = raised.float().mean(dim=(-2, -1)).tolist()
+    for row, share in zip(asked, shares):
+        timings[row]["second_opinion"] = (time.perf_counter() - started) / len(asked)
+    heeded = [place for place, share in enumerate(shares) if share >= MIN_RAISED_SHARE]
+    if not heeded:
+        return alpha, transition, matter, decisions
+    rows = [asked[place] for place in heeded]
+    alpha = alpha.clone()
+    alpha[rows] = torch.where(raised[heeded], torch.maximum(chosen[heeded], second[heeded]), chosen[heeded])
+    transition, matter = on_device.split_soft_regions(alpha)
+    for row, place in zip(rows, heeded):
+        notes[row].append(f"{SECOND_OPINION_MODEL} decided {shares[place]:.1%} of the picture where ISNet was undecided")
+    return alpha, transition, matter, _decisions(alpha, transition, matter).tolist()
+
+
 def _decide(work: tuple[int, int], photos: torch.Tensor | None, masks: torch.Tensor,
             small_images: torch.Tensor | None, persons: torch.Tensor | None,
             listened: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
@@ -171,8 +212,17 @@ def _decide(work: tuple[int, int], photos: torch.Tensor | None, masks: torch.Ten
     if persons is not None:
         alpha = torch.where(listened, blend_person_matte(alpha, persons), alpha)
     transition, matter = on_device.split_soft_regions(alpha)
-    decisions = torch.stack([matter.float().mean(dim=(-2, -1)), transition.flatten(-2).any(-1).float()], 1)
-    return small_images, small_masks, alpha, transition, matter, decisions
+    return small_images, small_masks, alpha, transition, matter, _decisions(alpha, transition, matter)
+
+
+def _decisions(alpha: torch.Tensor, transition: torch.Tensor, matter: torch.Tensor) -> torch.Tensor:
+    """(n, 3): each photo's share of soft zone to matte, whether it has a transition, whether ISNet
+    is undecided over enough of the picture deep inside what it drew (the second opinion is asked)."""
+    from pipeline.second_opinion import MIN_RAISED_SHARE
+
+    undecided_share = on_device.undecided(alpha).float().mean(dim=(-2, -1))
+    return torch.stack([matter.float().mean(dim=(-2, -1)), transition.flatten(-2).any(-1).float(),
+                        (undecided_share >= MIN_RAISED_SHARE).float()], 1)
 
 
 def _finish(full_resolution: bool, with_foreground: bool, photos: torch.Tensor, small_images: torch.Tensor,

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.edges import CONFIDENT_HIGH, CONFIDENT_LOW, SETTLED_DEPTH, SHARPNESS, SOLID_DEPTH, TRANSITION_WIDTH
+from pipeline.second_opinion import UNDECIDED_DEPTH, UNDECIDED_LOW
 from pipeline.upsample import GUIDE_EPS, GUIDE_RADIUS
 
 
@@ -188,3 +189,10 @@ def foreground_at_full_size(image: torch.Tensor, small_image: torch.Tensor, smal
     correction = resize(small_foreground - small_image, height, width)
     partial = ((full_alpha > 0.0) & (full_alpha < 1.0)).unsqueeze(-3)
     return torch.where(partial, (image + correction).clamp(0, 1), image)
+
+
+def undecided(mask: torch.Tensor) -> torch.Tensor:
+    """pipeline.second_opinion.undecided on a tensor or a stack: grey below the cut more than
+    UNDECIDED_DEPTH px (Euclidean) from confident background."""
+    grey = (mask >= UNDECIDED_LOW) & (mask < 0.5)
+    return grey & ~within_disk(mask <= CONFIDENT_LOW, UNDECIDED_DEPTH)

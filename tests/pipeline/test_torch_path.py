@@ -236,3 +236,23 @@ def test_the_person_matte_warms_each_working_shape(torch_pipeline):
     finally:
         del matter.module.forward
     assert seen == [(1, 3, 64, 96), (1, 3, 96, 64)]
+
+
+def test_device_refinement_takes_the_second_opinion_like_the_numpy_chain(torch_pipeline, cpu_pipeline):
+    """GT27's yarn, drawn grey by ISNet: the device chain asks U²-Net-p (through the torch
+    interpreter) where the NumPy chain asks onnxruntime's, and decides the same strands."""
+    image, truth, _ = load("GT27", 800)
+    mask = cpu_pipeline.segmenter("isnet").predict_small(image)
+    ours = torch_pipeline._refine(image, mask, None, CutoutOptions(), {})
+    theirs = cpu_pipeline._refine(image, mask, None, CutoutOptions(), {})
+    assert any(note.startswith("u2netp decided") for note in ours.notes)
+    assert [n.split(" ")[0] for n in ours.notes] == [n.split(" ")[0] for n in theirs.notes]
+    assert abs(metrics.sad(ours.alpha, truth) - metrics.sad(theirs.alpha, truth)) <= 0.05 * metrics.sad(theirs.alpha, truth)
+    assert abs(metrics.iou(ours.alpha, truth) - metrics.iou(theirs.alpha, truth)) < 0.01
+    assert metrics.sad(ours.alpha, truth) < metrics.sad(mask_at(mask, truth.shape), truth)
+
+
+def mask_at(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    from pipeline.segment import resize_float
+
+    return np.clip(resize_float(mask, shape[1], shape[0]), 0, 1)
