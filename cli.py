@@ -71,6 +71,7 @@ def models_main(argv: list[str]) -> int:
     from models import MODEL_SPECS, ModelUnavailableError, ensure_model, get_spec
     from pipeline.cutout import ASSIST_MODEL, CutoutOptions
     from pipeline.person_matte import PERSON_MODEL
+    from pipeline.second_opinion import SECOND_OPINION_MODEL
 
     args = build_models_parser().parse_args(argv)
     if args.action == "list":
@@ -80,8 +81,9 @@ def models_main(argv: list[str]) -> int:
     defaults = CutoutOptions()
     from models.specs import CAPTION_FONT
 
-    # The optional assist model too: turning fusion on should not wait for a download.
-    names = args.names or [defaults.model, PERSON_MODEL, ASSIST_MODEL, CAPTION_FONT]
+    # The second-opinion model (also the optional fusion's): a cutout that asks it should not wait for a download.
+    names = args.names or list(dict.fromkeys([defaults.model, PERSON_MODEL, SECOND_OPINION_MODEL, ASSIST_MODEL,
+                                              CAPTION_FONT]))
     status = 0
     for name in names:
         try:

@@ -228,6 +228,10 @@ class Pipeline:
                 matter.warm(segmenter.phone_shapes(segmenter.input_size[0]), max_batch=max_batch)
         if options.assist_model:
             self.segmenter(options.assist_model)
+        try:  # asked now and then (pipeline.second_opinion): loaded now, not in a user's request
+            self.segmenter(SECOND_OPINION_MODEL)
+        except ModelUnavailableError as error:
+            log.warning("second opinion unavailable, ISNet's undecided regions kept: %s", error)
 
     def cutout(self, image: np.ndarray, options: CutoutOptions = CutoutOptions()) -> CutoutResult:
         return self.cutout_batch([image], options)[0]

@@ -173,6 +173,7 @@ def _heed_second_opinion(pipeline: Pipeline, small_images: torch.Tensor, alpha: 
     Eager (a rare path): the second model runs without captured graphs, beside the refine threads."""
     from models import ModelUnavailableError
     from pipeline.second_opinion import MIN_RAISED_SHARE, SECOND_OPINION_MODEL, SECOND_SURE
+    from pipeline.torch_path.segment import DevicePhotos
 
     started = time.perf_counter()
     try:
@@ -180,9 +181,9 @@ def _heed_second_opinion(pipeline: Pipeline, small_images: torch.Tensor, alpha: 
     except ModelUnavailableError:
         return alpha, transition, matter, decisions
     work = tuple(alpha.shape[-2:])
-    # One stack in, one out: the calls do not grow with the photos asked (all of one size here).
-    seconds = segmenter.predict_small_tensors(list(small_images[asked].unbind(0)), fine_views=False)
-    second = on_device.resize(torch.stack(seconds), *work).clamp(0, 1)
+    # The stack's photos are of one size: one group in, its stack of masks out (no call per photo).
+    groups, _ = segmenter.first_view_groups(DevicePhotos([(list(range(len(asked))), small_images[asked])]))
+    second = on_device.resize(groups[0].masks, *work).clamp(0, 1)
     chosen = alpha[asked]
     raised = on_device.undecided(chosen) & (second >= SECOND_SURE)
     shares = raised.float().mean(dim=(-2, -1)).tolist()
