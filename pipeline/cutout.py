@@ -550,7 +550,7 @@ class Pipeline:
                         timings: dict[str, float]) -> np.ndarray:
         """alpha with U²-Net-p's confident opinion taken where ISNet is undecided deep inside what it
         drew (pipeline.second_opinion); the second model runs only where that region is large enough."""
-        region = undecided(alpha)
+        region = undecided(alpha, at_least=MIN_RAISED_SHARE)
         if region.mean() < MIN_RAISED_SHARE:  # too little to raise, whatever the second model says
             return alpha
         started = time.perf_counter()

@@ -28,12 +28,13 @@ SECOND_SURE = 0.8
 MIN_RAISED_SHARE = 0.01
 
 
-def undecided(mask: np.ndarray) -> np.ndarray:
+def undecided(mask: np.ndarray, at_least: float = 0.0) -> np.ndarray:
     """(h, w) bool: ISNet's grey below its own cut, more than UNDECIDED_DEPTH px (Euclidean) from
-    its confident background."""
+    its confident background; nothing where even the grey is under `at_least` of the picture (the
+    distance transform is then not worth its time)."""
     grey = (mask >= UNDECIDED_LOW) & (mask < 0.5)
-    if not grey.any():
-        return grey
+    if not grey.any() or grey.mean() < at_least:
+        return np.zeros_like(grey)
     background = mask <= CONFIDENT_LOW
     if not background.any():
         return grey
