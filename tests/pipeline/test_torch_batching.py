@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch", reason="torch not installed: the [gpu] extr
 
 from pipeline.torch_path import chain  # noqa: E402
 from pipeline.torch_path.graphs import GraphedForward, GraphedSteps, _Instance, padded_size  # noqa: E402
-from tests.pipeline.test_torch_path import torch_pipeline  # noqa: E402,F401  (the fixture, shared)
+from tests.pipeline.test_torch_path import cpu_pipeline, torch_pipeline  # noqa: E402,F401  (the fixtures, shared)
 
 
 class ReplayedOnCpu(GraphedForward):
@@ -180,17 +180,19 @@ def test_captures_wait_until_no_other_batch_is_at_work(monkeypatch):
         assert steps.captured == ["doubled"]  # alone: the wanted capture made first
 
 
-def test_the_refinement_replayed_from_captured_steps_is_the_eager_one(torch_pipeline, monkeypatch):
-    """Once a size is captured (at the start of the batch after its first photo), every photo of it
+def test_the_refinement_replayed_from_captured_steps_is_the_eager_one(torch_pipeline, cpu_pipeline, monkeypatch):
+    """Once a size is captured (at the quiet moment after its first photo), every photo of it
     replays: nothing of the first may leak into the others (a portrait that is matted, its mirror,
-    another size)."""
+    another size). The refinement alone, from model masks made once."""
     troll = load("GT04", 160)[0]
     photos = [troll, troll[:, ::-1].copy(), load("GT01", 120)[0]]
-    eager = [torch_pipeline.cutout(photo) for photo in photos]
+    masks = [cpu_pipeline.segmenter("isnet").predict_small(photo) for photo in photos]
+    eager = [torch_pipeline._refine(photo, mask, None, CutoutOptions(), {}) for photo, mask in zip(photos, masks)]
     replayed = StepsReplayedOnCpu(enabled=True, capture_after=1)
     monkeypatch.setitem(chain._STEPS, "cpu", replayed)
-    for photo, theirs in zip(photos + photos[:2], eager + eager[:2]):
-        mine = torch_pipeline.cutout(photo)
+    for index in (0, 2, 1, 0, 2):
+        mine, theirs = torch_pipeline._refine(photos[index], masks[index], None, CutoutOptions(), {}), eager[index]
+        replayed.capture_wanted()  # the quiet moment before the next photo
         assert mine.notes == theirs.notes
         assert np.array_equal(mine.alpha, theirs.alpha) and np.array_equal(mine.foreground, theirs.foreground)
         assert np.array_equal(mine.mask, theirs.mask)
