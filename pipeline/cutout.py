@@ -167,6 +167,7 @@ class Pipeline:
         self.person_matte = default_person_matte() if person_matte is None else person_matte
         self._segmenters: dict[str, Segmenter] = {}
         self._person_matter: PersonMatter | TorchPersonMatter | None = None
+        self._second_opinion_unavailable = False
         self._lock = threading.Lock()
         self.refine_threads = default_refine_threads(self.device) if refine_threads is None else refine_threads
         self.refine_stack = default_refine_stack() if refine_stack is None else max(1, refine_stack)
@@ -216,6 +217,18 @@ class Pipeline:
                     self._person_matter = PersonMatter(path, self.threads)
             return self._person_matter
 
+    def second_opinion_segmenter(self) -> Segmenter | None:
+        """U²-Net-p for pipeline.second_opinion (on the torch device for the torch path); None when not
+        obtainable: not a failure, ISNet's undecided regions are then kept as drawn (logged once)."""
+        if self._second_opinion_unavailable:
+            return None
+        try:
+            return self.segmenter(SECOND_OPINION_MODEL)
+        except ModelUnavailableError as error:
+            log.warning("second opinion unavailable, ISNet's undecided regions kept: %s", error)
+            self._second_opinion_unavailable = True
+            return None
+
     def warm_up(self, options: CutoutOptions = CutoutOptions(), max_batch: int = 1) -> None:
         """Load every model `options` needs, so the first user does not wait for it (on a GPU, also
         the per-shape kernel search and CUDA graph captures for phone photos' shapes, at every batch
@@ -228,10 +241,7 @@ class Pipeline:
                 matter.warm(segmenter.phone_shapes(segmenter.input_size[0]), max_batch=max_batch)
         if options.assist_model:
             self.segmenter(options.assist_model)
-        try:  # asked now and then (pipeline.second_opinion): loaded now, not in a user's request
-            self.segmenter(SECOND_OPINION_MODEL)
-        except ModelUnavailableError as error:
-            log.warning("second opinion unavailable, ISNet's undecided regions kept: %s", error)
+        self.second_opinion_segmenter()  # asked now and then: loaded now, not in a user's request
 
     def cutout(self, image: np.ndarray, options: CutoutOptions = CutoutOptions()) -> CutoutResult:
         return self.cutout_batch([image], options)[0]
@@ -554,10 +564,8 @@ class Pipeline:
         if region.mean() < MIN_RAISED_SHARE:  # too little to raise, whatever the second model says
             return alpha
         started = time.perf_counter()
-        try:
-            segmenter = self.segmenter(SECOND_OPINION_MODEL)
-        except ModelUnavailableError as error:  # not a failure: ISNet's mask is kept as drawn
-            log.warning("second opinion unavailable, ISNet's undecided regions kept: %s", error)
+        segmenter = self.second_opinion_segmenter()
+        if segmenter is None:
             return alpha
         second = at_size(segmenter.predict_small(small_image), alpha.shape)
         alpha, share = heed_second_opinion(alpha, second, region)

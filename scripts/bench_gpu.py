@@ -251,9 +251,9 @@ def refine_graphs(pipeline: Pipeline, products: list[bytes], portraits: list[byt
     def both(name: str, measure: Callable[[], dict], order: tuple[bool, ...] = (False, True)) -> None:
         for graphed in order:
             steps.enabled = graphed
-            answers[f"{name}, {'graphs' if graphed else 'eager'}"] = measure()
-            print(f"  {name} graphs={graphed}: {json.dumps(answers[f'{name}, ' + ('graphs' if graphed else 'eager')])[:400]}",
-                  flush=True)
+            label = f"{name}, {'graphs' if graphed else 'eager'}"
+            answers[label] = measure()
+            print(f"  {label}: {json.dumps(answers[label])[:400]}", flush=True)
 
     photos = products[:16] + portraits[:8]
     saved: dict[bool, np.lib.npyio.NpzFile] = {}

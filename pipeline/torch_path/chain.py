@@ -171,14 +171,12 @@ def _heed_second_opinion(pipeline: Pipeline, small_images: torch.Tensor, alpha: 
     """Pipeline._second_opinion for the stack's photos `asked` (ISNet undecided deep inside what it
     drew): U²-Net-p's confident opinion taken there, the soft regions and decisions made again.
     Eager (a rare path): the second model runs without captured graphs, beside the refine threads."""
-    from models import ModelUnavailableError
     from pipeline.second_opinion import MIN_RAISED_SHARE, SECOND_OPINION_MODEL, SECOND_SURE
     from pipeline.torch_path.segment import DevicePhotos
 
     started = time.perf_counter()
-    try:
-        segmenter = pipeline.segmenter(SECOND_OPINION_MODEL)
-    except ModelUnavailableError:
+    segmenter = pipeline.second_opinion_segmenter()
+    if segmenter is None:
         return alpha, transition, matter, decisions
     work = tuple(alpha.shape[-2:])
     # The stack's photos are of one size: one group in, its stack of masks out (no call per photo).
@@ -206,8 +204,8 @@ def _decide(work: tuple[int, int], photos: torch.Tensor | None, masks: torch.Ten
             listened: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
     """The refinement's first step, on the device alone (a CUDA graph can replay it): the stack at
     the working grid, the person matte blended in where listened, the soft regions split, and the
-    decisions the host reads (each photo's share of soft zone to matte, whether it has a transition).
-    -> (small_images, small_masks, alpha, transition, matter, decisions (n, 2))."""
+    decisions the host reads (_decisions).
+    -> (small_images, small_masks, alpha, transition, matter, decisions (n, 3))."""
     small_images, small_masks = at_working_grid(photos, masks, work, small_images)
     alpha = small_masks
     if persons is not None:

@@ -12,6 +12,7 @@ capture fails, the pass runs eagerly.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -97,6 +98,7 @@ class GraphedForward:
                 captured = self._capture(batch, key[0])
             except RuntimeError as error:  # a driver or an op that cannot be captured: eager from now on
                 log.warning("CUDA graph capture failed, running eagerly: %s", error)
+                _clear_error()
                 self.enabled = False
                 self._captured.clear()
                 return self.forward(batch)
@@ -115,17 +117,8 @@ class GraphedForward:
         if _layout(batch) == "channels_last":
             static_input = static_input.contiguous(memory_format=torch.channels_last)
         static_input[:batch.shape[0]].copy_(batch)
-        side_stream = _side_stream()
-        side_stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side_stream):  # warm-up off the capture: cuDNN's search must not be recorded
-            for _ in range(2):
-                self.forward(static_input)
-        torch.cuda.current_stream().wait_stream(side_stream)
-        graph = torch.cuda.CUDAGraph()
-        # thread_local: a refine thread launching work meanwhile is not an error in this capture.
-        with _CAPTURING, torch.cuda.graph(graph, pool=self.pool.handle(), capture_error_mode="thread_local"):
-            static_output = self.forward(static_input)
-        return graph.replay, static_input, static_output
+        replay, static_output = _warm_and_capture(lambda: self.forward(static_input), self.pool.handle())
+        return replay, static_input, static_output
 
 
 def _layout(batch: torch.Tensor) -> str:
@@ -228,10 +221,10 @@ class GraphedSteps:
                 self._drop_least_used()
         return made
 
-    def captures(self, key_name: str | None = None) -> dict[tuple, int]:
+    def captures(self) -> dict[tuple, int]:
         """Captures made per key (for tests and the benchmark)."""
         with self._changed:
-            return {key: made for key, made in self._made.items() if key_name in (None, key[0])}
+            return dict(self._made)
 
     def _take(self, key: tuple, step: Callable[..., tuple], inputs: tuple) -> _Instance | None:
         """A free capture of `key` (waiting while all are busy), or None: run eagerly."""
@@ -275,27 +268,31 @@ class GraphedSteps:
 
     def _capture(self, step: Callable[..., tuple], inputs: tuple) -> _Instance:
         static_inputs = tuple(None if value is None else value.clone() for value in inputs)
-        side_stream = _side_stream()
-        side_stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side_stream):  # warm-up off the capture: cuDNN's search must not be recorded
-            for _ in range(2):
-                step(*static_inputs)
-        torch.cuda.current_stream().wait_stream(side_stream)
-        graph = torch.cuda.CUDAGraph()
-        with _CAPTURING, torch.cuda.graph(graph, capture_error_mode="thread_local"):  # a pool of its own
-            static_outputs = step(*static_inputs)
-        return _Instance(graph.replay, static_inputs, static_outputs)
+        replay, static_outputs = _warm_and_capture(lambda: step(*static_inputs))  # a memory pool of its own
+        return _Instance(replay, static_inputs, static_outputs)
 
 
-_SIDE_STREAM: list = []
+def _warm_and_capture(run: Callable[[], object], pool=None) -> tuple[Callable[[], None], object]:
+    """run() captured as a CUDA graph -> (replay, what run returned: the graph's static outputs).
+    Warmed up twice on a side stream first: cuDNN's search must not be recorded."""
+    side_stream = _side_stream()
+    side_stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side_stream):
+        for _ in range(2):
+            run()
+    torch.cuda.current_stream().wait_stream(side_stream)
+    graph = torch.cuda.CUDAGraph()
+    # thread_local: another thread's calls meanwhile are not this capture's errors.
+    with _CAPTURING, torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+        outputs = run()
+    return graph.replay, outputs
 
 
+@functools.cache
 def _side_stream():
     """One stream for the warm-ups before captures, kept: torch.cuda.Stream() hands out a pool of 32
     streams in turn, and a warm-up must never land on the stream a capture is recording."""
-    if not _SIDE_STREAM:
-        _SIDE_STREAM.append(torch.cuda.Stream())
-    return _SIDE_STREAM[0]
+    return torch.cuda.Stream()
 
 
 def _clear_error() -> None:
