@@ -118,6 +118,37 @@ def test_a_keep_tap_the_first_model_did_not_see_takes_the_second_models_object()
     assert (alone[~spoon & ~bowl] > 0.5).sum() > spoon.sum()  # it floods the backdrop
 
 
+def test_the_second_models_object_is_taken_whole_across_the_pockets_the_cutout_splits_it_into():
+    """The cutout holds a frame of an object (strands of a yarn the pipeline's second opinion raised,
+    the first model at 0.3 there) and nothing else; the frame encloses a pocket of background. A keep
+    tap in the pocket takes the second model's whole object, outside the frame too (GT27's yarn). Where
+    the first model itself was sure of the frame, the frame is another thing's edge: the tap takes
+    its pocket only (two birds and the rock behind them are one blob to U^2-Net-p)."""
+    shape = (HEIGHT, WIDTH)
+    image = np.empty((*shape, 3), dtype=np.float32)
+    image[...] = BACKGROUND
+    image += np.random.default_rng(1).normal(0, 0.01, image.shape).astype(np.float32)
+    thing = np.zeros(shape, dtype=bool)
+    thing[40:200, 60:300] = True
+    frame = np.zeros(shape, dtype=bool)
+    frame[80:160, 120:240] = True
+    frame[88:152, 128:232] = False
+    image[frame] = RED
+    image = np.clip(image, 0, 1)
+    cutout = frame.astype(np.float32)
+    outside_the_frame = thing & ~ndimage.binary_dilation(frame, iterations=6) & (np.arange(WIDTH) < 110)[None, :]
+    for first_model_on_the_frame, takes_the_whole_object in ((0.3, True), (1.0, False)):
+        source = EditSource(image, cutout * first_model_on_the_frame, cutout,
+                            second_opinion=lambda: thing.astype(np.float32))
+        edited = refine_alpha(source, [Tap(180, 120, keep=True)])
+        assert (edited[88:152, 128:232] > 0.5).mean() > 0.95  # the tapped pocket, either way
+        if takes_the_whole_object:
+            assert (edited[outside_the_frame] > 0.5).mean() > 0.95
+            assert edited[~ndimage.binary_dilation(thing, iterations=8)].max() == 0.0
+        else:
+            assert edited[outside_the_frame].max() == 0.0
+
+
 def test_the_second_opinion_is_asked_ahead_while_the_photo_is_prepared(monkeypatch):
     """Marks with a keep tap the first model did not see start the second opinion in the background
     (it overlaps the resizing and the earlier marks); the answer is the one asked in place."""
