@@ -188,7 +188,7 @@ class Pipeline:
                     # Graphs for the main model, captured at warm-up; a second model, asked now and
                     # then from the refine threads, runs eagerly (a capture beside their work fails).
                     self._segmenters[name] = TorchSegmenter(spec, path, self.torch_device, keep_aspect=self.keep_aspect,
-                                                            fine_views=self.fine_views,
+                                                            fine_views=self.fine_views, input_side=self.segment_side,
                                                             cuda_graphs=None if name == DEFAULT_MODEL else False)
                 else:
                     self._segmenters[name] = Segmenter(spec, path, self.threads, input_side=self.segment_side,

@@ -139,7 +139,9 @@ class Rows:
 
 class TorchSegmenter:
     def __init__(self, spec: ModelSpec, model_path: Path, device: str = "cuda", keep_aspect: bool = True,
-                 dtype: torch.dtype | None = None, cuda_graphs: bool | None = None, fine_views: bool = True) -> None:
+                 dtype: torch.dtype | None = None, cuda_graphs: bool | None = None, fine_views: bool = True,
+                 input_side: int | None = None) -> None:
+        """input_side: long side of the network input, below the native side (as the CPU Segmenter's)."""
         if spec.task != "salient":
             raise ValueError(f"model {spec.name} is a {spec.task} model, not a segmentation model")
         self.spec = spec
@@ -150,14 +152,20 @@ class TorchSegmenter:
         self.size_multiple: int | None = None
         source: Path | bytes = model_path
         native_side = spec.input_size[0]
-        if keep_aspect and spec.input_size == (native_side, native_side):
+        wants_free_size = keep_aspect or (input_side is not None and input_side < native_side)
+        if wants_free_size and spec.input_size == (native_side, native_side):
             try:
                 free = graph_with_free_input_size(model_path, native_side)
                 source, self.size_multiple = free.model, free.multiple
+                side = min(input_side or native_side, native_side)
+                side = max(free.multiple, side // free.multiple * free.multiple)
+                self.input_size = (side, side)
             except GraphNotResizable as error:
                 log.info("%s runs at its native %d px square: %s", spec.name, native_side, error)
-        self.keep_aspect = self.size_multiple is not None
-        self.fine_side = spec.fine_side if fine_views and self.keep_aspect else None
+        self.keep_aspect = keep_aspect and self.size_multiple is not None
+        # The finer view is a second look at the native scale's neighbour: not for a shrunk first view.
+        native = self.input_size[0] == native_side
+        self.fine_side = spec.fine_side if fine_views and self.keep_aspect and native else None
         module = OnnxGraphModule(source).eval().to(self.device).to(self.dtype)
         if on_cuda:
             torch.backends.cudnn.benchmark = True  # one algorithm search per shape, then the fastest

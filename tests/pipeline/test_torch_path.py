@@ -256,3 +256,14 @@ def mask_at(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     from pipeline.segment import resize_float
 
     return np.clip(resize_float(mask, shape[1], shape[0]), 0, 1)
+
+
+def test_a_smaller_segmentation_side_is_honoured_as_on_the_cpu_path(real_pipeline):
+    """CUTOUT_SEGMENT_SIDE (Pipeline(segment_side=...)) shrinks the network input on both paths alike,
+    and a shrunk first view is never followed by the finer one."""
+    ours = Pipeline(device="torch-cpu", segment_side=512).segmenter("isnet")
+    theirs = Pipeline(segment_side=512).segmenter("isnet")
+    for height, width in ((3000, 4000), (4000, 3000), (225, 320)):
+        assert ours.network_size(height, width) == theirs.network_size(height, width)
+        assert max(ours.network_size(height, width)) == 512
+    assert ours.fine_side is None and theirs.fine_side is None and not ours.asks_twice(3000, 4000)
