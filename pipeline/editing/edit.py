@@ -220,6 +220,14 @@ class EditGrid:
         """The model's soft mask brought to `shape` (the editing or the region grid)."""
         return self._fitted("model", self.source.mask, shape)
 
+    def raised_on(self, shape: tuple[int, int]) -> np.ndarray:
+        """The first alpha's subject where the first model did not call it subject (what the automatic
+        cutout's second opinions added), on `shape`: where the second model's object may be connected."""
+        key = ("raised", shape)
+        if key not in self._masks_on:
+            self._masks_on[key] = (fitted_mask(self.alpha, shape) >= 0.5) & (self.model_on(shape) < 0.5)
+        return self._masks_on[key]
+
     def second_on(self, shape: tuple[int, int]) -> np.ndarray | None:
         """The second model's soft mask brought to `shape`, or None without one (asked once)."""
         if not self._second_asked:
@@ -403,7 +411,8 @@ def _tap(grid: EditGrid, state: np.ndarray, tap: Tap, held: np.ndarray) -> np.nd
     wants_second = _wants_second(grid.model_on(state.shape), grid.full_shape, tap)
 
     def models_on(shape: tuple[int, int]) -> dict[str, np.ndarray | None]:
-        return {"model": grid.model_on(shape), "second": grid.second_on(shape) if wants_second else None}
+        return {"model": grid.model_on(shape), "second": grid.second_on(shape) if wants_second else None,
+                "raised": grid.raised_on(shape) if wants_second else None}
 
     if (small_h, small_w) == state.shape:
         return tap_region(image, state, y, x, tap.keep, held, **models_on(state.shape))

@@ -189,7 +189,8 @@ def largest_component(region: np.ndarray) -> np.ndarray:
 
 def tap_region(image: np.ndarray, state: np.ndarray, y: int, x: int, keep: bool,
                held: np.ndarray | None = None, smoothing: float | None = None,
-               model: np.ndarray | None = None, second: np.ndarray | None = None) -> np.ndarray:
+               model: np.ndarray | None = None, second: np.ndarray | None = None,
+               raised: np.ndarray | None = None) -> np.ndarray:
     """The pixels a tap at (y, x) selects (keep) or drops (not keep), given the current subject `state`.
 
     Parameters
@@ -202,6 +203,9 @@ def tap_region(image: np.ndarray, state: np.ndarray, y: int, x: int, keep: bool,
     model: (h, w) the segmentation model's soft mask: bounds the region where it saw the tapped spot.
     second: (h, w) a second model's soft mask, given for keep taps the first model did not see:
         where it has the tapped spot above 0.5, the region is its object there.
+    raised: (h, w) bool, the shipped subject's pixels the first model did not call subject (what the
+        automatic cutout's second opinions added: U^2-Net-p where ISNet was undecided, the person
+        matte's hair): the second model's object is connected through them and through the background.
 
     Returns
     -------
@@ -219,11 +223,11 @@ def tap_region(image: np.ndarray, state: np.ndarray, y: int, x: int, keep: bool,
         return part  # a separate object beside the main one: drop it whole
     if second is not None and keep and second[y, x] >= 0.5:
         # The first model missed what was tapped and a second one saw it: its object, whole. Connected
-        # through the cutout's pixels the first model did not call subject (pieces of the same object the
-        # pipeline's second opinion raised, which split the background into pockets: GT27's yarn, where
-        # the tapped pocket alone was a fifth of it), never through what the first model was sure of:
-        # that is another thing's edge (SOD 103070: to U^2-Net-p two birds and the rock behind are one blob).
-        passable = part if model is None else part | (model < 0.5)
+        # through the pieces of it the automatic cutout holds (raised there because the second model was
+        # sure: they split the background into pockets, and the tapped pocket alone was a fifth of GT27's
+        # yarn), not through what the first model drew (to U^2-Net-p two birds and the rock behind them
+        # are one blob: SOD 103070) nor through earlier taps' regions (SOD 42049: a branch beyond the bird).
+        passable = part if raised is None else ~state | raised
         its_object = component_at((second >= 0.5) & passable, y, x) & ~state
         return (its_object | disk(state.shape, y, x, TAP_SEED_RADIUS) & part) & ~held_anywhere
     half_seen = np.zeros(state.shape, dtype=bool)
