@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,43 @@ def photo_shaped_size(height: int, width: int, side: int, multiple: int) -> tupl
     return short_side(height, width), side
 
 
+@dataclass(frozen=True)
+class InputGeometry:
+    """How a segmentation graph is asked (Segmenter and its torch twin alike)."""
+
+    model: str | bytes  # the graph to load: the file, or the rewrite freed from its square
+    size_multiple: int | None  # the freed graph's stride; None: it runs at its square
+    input_size: tuple[int, int]  # the first view's square (its long side for photo-shaped inputs)
+    keep_aspect: bool
+    fine_side: int | None  # the finer view's long side, None where it is never asked
+
+
+def input_geometry(spec: ModelSpec, model_path: Path, input_side: int | None, keep_aspect: bool,
+                   fine_views: bool) -> InputGeometry:
+    """The graph freed from its square where the photo's aspect or a smaller side (input_side) wants it,
+    at that side rounded to its stride; the finer view only after a first view at the native side."""
+    model: str | bytes = str(model_path)
+    size_multiple, input_size = None, spec.input_size
+    native_side = spec.input_size[0]
+    wants_free_size = keep_aspect or (input_side is not None and input_side < native_side)
+    if wants_free_size and spec.input_size == (native_side, native_side) and native_side > 0:
+        try:
+            free = graph_with_free_input_size(model_path, native_side)
+            model, size_multiple = free.model, free.multiple
+            side = min(input_side or native_side, native_side)
+            side = max(free.multiple, side // free.multiple * free.multiple)
+            input_size = (side, side)
+        except GraphNotResizable as error:
+            # Only worth a warning when a smaller side was asked for: the photo shape is a bonus.
+            level = logging.WARNING if input_side and input_side < native_side else logging.INFO
+            log.log(level, "%s runs at its native %d px square: %s", spec.name, native_side, error)
+    keeps_aspect = keep_aspect and size_multiple is not None
+    # The finer view is a second look at the native scale's neighbour: not for a shrunk first view.
+    native = input_size[0] == native_side
+    return InputGeometry(model, size_multiple, input_size, keeps_aspect,
+                         spec.fine_side if fine_views and keeps_aspect and native else None)
+
+
 class Segmenter:
     """One onnxruntime session for one salient-object model, reused for every image.
 
@@ -123,27 +161,10 @@ class Segmenter:
         # 2.46 -> 2.04 GB and 1.44 -> 1.26 GB after a 1 MP one, for ~0.05 s more per ISNet run.
         options.enable_cpu_mem_arena = False
         self.spec = spec
-        self.input_size = spec.input_size
-        self.size_multiple: int | None = None  # set when the graph takes free input sizes
-        model: str | bytes = str(model_path)
-        native_side = spec.input_size[0]
-        wants_free_size = keep_aspect or (input_side is not None and input_side < native_side)
-        if wants_free_size and spec.input_size == (native_side, native_side) and native_side > 0:
-            try:
-                free = graph_with_free_input_size(model_path, native_side)
-                model, self.size_multiple = free.model, free.multiple
-                side = min(input_side or native_side, native_side)
-                side = max(free.multiple, side // free.multiple * free.multiple)
-                self.input_size = (side, side)
-            except GraphNotResizable as error:
-                # Only worth a warning when a smaller side was asked for: the photo shape is a bonus.
-                level = logging.WARNING if input_side and input_side < native_side else logging.INFO
-                log.log(level, "%s runs at its native %d px square: %s", spec.name, native_side, error)
-        self.keep_aspect = keep_aspect and self.size_multiple is not None
-        # The finer view is a second look at the native scale's neighbour: not for a shrunk first view.
-        native = self.input_size[0] == native_side
-        self.fine_side = spec.fine_side if fine_views and self.keep_aspect and native else None
-        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        geometry = input_geometry(spec, model_path, input_side, keep_aspect, fine_views)
+        self.input_size, self.size_multiple = geometry.input_size, geometry.size_multiple
+        self.keep_aspect, self.fine_side = geometry.keep_aspect, geometry.fine_side
+        self.session = ort.InferenceSession(geometry.model, options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self._lock = threading.Lock()  # one run at a time: the session already uses every core

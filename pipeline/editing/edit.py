@@ -223,10 +223,7 @@ class EditGrid:
     def raised_on(self, shape: tuple[int, int]) -> np.ndarray:
         """The first alpha's subject where the first model did not call it subject (what the automatic
         cutout's second opinions added), on `shape`: where the second model's object may be connected."""
-        key = ("raised", shape)
-        if key not in self._masks_on:
-            self._masks_on[key] = (fitted_mask(self.alpha, shape) >= 0.5) & (self.model_on(shape) < 0.5)
-        return self._masks_on[key]
+        return (self._fitted("alpha", self.alpha, shape) >= 0.5) & (self.model_on(shape) < 0.5)
 
     def second_on(self, shape: tuple[int, int]) -> np.ndarray | None:
         """The second model's soft mask brought to `shape`, or None without one (asked once)."""

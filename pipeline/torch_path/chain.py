@@ -191,12 +191,14 @@ def _heed_second_opinion(pipeline: Pipeline, small_images: torch.Tensor, alpha: 
     if not heeded:
         return alpha, transition, matter, decisions
     rows = [asked[place] for place in heeded]
-    alpha = alpha.clone()
+    alpha, transition, matter, decisions = alpha.clone(), transition.clone(), matter.clone(), list(decisions)
     alpha[rows] = torch.where(raised[heeded], torch.maximum(chosen[heeded], second[heeded]), chosen[heeded])
-    transition, matter = on_device.split_soft_regions(alpha)
-    for row, place in zip(rows, heeded):
+    # Only the raised photos' soft regions change, and with them what the host reads of their zones.
+    transition[rows], matter[rows] = on_device.split_soft_regions(alpha[rows])
+    for row, place, zones in zip(rows, heeded, _zone_decisions(transition[rows], matter[rows]).tolist()):
+        decisions[row] = [*zones, decisions[row][2]]
         notes[row].append(f"{SECOND_OPINION_MODEL} decided {shares[place]:.1%} of the picture where ISNet was undecided")
-    return alpha, transition, matter, _decisions(alpha, transition, matter).tolist()
+    return alpha, transition, matter, decisions
 
 
 def _decide(work: tuple[int, int], photos: torch.Tensor | None, masks: torch.Tensor,
@@ -220,8 +222,12 @@ def _decisions(alpha: torch.Tensor, transition: torch.Tensor, matter: torch.Tens
     from pipeline.second_opinion import MIN_RAISED_SHARE
 
     undecided_share = on_device.undecided(alpha).float().mean(dim=(-2, -1))
-    return torch.stack([matter.float().mean(dim=(-2, -1)), transition.flatten(-2).any(-1).float(),
-                        (undecided_share >= MIN_RAISED_SHARE).float()], 1)
+    return torch.cat([_zone_decisions(transition, matter), (undecided_share >= MIN_RAISED_SHARE).float()[:, None]], 1)
+
+
+def _zone_decisions(transition: torch.Tensor, matter: torch.Tensor) -> torch.Tensor:
+    """(n, 2): each photo's share of soft zone to matte, whether it has a transition."""
+    return torch.stack([matter.float().mean(dim=(-2, -1)), transition.flatten(-2).any(-1).float()], 1)
 
 
 def _finish(full_resolution: bool, with_foreground: bool, photos: torch.Tensor, small_images: torch.Tensor,

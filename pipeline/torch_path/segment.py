@@ -19,9 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.free_input_size import GraphNotResizable, graph_with_free_input_size
 from models.specs import ModelSpec
-from pipeline.segment import EMPTY_MASK_SHARE, VIEW_AGREEMENT, mix_views, photo_shaped_size, view_note, wants_fine_view
+from pipeline.segment import (EMPTY_MASK_SHARE, VIEW_AGREEMENT, input_geometry, mix_views, photo_shaped_size, view_note,
+                              wants_fine_view)
 from pipeline.torch_path.graphs import GraphedForward, graphs_enabled
 from pipeline.torch_path.onnx_graph import OnnxGraphModule
 
@@ -148,25 +148,10 @@ class TorchSegmenter:
         self.device = torch.device(device)
         on_cuda = self.device.type == "cuda"
         self.dtype = dtype or (torch.float16 if on_cuda else torch.float32)
-        self.input_size = spec.input_size
-        self.size_multiple: int | None = None
-        source: Path | bytes = model_path
-        native_side = spec.input_size[0]
-        wants_free_size = keep_aspect or (input_side is not None and input_side < native_side)
-        if wants_free_size and spec.input_size == (native_side, native_side):
-            try:
-                free = graph_with_free_input_size(model_path, native_side)
-                source, self.size_multiple = free.model, free.multiple
-                side = min(input_side or native_side, native_side)
-                side = max(free.multiple, side // free.multiple * free.multiple)
-                self.input_size = (side, side)
-            except GraphNotResizable as error:
-                log.info("%s runs at its native %d px square: %s", spec.name, native_side, error)
-        self.keep_aspect = keep_aspect and self.size_multiple is not None
-        # The finer view is a second look at the native scale's neighbour: not for a shrunk first view.
-        native = self.input_size[0] == native_side
-        self.fine_side = spec.fine_side if fine_views and self.keep_aspect and native else None
-        module = OnnxGraphModule(source).eval().to(self.device).to(self.dtype)
+        geometry = input_geometry(spec, model_path, input_side, keep_aspect, fine_views)
+        self.input_size, self.size_multiple = geometry.input_size, geometry.size_multiple
+        self.keep_aspect, self.fine_side = geometry.keep_aspect, geometry.fine_side
+        module = OnnxGraphModule(geometry.model).eval().to(self.device).to(self.dtype)
         if on_cuda:
             torch.backends.cudnn.benchmark = True  # one algorithm search per shape, then the fastest
             module = module.to(memory_format=torch.channels_last)
