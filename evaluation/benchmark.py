@@ -12,7 +12,8 @@ partial (hair/fur) region against the truth's own mean there; our matting stage 
 set's Trimap1 and Trimap2. Optional: --square (the raw mask at the model's trained square) and
 --baseline (rembg-style: mask > 240 fg, < 10 bg, 10 px erosion, closed-form).
 sod (196) and dis5k (36, 1-24 MP, binary truth): MAE, max F, IoU at 0.5, boundary MAE (within
-10 px of the true edge).
+10 px of the true edge). studio (not in the default run): the same scores on those sets' subjects
+pasted on plain studio backgrounds with a contact shadow, as most product photos are shot.
 With --against (an earlier run's --rows file), each set also gets the count of images this run
 made >10 % worse or better than that run's shipped alpha: a change is judged photo by photo.
 """
@@ -29,12 +30,14 @@ import time
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
 from evaluation import metrics
+from evaluation.studio import studio_samples
 from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.decode import decode_image
 from pipeline.matting.closed_form import estimate_alpha
@@ -150,15 +153,20 @@ def run_alphamatting(pipeline: Pipeline, root: Path, limit: int | None, baseline
     return rows
 
 
-def run_mask_set(pipeline: Pipeline, root: Path, limit: int | None, label: str = "",
-                 options: CutoutOptions = CutoutOptions()) -> dict[str, list[dict]]:
-    """A set with binary ground truth and a manifest.csv (SOD dev, DIS5K dev)."""
-    rows: dict[str, list[dict]] = defaultdict(list)
+def mask_set_samples(root: Path, limit: int | None) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(id, photo, binary truth) of a set with a manifest.csv (SOD dev, DIS5K dev)."""
     with open(root / "manifest.csv") as handle:
         entries = list(csv.DictReader(handle))[:limit]
     for entry in entries:
         image = decode_image((root / entry["image"]).read_bytes(), max_bytes=1 << 30, max_pixels=1 << 30)
-        truth = (load_grey(root / entry["gt_mask"]) > 0.5).astype(np.float32)
+        yield entry["id"], image, (load_grey(root / entry["gt_mask"]) > 0.5).astype(np.float32)
+
+
+def run_mask_set(pipeline: Pipeline, samples: Iterable[tuple[str, np.ndarray, np.ndarray]], label: str = "",
+                 options: CutoutOptions = CutoutOptions()) -> dict[str, list[dict]]:
+    """Raw mask, the mask as refined and the shipped alpha of every (id, photo, binary truth) sample."""
+    rows: dict[str, list[dict]] = defaultdict(list)
+    for name, image, truth in samples:
         started = time.perf_counter()
         result = pipeline.cutout(image, replace(options, foreground=False))
         elapsed = time.perf_counter() - started
@@ -166,11 +174,11 @@ def run_mask_set(pipeline: Pipeline, root: Path, limit: int | None, label: str =
         for method, alpha, seconds in (("raw model mask", raw, result.timings.get("segment", 0.0)),
                                        (TWO_VIEWS_LABEL, result.mask, result.timings.get("segment", 0.0)),
                                        ("ours (automatic)", result.alpha, elapsed)):
-            rows[method].append({"image": entry["id"], **mask_scores(alpha, truth), "s": seconds,
+            rows[method].append({"image": name, **mask_scores(alpha, truth), "s": seconds,
                                  "megapixels": image.shape[0] * image.shape[1] / 1e6})
         if label:
             ours, raw = rows["ours (automatic)"][-1], rows["raw model mask"][-1]
-            print(f"  {label} {entry['id']}: raw MAE {raw['MAE']:.4f} ours {ours['MAE']:.4f} ({elapsed:.1f} s)",
+            print(f"  {label} {name}: raw MAE {raw['MAE']:.4f} ours {ours['MAE']:.4f} ({elapsed:.1f} s)",
                   file=sys.stderr, flush=True)
         del image, result
     return rows
@@ -243,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation.benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--sets", default="alphamatting,sod,dis5k")
+    parser.add_argument("--sets", default="alphamatting,sod,dis5k",
+                        help="comma-separated; also 'studio' (the object sets' subjects on plain backgrounds)")
     parser.add_argument("--limit", type=int, default=None, help="images per set (default: all)")
     parser.add_argument("--baseline", action="store_true", help="also score the rembg-style baseline (slow)")
     parser.add_argument("--square", action="store_true", help="also score the raw mask at the model's square")
@@ -283,9 +292,13 @@ def main(argv: list[str] | None = None) -> int:
         hair = {e["image"]: e["hair"] for e in rows["ours (automatic)"]}
         if "GT04" in hair:
             print(f"GT04 hair: mean alpha {hair['GT04']:+.3f} from the truth's in its partial region")
-    for name, folder, title in (("sod", "sod_dev", "SOD dev split"), ("dis5k", "dis5k_te_dev", "DIS5K dev (full resolution)")):
+    for name, samples, title in (
+            ("sod", lambda: mask_set_samples(args.data / "sod_dev", args.limit), "SOD dev split"),
+            ("dis5k", lambda: mask_set_samples(args.data / "dis5k_te_dev", args.limit), "DIS5K dev (full resolution)"),
+            ("studio", lambda: studio_samples(args.data, args.limit),
+             "Studio shots (SOD and DIS5K dev subjects on plain backgrounds, evaluation/studio.py)")):
         if name in sets:
-            rows = run_mask_set(pipeline, args.data / folder, args.limit, name, options)
+            rows = run_mask_set(pipeline, samples(), name, options)
             every_row[name] = rows
             print(summarise(title, rows, ["MAE", "maxF", "IoU", "bMAE"]))
             print(harm_report(rows, "raw model mask", "MAE"))

@@ -29,15 +29,19 @@ def test_alphamatting_benchmark_prints_scores_for_each_method(real_pipeline, cap
 
 def test_one_gate_scores_raw_and_shipped_on_the_object_sets(real_pipeline, capsys):
     shared_image("GT01")  # skips loudly without ../shared
-    assert benchmark.main(["--sets", "sod,dis5k", "--limit", "1"]) == 0
+    assert benchmark.main(["--sets", "sod,dis5k,studio", "--limit", "1"]) == 0
     output = capsys.readouterr().out
     assert "## SOD dev split" in output and "## DIS5K dev (full resolution)" in output
     raw, ours = table_row(output, "raw model mask"), table_row(output, "ours (automatic)")
     assert raw[1] == ours[1] == "1" and 0 < float(ours[3]) < 0.5  # MAE of a real cutout
-    assert output.count("images badly harmed (IoU down > 0.1):") == 2
+    assert output.count("images badly harmed (IoU down > 0.1):") == 3
+    # The studio set: the first subject of each object set on a plain background, scored the same way.
+    studio = output.split("## Studio shots")[1]
+    studio_raw, studio_ours = table_row(studio, "raw model mask"), table_row(studio, "ours (automatic)")
+    assert studio_raw[1] == studio_ours[1] == "2" and 0 < float(studio_ours[3]) < float(studio_raw[3])
     assert "peak RSS of this process so far" in output
     # The raw mask is ISNet's first view alone; a large DIS5K photo is refined from two views mixed.
-    sod, dis = output.split("## DIS5K dev (full resolution)")
+    sod, dis = output.split("## Studio shots")[0].split("## DIS5K dev (full resolution)")
     assert table_row(sod, "raw model mask")[3:9] == table_row(sod, benchmark.TWO_VIEWS_LABEL)[3:9]
     assert table_row(dis, "raw model mask")[3:9] != table_row(dis, benchmark.TWO_VIEWS_LABEL)[3:9]
 

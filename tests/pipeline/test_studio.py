@@ -1,0 +1,51 @@
+"""Studio shots: a development subject on a plain background, with a shadow that is not subject."""
+from __future__ import annotations
+
+import numpy as np
+
+from evaluation.studio import STUDIO_BACKGROUNDS, STUDIO_MAX_SIDE, studio_shot
+
+
+def a_photo(height: int = 300, width: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """A textured red subject (a disc standing on the lower half) in a busy green scene."""
+    rng = np.random.default_rng(3)
+    image = np.zeros((height, width, 3), dtype=np.float32)
+    image[..., 1] = 0.4 + 0.3 * rng.random((height, width))
+    yy, xx = np.mgrid[:height, :width]
+    truth = (((yy - height * 0.55) / (height * 0.3)) ** 2 + ((xx - width / 2) / (width * 0.2)) ** 2 <= 1).astype(np.float32)
+    image[truth > 0.5] = (0.8, 0.1, 0.1)
+    return image, truth
+
+
+def test_the_subject_keeps_its_pixels_and_the_scene_becomes_the_studio_colour():
+    image, truth = a_photo()
+    photo, subject = studio_shot(image, truth, index=2)
+    assert photo.shape == image.shape and photo.dtype == np.float32
+    np.testing.assert_array_equal(subject, truth)
+    inside = np.argwhere(truth > 0.5)[len(np.argwhere(truth > 0.5)) // 2]
+    assert np.allclose(photo[tuple(inside)], (0.8, 0.1, 0.1), atol=0.05)
+    corner = photo[:40, :40].reshape(-1, 3).mean(axis=0)  # far from the subject and its shadow
+    assert np.allclose(corner, STUDIO_BACKGROUNDS[2], atol=0.01)
+    assert photo[..., 1][truth < 0.5].std() < 0.1  # the busy green scene is gone
+
+
+def test_the_shadow_darkens_the_floor_under_the_subject_but_is_not_subject():
+    image, truth = a_photo()
+    photo, subject = studio_shot(image, truth, index=0)  # on white
+    lowest = int(np.flatnonzero(truth.any(axis=1))[-1])
+    below = photo[lowest + 4:lowest + 10, 150:250].mean()
+    assert below < 0.9 and subject[lowest + 4:].sum() == 0
+    assert photo[:20].mean() > 0.97  # the white sweep above the subject is untouched
+
+
+def test_the_same_photo_always_makes_the_same_shot_and_large_photos_are_brought_down():
+    image, truth = a_photo()
+    first, _ = studio_shot(image, truth, index=5)
+    again, _ = studio_shot(image, truth, index=5)
+    other, _ = studio_shot(image, truth, index=6)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    big_image, big_truth = a_photo(1500, 2600)
+    photo, subject = studio_shot(big_image, big_truth, index=0)
+    assert max(photo.shape[:2]) == STUDIO_MAX_SIDE and photo.shape[:2] == subject.shape
+    assert set(np.unique(subject)) == {0.0, 1.0}
