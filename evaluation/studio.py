@@ -2,9 +2,10 @@
 
 Fan pages mostly send products photographed on a white or pastel sweep, with a soft shadow under
 them; none of the three development sets looks like that. This set is made from them: each SOD dev
-and DIS5K dev subject (the photo's pixels where its binary truth is subject) is pasted, with a
-one-pixel soft edge, on one of a few plain studio colours, a blurred contact shadow is laid under it
-(background, not subject: the truth is the subject's mask alone) and a little sensor noise is added.
+and DIS5K dev subject that could be a product (within the frame, not scenery running along it) is
+pasted, the photo's pixels under its binary truth with a one-pixel soft edge, on one of a few plain
+studio colours; a blurred contact shadow is laid under it (background, not subject: the truth is the
+subject's mask alone) and a little sensor noise is added.
 Deterministic: the same photo always becomes the same studio shot.
 
     python -m evaluation.benchmark --sets studio
@@ -28,6 +29,9 @@ SHADOW_DARKNESS = 0.35
 NOISE = 0.01
 # Subjects smaller than this share of the picture are not a product shot.
 MIN_SUBJECT_SHARE = 0.005
+# Nor are truths that run along the frame (a hillside, a wall, a house the frame cuts): a product shot
+# shows its subject within the picture, touching at most this share of the picture's edge.
+MAX_EDGE_SHARE = 0.1
 SOURCES = (("dis5k", "dis5k_te_dev"), ("sod", "sod_dev"))
 
 
@@ -73,16 +77,26 @@ def studio_shot(image: np.ndarray, truth: np.ndarray, index: int) -> tuple[np.nd
     return np.clip(photo + noise, 0.0, 1.0), subject
 
 
+def looks_like_a_product(truth: np.ndarray) -> bool:
+    """A subject that could be shot as a product: not a speck, not scenery running along the frame."""
+    subject = truth > 0.5
+    edge = np.concatenate([subject[0], subject[-1], subject[:, 0], subject[:, -1]])
+    return float(subject.mean()) >= MIN_SUBJECT_SHARE and float(edge.mean()) <= MAX_EDGE_SHARE
+
+
 def studio_samples(data: Path, limit: int | None = None) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """(id, studio photo, truth) for every subject of DIS5K dev and SOD dev (`limit` per source)."""
+    """(id, studio photo, truth) for the subjects of DIS5K dev and SOD dev that look like a product
+    (`limit` photos read per source)."""
     index = 0
     for source, folder in SOURCES:
         with open(data / folder / "manifest.csv") as handle:
             entries = list(csv.DictReader(handle))[:limit]
         for entry in entries:
-            image = decode_image((data / folder / entry["image"]).read_bytes(), max_bytes=1 << 30, max_pixels=1 << 30)
             truth = _as_float(Image.open(data / folder / entry["gt_mask"]).convert("L"))
-            if truth.shape != image.shape[:2] or float((truth > 0.5).mean()) < MIN_SUBJECT_SHARE:
+            if not looks_like_a_product(truth):
+                continue
+            image = decode_image((data / folder / entry["image"]).read_bytes(), max_bytes=1 << 30, max_pixels=1 << 30)
+            if truth.shape != image.shape[:2]:
                 continue
             photo, subject = studio_shot(image, truth, index)
             index += 1

@@ -49,3 +49,19 @@ def test_the_same_photo_always_makes_the_same_shot_and_large_photos_are_brought_
     photo, subject = studio_shot(big_image, big_truth, index=0)
     assert max(photo.shape[:2]) == STUDIO_MAX_SIDE and photo.shape[:2] == subject.shape
     assert set(np.unique(subject)) == {0.0, 1.0}
+
+
+def test_only_subjects_within_the_frame_make_a_product_shot():
+    from evaluation.studio import looks_like_a_product
+
+    _, disc = a_photo()
+    assert looks_like_a_product(disc)
+    hillside = np.zeros((300, 400), dtype=np.float32)
+    hillside[200:] = 1.0  # runs along the bottom and both sides of the frame
+    assert not looks_like_a_product(hillside)
+    speck = np.zeros((300, 400), dtype=np.float32)
+    speck[150:152, 200:202] = 1.0
+    assert not looks_like_a_product(speck)
+    on_the_floor = disc.copy()
+    on_the_floor[-1, 180:220] = 1.0  # a product standing on the frame's bottom edge is still one
+    assert looks_like_a_product(on_the_floor)
