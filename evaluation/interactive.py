@@ -19,7 +19,8 @@ error region is there (capped at a tenth of the photo's long side): the brush us
 Reported: NoC@90 — the mean number of marks until IoU >= 0.90 (0 when the shipped cutout is
 already there, 20 when 20 marks do not reach it) — with the share of photos that never reach it,
 on SOD dev (196) and DIS5K dev (36); SAD after 0, 1, 3 and 5 marks on alphamatting.com (27); the
-engine's median and worst seconds per call.
+engine's median and worst seconds per call. `--sets studio` also runs evaluation.studio's product shots
+(written once as PNG files under the cache folder).
 
 The engine gets the product's second opinion (U^2-Net-p's mask, asked only when a keep tap lands
 where ISNet saw nothing; from --masks' "u2" when cached); `--no-second-opinion` leaves it out.
@@ -52,7 +53,9 @@ MAX_MARKS = 20
 IOU_TARGET = 0.90
 SAD_AFTER = (0, 1, 3, 5)
 SECOND_MODEL = "u2netp"  # what the product asks for a second opinion (bot.edits)
-SETS = {"sod": ("sod_dev", "sod"), "dis5k": ("dis5k_te_dev", "dis"), "alphamatting": ("alphamatting_training_lowres", "am")}
+SETS = {"sod": ("sod_dev", "sod"), "dis5k": ("dis5k_te_dev", "dis"), "alphamatting": ("alphamatting_training_lowres", "am"),
+        "studio": ("", "studio")}
+TITLES = {"sod": "SOD dev", "dis5k": "DIS5K dev", "studio": "studio shots"}
 
 
 @dataclass
@@ -64,8 +67,10 @@ class Sample:
     soft_truth: bool
 
 
-def samples(data: Path, set_name: str, limit: int | None) -> list[Sample]:
+def samples(data: Path, set_name: str, limit: int | None, cache: Path = DEFAULT_CACHE) -> list[Sample]:
     folder, tag = SETS[set_name]
+    if set_name == "studio":
+        return studio_files(data, limit, cache / "studio-photos")
     root = data / folder
     if set_name == "alphamatting":
         names = sorted(p.stem for p in (root / "input").glob("*.png"))[:limit]
@@ -73,6 +78,26 @@ def samples(data: Path, set_name: str, limit: int | None) -> list[Sample]:
     with open(root / "manifest.csv") as handle:
         entries = list(csv.DictReader(handle))[:limit]
     return [Sample(tag, e["id"], root / e["image"], root / e["gt_mask"], False) for e in entries]
+
+
+def studio_files(data: Path, limit: int | None, folder: Path) -> list[Sample]:
+    """evaluation.studio's shots, written once as PNG files (the photo as a user would upload it)."""
+    from PIL import Image
+
+    from evaluation.studio import studio_samples
+
+    folder.mkdir(parents=True, exist_ok=True)
+    listing = folder / f"made-{limit or 'all'}.txt"
+    if not listing.exists():
+        names = []
+        for name, photo, truth in studio_samples(data, limit):
+            name = name.replace(":", "_")
+            Image.fromarray(np.round(photo * 255).astype(np.uint8)).save(folder / f"{name}.png")
+            Image.fromarray((truth * 255).astype(np.uint8)).save(folder / f"{name}_truth.png")
+            names.append(name)
+        listing.write_text("\n".join(names))
+    names = listing.read_text().split()
+    return [Sample("studio", n, folder / f"{n}.png", folder / f"{n}_truth.png", False) for n in names]
 
 
 class ShippedCutouts:
@@ -279,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     binary_rows, soft_rows = [], []
     for name in sets:
         sessions = []
-        for sample in samples(args.data, name, args.limit):
+        for sample in samples(args.data, name, args.limit, args.cache):
             session = simulate(sample, cutouts, args.max_marks, None if sample.soft_truth else IOU_TARGET, args.mark,
                                not args.no_second_opinion)
             sessions.append(session)
@@ -292,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "alphamatting":
             soft_rows.append(report_soft(sessions))
         else:
-            binary_rows.append(report_binary({"sod": "SOD dev", "dis5k": "DIS5K dev"}[name], sessions, args.max_marks))
+            binary_rows.append(report_binary(TITLES[name], sessions, args.max_marks))
     if binary_rows:
         print("\n| set | photos | NoC@90 (mean) | median | at 0.90 already | never within "
               f"{args.max_marks} | IoU shipped | IoU after 1 / 3 / 5 marks |")

@@ -65,3 +65,21 @@ def test_only_subjects_within_the_frame_make_a_product_shot():
     on_the_floor = disc.copy()
     on_the_floor[-1, 180:220] = 1.0  # a product standing on the frame's bottom edge is still one
     assert looks_like_a_product(on_the_floor)
+
+
+def test_simulated_users_edit_studio_shots_written_once_as_photos(real_pipeline, tmp_path, capsys):
+    from evaluation import interactive
+    from tests.conftest import shared_image
+
+    shared_image("GT01")  # skips loudly without ../shared
+    arguments = ["--sets", "studio", "--limit", "1", "--masks", str(tmp_path / "none"), "--cache", str(tmp_path),
+                 "--max-marks", "2"]
+    assert interactive.main(arguments) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| studio shots |"))
+    cells = [cell.strip().strip("*") for cell in row.strip("|").split("|")]
+    assert cells[1] == "2"  # the first product-like subject of DIS5K dev and of SOD dev
+    assert 0.0 <= float(cells[2]) <= 2.0 and 0.5 < float(cells[6]) <= 1.0  # NoC within the cap; a real cutout's IoU
+    photos = sorted(p.name for p in (tmp_path / "studio-photos").glob("*.png"))
+    assert len(photos) == 4 and sum(name.endswith("_truth.png") for name in photos) == 2
+    assert interactive.main(arguments) == 0  # the second run reads the written shots and cached cutouts back
+    assert len(list((tmp_path / "studio-photos").glob("*.png"))) == 4
