@@ -8,6 +8,10 @@ studio colours; a blurred contact shadow is laid under it (background, not subje
 subject's mask alone) and a little sensor noise is added.
 Deterministic: the same photo always becomes the same studio shot.
 
+The alphamatting.com subjects (dolls, plush toys, a plant: soft truths, hair and fur) make a second
+part, composited as a matte is: their foreground colours (estimated from the photo under the truth's
+alpha) over the studio colour by the truth's own alpha, so the strands stay strands.
+
     python -m evaluation.benchmark --sets studio
 """
 from __future__ import annotations
@@ -55,6 +59,28 @@ def contact_shadow(truth: np.ndarray) -> np.ndarray:
     return _as_float(canvas.filter(ImageFilter.GaussianBlur(max(2, width // 80)))) * SHADOW_DARKNESS
 
 
+def _studio_background(shape: tuple[int, int], subject: np.ndarray, index: int) -> np.ndarray:
+    """(h, w, 3) studio colour `index` (mod the palette), darkened by the subject's contact shadow."""
+    colour = np.asarray(STUDIO_BACKGROUNDS[index % len(STUDIO_BACKGROUNDS)], dtype=np.float32)
+    return np.broadcast_to(colour, (*shape, 3)) * (1.0 - contact_shadow(subject))[..., None]
+
+
+def _with_noise(photo: np.ndarray, index: int) -> np.ndarray:
+    noise = np.random.default_rng(index).normal(0.0, NOISE, photo.shape).astype(np.float32)
+    return np.clip(photo + noise, 0.0, 1.0)
+
+
+def studio_matte_shot(image: np.ndarray, alpha: np.ndarray, index: int) -> np.ndarray:
+    """A soft-truth subject (image and its true alpha, both in [0, 1]) on studio background `index`:
+    foreground colours over the studio colour by `alpha`. Returns the photo; the truth is `alpha`."""
+    from pipeline.matting.foreground import estimate_foreground
+
+    foreground = estimate_foreground(image, alpha)
+    background = _studio_background(alpha.shape, (alpha > 0.5).astype(np.float32), index)
+    cover = alpha[..., None].astype(np.float32)
+    return _with_noise(foreground * cover + background * (1.0 - cover), index)
+
+
 def studio_shot(image: np.ndarray, truth: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray]:
     """The subject of `image` (where `truth` > 0.5) on studio background `index` (mod the palette).
 
@@ -70,11 +96,8 @@ def studio_shot(image: np.ndarray, truth: np.ndarray, index: int) -> tuple[np.nd
     subject = (truth > 0.5).astype(np.float32)
     # A one-pixel soft edge, as a real lens draws it: a hard paste would be aliased.
     cover = _as_float(_grey(subject).filter(ImageFilter.GaussianBlur(0.7)))[..., None]
-    colour = np.asarray(STUDIO_BACKGROUNDS[index % len(STUDIO_BACKGROUNDS)], dtype=np.float32)
-    background = colour * (1.0 - contact_shadow(subject))[..., None]
-    photo = image.astype(np.float32) * cover + background * (1.0 - cover)
-    noise = np.random.default_rng(index).normal(0.0, NOISE, photo.shape).astype(np.float32)
-    return np.clip(photo + noise, 0.0, 1.0), subject
+    background = _studio_background(subject.shape, subject, index)
+    return _with_noise(image.astype(np.float32) * cover + background * (1.0 - cover), index), subject
 
 
 def looks_like_a_product(truth: np.ndarray) -> bool:
@@ -101,3 +124,12 @@ def studio_samples(data: Path, limit: int | None = None) -> Iterator[tuple[str, 
             photo, subject = studio_shot(image, truth, index)
             index += 1
             yield f"{source}:{entry['id']}", photo, subject
+
+
+def studio_matte_samples(data: Path, limit: int | None = None) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(id, studio photo, soft truth) for the alphamatting.com subjects (`limit` photos)."""
+    root = data / "alphamatting_training_lowres"
+    for index, path in enumerate(sorted((root / "input").glob("*.png"))[:limit]):
+        image = _as_float(Image.open(path).convert("RGB"))
+        alpha = _as_float(Image.open(root / "gt_alpha" / path.name).convert("L"))
+        yield path.stem, studio_matte_shot(image, alpha, index), alpha

@@ -34,11 +34,15 @@ def test_one_gate_scores_raw_and_shipped_on_the_object_sets(real_pipeline, capsy
     assert "## SOD dev split" in output and "## DIS5K dev (full resolution)" in output
     raw, ours = table_row(output, "raw model mask"), table_row(output, "ours (automatic)")
     assert raw[1] == ours[1] == "1" and 0 < float(ours[3]) < 0.5  # MAE of a real cutout
-    assert output.count("images badly harmed (IoU down > 0.1):") == 3
+    assert output.count("images badly harmed (IoU down > 0.1):") == 4
     # The studio set: the first subject of each object set on a plain background, scored the same way.
     studio = output.split("## Studio shots")[1]
     studio_raw, studio_ours = table_row(studio, "raw model mask"), table_row(studio, "ours (automatic)")
     assert studio_raw[1] == studio_ours[1] == "2" and 0 < float(studio_ours[3]) < float(studio_raw[3])
+    # ...and its soft-truth part: alphamatting.com's first subject (GT01's plush) matted onto a sweep.
+    matte = output.split("## Studio shots, alphamatting.com subjects")[1]
+    matte_raw, matte_ours = table_row(matte, "raw model mask"), table_row(matte, "ours (automatic)")
+    assert matte_raw[1] == matte_ours[1] == "1" and 0 < float(matte_ours[3]) < float(matte_raw[3])  # SAD
     assert "peak RSS of this process so far" in output
     # The raw mask is ISNet's first view alone; a large DIS5K photo is refined from two views mixed.
     sod, dis = output.split("## Studio shots")[0].split("## DIS5K dev (full resolution)")

@@ -83,3 +83,22 @@ def test_simulated_users_edit_studio_shots_written_once_as_photos(real_pipeline,
     assert len(photos) == 4 and sum(name.endswith("_truth.png") for name in photos) == 2
     assert interactive.main(arguments) == 0  # the second run reads the written shots and cached cutouts back
     assert len(list((tmp_path / "studio-photos").glob("*.png"))) == 4
+
+
+def test_a_soft_subject_is_matted_onto_the_sweep_by_its_own_alpha():
+    from evaluation.studio import studio_matte_shot
+
+    height, width = 120, 160
+    image = np.zeros((height, width, 3), dtype=np.float32)
+    image[..., 1] = 0.6  # a green backdrop behind the subject
+    alpha = np.zeros((height, width), dtype=np.float32)
+    alpha[30:90, 40:120] = 1.0
+    alpha[30:90, 120:130] = 0.5  # a band of strands, half covering
+    image[alpha == 1.0] = (0.9, 0.2, 0.1)
+    image[alpha == 0.5] = 0.5 * np.array((0.9, 0.2, 0.1)) + 0.5 * np.array((0.0, 0.6, 0.0))
+    photo = studio_matte_shot(image, alpha, index=0)  # on white
+    assert np.allclose(photo[60, 80], (0.9, 0.2, 0.1), atol=0.05)
+    assert np.allclose(photo[5, 5], (1.0, 1.0, 1.0), atol=0.04)
+    strands = photo[60, 122:128].mean(axis=0)
+    # Half the subject's red over half the white sweep, not over the old green: the strands move with it.
+    assert np.allclose(strands, 0.5 * np.array((0.9, 0.2, 0.1)) + 0.5, atol=0.08)
