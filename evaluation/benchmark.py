@@ -13,7 +13,8 @@ set's Trimap1 and Trimap2. Optional: --square (the raw mask at the model's train
 --baseline (rembg-style: mask > 240 fg, < 10 bg, 10 px erosion, closed-form).
 sod (196) and dis5k (36, 1-24 MP, binary truth): MAE, max F, IoU at 0.5, boundary MAE (within
 10 px of the true edge). studio (not in the default run): the same scores on those sets' subjects
-pasted on plain studio backgrounds with a contact shadow, as most product photos are shot.
+that could be products, pasted on plain studio backgrounds with a contact shadow, as most product
+photos are shot; and alphamatting.com's subjects matted onto them, scored as alphamatting.com is.
 With --against (an earlier run's --rows file), each set also gets the count of images this run
 made >10 % worse or better than that run's shipped alpha: a change is judged photo by photo.
 """
