@@ -20,7 +20,7 @@ Reported: NoC@90 — the mean number of marks until IoU >= 0.90 (0 when the ship
 already there, 20 when 20 marks do not reach it) — with the share of photos that never reach it,
 on SOD dev (196) and DIS5K dev (36); SAD after 0, 1, 3 and 5 marks on alphamatting.com (27); the
 engine's median and worst seconds per call. `--sets studio` also runs evaluation.studio's product shots
-(written once as PNG files under the cache folder).
+(written once as PNG files under the cache folder: remove its studio-photos/ after changing how they are made).
 
 The engine gets the product's second opinion (U^2-Net-p's mask, asked only when a keep tap lands
 where ISNet saw nothing; from --masks' "u2" when cached); `--no-second-opinion` leaves it out.
