@@ -39,7 +39,7 @@ from scipy import ndimage
 
 from evaluation import metrics
 from evaluation.studio import studio_matte_samples, studio_samples
-from pipeline.cutout import CutoutOptions, Pipeline
+from pipeline.cutout import CutoutOptions, CutoutResult, Pipeline
 from pipeline.decode import decode_image
 from pipeline.matting.closed_form import estimate_alpha
 from pipeline.matting.trimap import split_trimap
@@ -108,6 +108,19 @@ def square_segmenter(pipeline: Pipeline, options: CutoutOptions) -> Segmenter | 
     return square.segmenter(options.model)
 
 
+def cut_out_and_matte_score(pipeline: Pipeline, options: CutoutOptions, name: str, image: np.ndarray,
+                            truth: np.ndarray) -> tuple[CutoutResult, float, dict, dict]:
+    """One photo cut out and scored against a soft truth: (result, seconds, raw mask's row, shipped alpha's row)."""
+    started = time.perf_counter()
+    result = pipeline.cutout(image, options)
+    elapsed = time.perf_counter() - started
+    raw_row = {"image": name, **matting_scores(one_view_mask(pipeline, options, image, result), truth, None),
+               "s": result.timings.get("segment", 0.0)}
+    ours_row = {"image": name, **matting_scores(result.alpha, truth, None), "s": elapsed,
+                "notes": "; ".join(result.notes)}
+    return result, elapsed, raw_row, ours_row
+
+
 def run_alphamatting(pipeline: Pipeline, root: Path, limit: int | None, baseline: bool,
                      options: CutoutOptions = CutoutOptions(), square: Segmenter | None = None,
                      trimaps: bool = True) -> dict[str, list[dict]]:
@@ -116,19 +129,14 @@ def run_alphamatting(pipeline: Pipeline, root: Path, limit: int | None, baseline
     for name in names:
         image = decode_image((root / "input" / f"{name}.png").read_bytes(), max_bytes=1 << 30)
         truth = load_grey(root / "gt_alpha" / f"{name}.png")
-        started = time.perf_counter()
-        result = pipeline.cutout(image, options)
-        elapsed = time.perf_counter() - started
-        rows["raw model mask"].append({"image": name, **matting_scores(one_view_mask(pipeline, options, image, result),
-                                                                       truth, None),
-                                       "s": result.timings.get("segment", 0.0)})
+        result, elapsed, raw_row, ours_row = cut_out_and_matte_score(pipeline, options, name, image, truth)
+        rows["raw model mask"].append(raw_row)
         if square is not None:
             started = time.perf_counter()
             mask = square.predict(image)
             rows[SQUARE_LABEL].append({"image": name, **matting_scores(mask, truth, None),
                                        "s": time.perf_counter() - started})
-        rows["ours (automatic)"].append({"image": name, **matting_scores(result.alpha, truth, None), "s": elapsed,
-                                         "notes": "; ".join(result.notes)})
+        rows["ours (automatic)"].append(ours_row)
         if baseline:
             started = time.perf_counter()
             try:
@@ -159,14 +167,10 @@ def run_matte_set(pipeline: Pipeline, samples: Iterable[tuple[str, np.ndarray, n
     """Raw mask and shipped alpha of every (id, photo, soft truth) sample, scored as alphamatting.com is."""
     rows: dict[str, list[dict]] = defaultdict(list)
     for name, image, truth in samples:
-        started = time.perf_counter()
-        result = pipeline.cutout(image, replace(options, foreground=False))
-        elapsed = time.perf_counter() - started
-        rows["raw model mask"].append({"image": name, **matting_scores(one_view_mask(pipeline, options, image, result),
-                                                                       truth, None),
-                                       "s": result.timings.get("segment", 0.0)})
-        rows["ours (automatic)"].append({"image": name, **matting_scores(result.alpha, truth, None), "s": elapsed,
-                                         "notes": "; ".join(result.notes)})
+        _, _, raw_row, ours_row = cut_out_and_matte_score(pipeline, replace(options, foreground=False), name, image,
+                                                          truth)
+        rows["raw model mask"].append(raw_row)
+        rows["ours (automatic)"].append(ours_row)
     return rows
 
 

@@ -53,8 +53,7 @@ MAX_MARKS = 20
 IOU_TARGET = 0.90
 SAD_AFTER = (0, 1, 3, 5)
 SECOND_MODEL = "u2netp"  # what the product asks for a second opinion (bot.edits)
-SETS = {"sod": ("sod_dev", "sod"), "dis5k": ("dis5k_te_dev", "dis"), "alphamatting": ("alphamatting_training_lowres", "am"),
-        "studio": ("", "studio")}
+SETS = {"sod": ("sod_dev", "sod"), "dis5k": ("dis5k_te_dev", "dis"), "alphamatting": ("alphamatting_training_lowres", "am")}
 TITLES = {"sod": "SOD dev", "dis5k": "DIS5K dev", "studio": "studio shots"}
 
 
@@ -68,9 +67,9 @@ class Sample:
 
 
 def samples(data: Path, set_name: str, limit: int | None, cache: Path = DEFAULT_CACHE) -> list[Sample]:
-    folder, tag = SETS[set_name]
-    if set_name == "studio":
+    if set_name == "studio":  # made from the sets above (evaluation.studio), not a folder of its own
         return studio_files(data, limit, cache / "studio-photos")
+    folder, tag = SETS[set_name]
     root = data / folder
     if set_name == "alphamatting":
         names = sorted(p.stem for p in (root / "input").glob("*.png"))[:limit]
