@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from bot.results import grey_png, object_parts, read_grey_png, store_cutout_files
+from bot.results import grey_png, object_parts, read_grey_png, read_mask_png, store_cutout_files
 from pipeline.cutout import CutoutResult, Pipeline
 from pipeline.decode import decode_image
 from pipeline.editing.edit import EditGrid, EditSource, edit_on_grid, marks_from_json, prepare, refine_alpha
@@ -187,9 +187,9 @@ class Editor:
             alpha = read_grey_png(self.blobs.get(result["edit_alpha"]))
         else:  # stored before the editor existed: the PNG's own alpha
             alpha = np.ascontiguousarray(rgba[:, :, 3])
-        mask = read_grey_png(self.blobs.get(result["edit_mask"])) \
-            if "edit_mask" in result and self.blobs.exists(result["edit_mask"]) else alpha
-        return prepare(EditSource(image=image, mask=mask.astype(np.float32) / 255.0, alpha=alpha,
+        mask = read_mask_png(self.blobs.get(result["edit_mask"])) \
+            if "edit_mask" in result and self.blobs.exists(result["edit_mask"]) else alpha.astype(np.float32) / 255.0
+        return prepare(EditSource(image=image, mask=mask, alpha=alpha,
                                   second_opinion=self._kept_second_opinion(job, image)))
 
     def _kept_second_opinion(self, job: Job, image: np.ndarray) -> Callable[[], np.ndarray] | None:

@@ -25,11 +25,12 @@ def store_cutout(result: CutoutResult, job_id: str, blobs: LocalBlobStore) -> di
     """Write the full-size PNG, a chat-size PNG (<= 10 MB) and an opaque preview; return their keys.
 
     Also what the editor needs to rebuild an EditSource later (the photo itself is the job's input):
-    the model's soft mask and the shipped alpha as 8-bit greyscale PNGs, and how many separate
-    objects the cutout holds (the chat offers "keep the main object only" when there are several).
+    the model's soft mask as a 16-bit greyscale PNG (`mask_png`), the shipped alpha as an 8-bit one,
+    and how many separate objects the cutout holds (the chat offers "keep the main object only" when
+    there are several).
     """
     keys: dict = store_cutout_files(result, f"results/{job_id}", blobs)
-    keys["edit_mask"] = blobs.put(f"results/{job_id}/edit-mask.png", grey_png(result.mask))
+    keys["edit_mask"] = blobs.put(f"results/{job_id}/edit-mask.png", mask_png(result.mask))
     keys["edit_alpha"] = blobs.put(f"results/{job_id}/edit-alpha.png", grey_png(result.alpha))
     keys["objects"] = count_objects(result.alpha)
     return keys
@@ -60,6 +61,24 @@ def grey_png(values: np.ndarray) -> bytes:
 def read_grey_png(data: bytes) -> np.ndarray:
     """(h, w) uint8 from grey_png's bytes."""
     return np.asarray(Image.open(io.BytesIO(data)).convert("L"))
+
+
+def mask_png(mask: np.ndarray) -> bytes:
+    """A model's [0, 1] soft mask as a 16-bit greyscale PNG. The editor reads the model's faint
+    response where it did not pick an object (0.001-0.02 over a missed bird; 0.00001 over the
+    sky around it): 8 bits keep none of it (regions.NO_EVIDENCE)."""
+    levels = np.round(np.clip(np.asarray(mask, dtype=np.float32), 0.0, 1.0) * 65535.0).astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(levels).save(buffer, "PNG")  # uint16 -> mode I;16, written as 16-bit grey
+    return buffer.getvalue()
+
+
+def read_mask_png(data: bytes) -> np.ndarray:
+    """(h, w) float32 in [0, 1] from mask_png's bytes, or from an 8-bit PNG (results stored before)."""
+    image = Image.open(io.BytesIO(data))
+    if image.mode in ("I;16", "I;16B", "I"):
+        return np.asarray(image, dtype=np.float32) / 65535.0
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
 
 # A part counts as an object of its own when it holds at least this share of the photo and of

@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from pipeline.edges import sharpen, split_soft_regions
-from pipeline.editing.regions import NO_EVIDENCE, evidence_at, stroke_footprint, tap_region
+from pipeline.editing.regions import evidence_at, stroke_footprint, tap_region
 from pipeline.editing.scribble_matte import solve_reopened
 from pipeline.segment import resize_float
 from pipeline.threads import ProcessThreads
@@ -55,13 +55,14 @@ THIN_COLOUR_DISTANCE = 0.1
 # before or better; 2 px gave 9.30 before the agreeing-tap fix, 5 px 9.08 with one DIS5K photo a tap worse).
 NEAR_OUTLINE = 3.0
 NEAR_OUTLINE_REACH = 2.0
-# A keep tap where the first model saw nothing (its mask below this, as regions.NO_EVIDENCE) asks
+# A keep tap where the first model saw nothing or next to nothing (its mask below this) asks
 # the second model (EditSource.second_opinion) and takes its object there. Asked wherever the
 # first model was below 0.5, it helped SOD dev's missed objects (first keep taps U^2-Net-p saw:
 # IoU .723 -> .787) but on DIS5K's fine structures its 320 px blob swallowed the background
 # between a pipe's bends (IoU .84 -> .25) where ISNet had seen the pipe faintly (0.055); where the
-# first model saw the spot at all, its own evidence bounds the tap instead.
-SECOND_OPINION_BELOW = NO_EVIDENCE
+# first model saw the spot, its own evidence bounds the tap instead (and below this too, where the
+# second model is not sure of the spot and the first one's faint response is above regions.NO_EVIDENCE).
+SECOND_OPINION_BELOW = 0.02
 # Replays an editing grid remembers (each ~4 bytes per grid pixel: ~3 MB at 1024 x 768).
 REMEMBERED_REPLAYS = 12
 # Half-side (grid pixels) of the square around a tap's point that later taps cannot flip back.

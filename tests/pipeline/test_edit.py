@@ -74,6 +74,24 @@ def test_a_tap_goes_where_the_model_half_saw_not_over_a_backdrop_of_the_same_col
     assert edited[backdrop].max() == 0.0
 
 
+def test_a_keep_tap_keeps_to_what_the_model_faintly_saw_when_it_did_not_pick_it():
+    """The same handle, where the model did not pick it at all: 0.004 over it, 0.00002 over the
+    backdrop (ISNet's faint response over an object it missed stands out of its background by
+    orders of magnitude). No second opinion: the faint response alone bounds the tap."""
+    image, bowl, _ = scene()
+    handle = np.zeros(bowl.shape, dtype=bool)
+    handle[110:130, 195:330] = True
+    image[handle] = BACKGROUND + 0.01
+    model = np.where(bowl, 1.0, 0.00002).astype(np.float32)
+    model[handle & ~bowl] = 0.004
+    alpha = bowl.astype(np.float32)
+    edited = refine_alpha(EditSource(image, model, alpha), [Tap(300, 120, keep=True)])
+    assert (edited[handle & ~bowl] > 0.5).mean() > 0.95
+    backdrop = ~bowl & ~disk(bowl.shape, 120, 300, 40) & ~handle
+    backdrop[100:140, :] = False
+    assert edited[backdrop].max() == 0.0
+
+
 def test_a_tapped_point_ends_on_the_tapped_side_even_in_an_edges_matted_band():
     """After a keep tap adds the spoon, the matted band along its edge leaves pixels above 0.5 that
     the engine's region left out. An erase tap on one must clear it (it used to agree with the

@@ -17,7 +17,8 @@ from app import create_app
 from bot.channels.messenger import card_attachment
 from bot.i18n import say
 from bot.replies import Card, Choice, Link, Picture
-from bot.results import count_objects, object_parts
+from bot.results import count_objects, grey_png, mask_png, object_parts, read_mask_png
+from pipeline.editing.regions import NO_EVIDENCE
 from settings import Settings
 from tests.channel_drivers import check_line_message, flat_line_message
 from tests.conftest import ALPHAMATTING, LINE_SECRET, LINE_TOKEN, line_body, line_signature, shared_image
@@ -398,3 +399,15 @@ def test_the_editors_second_opinion_is_u2netp_on_the_pipeline_thread(real_pipeli
     resized = np.asarray(Image.fromarray(mask.astype(np.float32), "F").resize((width, height)))
     subject, truth = resized > 0.5, portrait_truth > 0.5
     assert (subject & truth).sum() / (subject | truth).sum() > 0.6  # it does see the trolls
+
+
+def test_the_models_faint_response_is_kept_for_the_editor():
+    """The editor bounds a tap by the model's faint response (0.001-0.02 over an object it did not
+    pick, 0.00001 over the background): the stored mask keeps it; older 8-bit masks still read."""
+    mask = np.array([[0.00001, 0.004, 0.02, 0.5, 1.0]], dtype=np.float32)
+    stored = read_mask_png(mask_png(mask))
+    assert stored.dtype == np.float32
+    assert np.abs(stored - mask).max() <= 0.5 / 65535 + 1e-7
+    assert stored[0, 1] > NO_EVIDENCE > stored[0, 0]  # an object the model did not pick, and its background
+    assert Image.open(io.BytesIO(mask_png(mask))).mode.startswith("I")
+    assert np.array_equal(read_mask_png(grey_png(mask)), np.round(mask * 255) / 255)
