@@ -69,7 +69,9 @@ def mask_png(mask: np.ndarray) -> bytes:
     sky around it): 8 bits keep none of it (regions.NO_EVIDENCE)."""
     levels = np.round(np.clip(np.asarray(mask, dtype=np.float32), 0.0, 1.0) * 65535.0).astype(np.uint16)
     buffer = io.BytesIO()
-    Image.fromarray(levels).save(buffer, "PNG")  # uint16 -> mode I;16, written as 16-bit grey
+    # uint16 -> mode I;16, written as 16-bit grey. Fastest compression: a working file the editor
+    # reads, not a deliverable (1024 x 768: 0.04 s and ~0.6 MB; the default level 0.15 s, 0.5 MB).
+    Image.fromarray(levels).save(buffer, "PNG", compress_level=1)
     return buffer.getvalue()
 
 
