@@ -78,7 +78,8 @@ def test_simulated_users_edit_studio_shots_written_once_as_photos(real_pipeline,
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| studio shots |"))
     cells = [cell.strip().strip("*") for cell in row.strip("|").split("|")]
     assert cells[1] == "2"  # the first product-like subject of DIS5K dev and of SOD dev
-    assert 0.0 <= float(cells[2]) <= 2.0 and 0.5 < float(cells[6]) <= 1.0  # NoC within the cap; a real cutout's IoU
+    assert 0.0 <= float(cells[2]) <= 2.0 and 0.5 < float(cells[7]) <= 1.0  # NoC within the cap; a real cutout's IoU
+    assert 0 <= int(cells[6]) <= 2  # photos the outline alone keeps below 0.90
     photos = sorted(p.name for p in (tmp_path / "studio-photos").glob("*.png"))
     assert len(photos) == 4 and sum(name.endswith("_truth.png") for name in photos) == 2
     assert interactive.main(arguments) == 0  # the second run reads the written shots and cached cutouts back
