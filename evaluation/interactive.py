@@ -18,10 +18,10 @@ error region is there (capped at a tenth of the photo's long side): the brush us
 
 Reported: NoC@90 — the mean number of marks until IoU >= 0.90 (0 when the shipped cutout is
 already there, 20 when 20 marks do not reach it) — with the share of photos that never reach it,
-on SOD dev (196) and DIS5K dev (36), and how many photos stay below 0.90 even with every error put right but where the cutout's
-outline runs within 2 px of the truth's (`outline_bound`: no mark that fixes regions reaches 0.90
-there); SAD after 0, 1, 3 and 5 marks on alphamatting.com (27); the engine's median and worst
-seconds per call. `--sets studio` also runs evaluation.studio's product shots
+on SOD dev (196) and DIS5K dev (36), and how many photos stay below 0.90 even with every error put
+right but where the cutout's outline runs within 2 px of the truth's (`outline_bound`: no mark that
+fixes regions reaches 0.90 there); SAD after 0, 1, 3 and 5 marks on alphamatting.com (27); the
+engine's median and worst seconds per call. `--sets studio` also runs evaluation.studio's product shots
 (written once as PNG files under the cache folder: remove its studio-photos/ after changing how they are made).
 
 The engine reads the model's mask as the product stores it (16-bit, bot.results.mask_png) and gets

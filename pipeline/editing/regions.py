@@ -53,7 +53,7 @@ EVIDENCE_SPAN = 10.0
 # pick: SOD dev's first keep taps where ISNet read 0.0003-0.02 had 80-100 % of the missed object at
 # a tenth of the tap's value or more and 2-30 % of the background; ISNet's background lies at
 # 0.00001-0.0001 (simulated taps, 0.02 -> 0.001: NoC@90 SOD dev 10.64 -> 10.34, alphamatting.com
-# SAD after 3 taps 15.92 -> 12.53, DIS5K dev as before; 0.0003 gave the same; docs/editing.md).
+# SAD after 3 taps 15.92 -> 12.53, DIS5K dev as before; 0.0003 and 0.003 within .04 of it; docs/editing.md).
 # The product keeps the model's mask at 16 bits for this (bot.results.mask_png).
 NO_EVIDENCE = 0.001
 # A keep tap where the model half-saw the spot also takes the connected pixels where the model
