@@ -21,7 +21,6 @@ made >10 % worse or better than that run's shipped alpha: a change is judged pho
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import resource
@@ -34,10 +33,10 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 
 from evaluation import metrics
+from evaluation.datasets import load_grey, manifest_entries
 from evaluation.studio import studio_matte_samples, studio_samples
 from pipeline.cutout import CutoutOptions, CutoutResult, Pipeline
 from pipeline.decode import decode_image
@@ -49,10 +48,6 @@ DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SQUARE_LABEL = "raw model mask, square input"
 # The mask the chain refines: the first view, with the finer one mixed in where the photo was asked twice.
 TWO_VIEWS_LABEL = "model mask as refined"
-
-
-def load_grey(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255.0
 
 
 def rembg_style_alpha(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -176,9 +171,7 @@ def run_matte_set(pipeline: Pipeline, samples: Iterable[tuple[str, np.ndarray, n
 
 def mask_set_samples(root: Path, limit: int | None) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """(id, photo, binary truth) of a set with a manifest.csv (SOD dev, DIS5K dev)."""
-    with open(root / "manifest.csv") as handle:
-        entries = list(csv.DictReader(handle))[:limit]
-    for entry in entries:
+    for entry in manifest_entries(root, limit):
         image = decode_image((root / entry["image"]).read_bytes(), max_bytes=1 << 30, max_pixels=1 << 30)
         yield entry["id"], image, (load_grey(root / entry["gt_mask"]) > 0.5).astype(np.float32)
 

@@ -35,7 +35,6 @@ model runs), so a run costs only the engine's calls.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import sys
@@ -47,7 +46,8 @@ import numpy as np
 from scipy import ndimage
 
 from evaluation import metrics
-from evaluation.benchmark import DEFAULT_DATA, load_grey, peak_rss_gb
+from evaluation.benchmark import DEFAULT_DATA, peak_rss_gb
+from evaluation.datasets import load_grey, manifest_entries
 from pipeline.decode import decode_image
 
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cutout" / "interactive"
@@ -78,9 +78,7 @@ def samples(data: Path, set_name: str, limit: int | None, cache: Path = DEFAULT_
     if set_name == "alphamatting":
         names = sorted(p.stem for p in (root / "input").glob("*.png"))[:limit]
         return [Sample(tag, n, root / "input" / f"{n}.png", root / "gt_alpha" / f"{n}.png", True) for n in names]
-    with open(root / "manifest.csv") as handle:
-        entries = list(csv.DictReader(handle))[:limit]
-    return [Sample(tag, e["id"], root / e["image"], root / e["gt_mask"], False) for e in entries]
+    return [Sample(tag, e["id"], root / e["image"], root / e["gt_mask"], False) for e in manifest_entries(root, limit)]
 
 
 def studio_files(data: Path, limit: int | None, folder: Path) -> list[Sample]:

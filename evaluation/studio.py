@@ -16,13 +16,13 @@ alpha) over the studio colour by the truth's own alpha, so the strands stay stra
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageFilter
 
+from evaluation.datasets import load_grey, manifest_entries
 from pipeline.decode import decode_image
 
 # White, light grey, warm paper, pale blue: the sweeps product photos are shot on.
@@ -112,10 +112,8 @@ def studio_samples(data: Path, limit: int | None = None) -> Iterator[tuple[str, 
     (`limit` photos read per source)."""
     index = 0
     for source, folder in SOURCES:
-        with open(data / folder / "manifest.csv") as handle:
-            entries = list(csv.DictReader(handle))[:limit]
-        for entry in entries:
-            truth = _as_float(Image.open(data / folder / entry["gt_mask"]).convert("L"))
+        for entry in manifest_entries(data / folder, limit):
+            truth = load_grey(data / folder / entry["gt_mask"])
             if not looks_like_a_product(truth):
                 continue
             image = decode_image((data / folder / entry["image"]).read_bytes(), max_bytes=1 << 30, max_pixels=1 << 30)
@@ -131,5 +129,5 @@ def studio_matte_samples(data: Path, limit: int | None = None) -> Iterator[tuple
     root = data / "alphamatting_training_lowres"
     for index, path in enumerate(sorted((root / "input").glob("*.png"))[:limit]):
         image = _as_float(Image.open(path).convert("RGB"))
-        alpha = _as_float(Image.open(root / "gt_alpha" / path.name).convert("L"))
+        alpha = load_grey(root / "gt_alpha" / path.name)
         yield path.stem, studio_matte_shot(image, alpha, index), alpha
