@@ -267,3 +267,21 @@ def test_a_smaller_segmentation_side_is_honoured_as_on_the_cpu_path(real_pipelin
         assert ours.network_size(height, width) == theirs.network_size(height, width)
         assert max(ours.network_size(height, width)) == 512
     assert ours.fine_side is None and theirs.fine_side is None and not ours.asks_twice(3000, 4000)
+
+
+def test_reading_convergence_every_few_steps_stops_matting_where_every_step_would(troll_small, monkeypatch):
+    from pipeline.torch_path import matte
+
+    image, truth, _ = troll_small
+    mask = (truth > 0.5).astype(np.float32) * 0.9 + 0.05
+    trimap = make_trimap(mask)
+    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))
+    inputs = (as_tensor(image.transpose(2, 0, 1)), as_tensor(trimap))
+    for prior in (as_tensor(mask), None):  # one level with the prior, three without
+        every_step = matte.estimate_alpha_torch(*inputs, prior, tolerance=1e-3)
+        monkeypatch.setattr(matte, "CPU_CHECK_EVERY", 16)  # as on a GPU: up to 15 steps past convergence
+        every_16 = matte.estimate_alpha_torch(*inputs, prior, tolerance=1e-3)
+        monkeypatch.setattr(matte, "CPU_CHECK_EVERY", 1)
+        assert torch.equal(every_step, every_16)
+        more_steps = matte.estimate_alpha_torch(*inputs, prior, tolerance=1e-4)
+        assert not torch.equal(every_step, more_steps)  # the steps past convergence would have moved it
