@@ -404,7 +404,7 @@ class Conversation(PhotoSetSteps, EditSteps):
             raise decode_failure(error, self.settings) from None
         try:
             future = self.worker.submit_batchable(
-                "cutout", image, lambda images: self.pipeline.cutout_batch(images, self.options), label=f"cutout {job_id}")
+                "cutout", image, lambda images: self.pipeline.start_cutout_batch(images, self.options), label=f"cutout {job_id}")
         except QueueFull:
             raise UserFacingError("busy") from None
         self._keep_loading(event, future)

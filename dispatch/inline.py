@@ -47,6 +47,8 @@ class InlinePipeline:
                          label: str = "batch item") -> Future:
         def run_one() -> Any:
             value = run_batch([item])[0]
+            if isinstance(value, Future):  # finished on another thread (Pipeline.start_cutout_batch)
+                value = value.result()
             if isinstance(value, BaseException):
                 raise value
             return value

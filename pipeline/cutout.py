@@ -16,11 +16,12 @@ alphamatting.com portraits and harmed object photos (DIS5K dev, SOD dev).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -73,6 +74,12 @@ def default_refine_threads(device: str) -> int:
     if configured:
         return max(1, int(configured))
     return max(1, os.cpu_count() or 1) if device == "cuda" else 1
+
+
+def default_overlap_batches() -> bool:
+    """CUTOUT_OVERLAP_BATCHES=0: on the torch path the pipeline thread waits for a batch's refinements
+    before it segments the next (Pipeline.start_cutout_batch)."""
+    return os.environ.get("CUTOUT_OVERLAP_BATCHES", "1") != "0"
 
 
 def default_refine_stack() -> int:
@@ -146,7 +153,7 @@ class Pipeline:
                  threads: int | None = None, device: str | None = None, segment_side: int | None = None,
                  keep_aspect: bool | None = None, refine_threads: int | None = None,
                  fine_views: bool | None = None, person_matte: bool | None = None,
-                 refine_stack: int | None = None) -> None:
+                 refine_stack: int | None = None, overlap_batches: bool | None = None) -> None:
         """segment_side: long side of the segmentation input, below the model's native side (None: native).
 
         keep_aspect: segment at the photo's aspect ratio rather than the stretched square (None: default).
@@ -156,6 +163,9 @@ class Pipeline:
         person_matte: the person matte's second opinion on hair (None: CUTOUT_PERSON_MATTE, on).
         refine_stack: on the torch path, photos of one size refined together as a stack (None:
             CUTOUT_REFINE_STACK, 1: photo by photo).
+        overlap_batches: on the torch path, start_cutout_batch hands a batch's refinements to the
+            refine pool and returns, so the next batch is segmented meanwhile (None:
+            CUTOUT_OVERLAP_BATCHES, on).
         """
         self.model_dir = model_dir
         self.cache_dir = cache_dir
@@ -171,6 +181,7 @@ class Pipeline:
         self._lock = threading.Lock()
         self.refine_threads = default_refine_threads(self.device) if refine_threads is None else refine_threads
         self.refine_stack = default_refine_stack() if refine_stack is None else max(1, refine_stack)
+        self.overlap_batches = default_overlap_batches() if overlap_batches is None else overlap_batches
         self._pool: ThreadPoolExecutor | None = None
 
     @property
@@ -253,18 +264,42 @@ class Pipeline:
         on_stage(index, stage) is told when image `index` enters "segmenting" and "refining"
         (for progress displays; it must be quick and must not raise).
         """
+        self._before_batch(images, options)
+        return self._cut_out(images, options, on_stage)
+
+    def start_cutout_batch(self, images: list[np.ndarray], options: CutoutOptions = CutoutOptions(),
+                           on_stage: Callable[[int, str], None] | None = None) -> list[CutoutResult | Future]:
+        """cutout_batch for the pipeline thread (PipelineWorker resolves futures as they finish).
+
+        On the torch device the batch is segmented here and each photo's refinement handed to the
+        refine pool; their futures come back at once, so the pipeline thread segments the next batch
+        while this one is refined. Elsewhere (the CPU path, stacks, overlap off) the results themselves.
+        """
+        if not (self.overlap_batches and self.refine_stack == 1 and self._refines_on_device(options)):
+            return self.cutout_batch(images, options, on_stage)
+        self._before_batch(images, options)
+        return self._cut_out(images, options, on_stage, later=True)
+
+    def _before_batch(self, images: list[np.ndarray], options: CutoutOptions) -> None:
         for image in images:
             if image.ndim != 3 or image.shape[2] != 3:
                 raise ValueError(f"expected an (h, w, 3) RGB image, got shape {image.shape}")
-        if not self._refines_on_device(options):
-            return self._cut_out(images, options, on_stage)
-        from pipeline.torch_path.chain import refining_batch
+        if self._refines_on_device(options):
+            from pipeline.torch_path.chain import capture_wanted_refinements
 
-        with refining_batch(self.torch_device):  # where the refinement's CUDA graphs are captured
-            return self._cut_out(images, options, on_stage)
+            capture_wanted_refinements(self.torch_device)  # the refinement's CUDA graphs, at a quiet moment
+
+    def _device_work(self, on_device: bool):
+        """Around a refinement on the torch device: no CUDA graph is captured beside it (graphs.DEVICE_GATE)."""
+        if not on_device:
+            return contextlib.nullcontext()
+        from pipeline.torch_path.graphs import DEVICE_GATE
+
+        return DEVICE_GATE.working()
 
     def _cut_out(self, images: list[np.ndarray], options: CutoutOptions,
-                 on_stage: Callable[[int, str], None] | None) -> list[CutoutResult]:
+                 on_stage: Callable[[int, str], None] | None, later: bool = False) -> list:
+        """later: each photo's refinement submitted to the refine pool, its future returned."""
         report = on_stage or (lambda index, stage: None)
         for index in range(len(images)):
             report(index, "segmenting")
@@ -289,11 +324,15 @@ class Pipeline:
             timings = {"segment": seconds}
             if one.person_seconds:
                 timings["person_matte"] = one.person_seconds
-            result = self._refine(images[index], one.mask, assists[index], options, timings, photos[index],
-                                  person=one.person, small_image=one.small_image)
+            with self._device_work(on_device):
+                result = self._refine(images[index], one.mask, assists[index], options, timings, photos[index],
+                                      person=one.person, small_image=one.small_image)
             result.notes[:0] = segment_notes[index]
             return result
 
+        if later:
+            pool = self._refine_pool(at_least_one=True)
+            return [pool.submit(refine, index) for index in range(len(images))]
         pool = self._refine_pool() if len(images) > 1 else None
         if pool is None:
             return [refine(index) for index in range(len(images))]
@@ -326,10 +365,11 @@ class Pipeline:
             heard = [persons[index] is not None for index in indices]
             person_stack = next((persons[index].stack for index in indices if persons[index] is not None), None)
             first_small = small_images[indices[0]]
-            return refine_stack_on_device(
-                self, [images[index] for index in indices], group.photos[part], group.masks[part], options,
-                first_small.stack[part] if first_small else None,
-                None if person_stack is None else person_stack[part], heard, matting_pool)
+            with self._device_work(True):
+                return refine_stack_on_device(
+                    self, [images[index] for index in indices], group.photos[part], group.masks[part], options,
+                    first_small.stack[part] if first_small else None,
+                    None if person_stack is None else person_stack[part], heard, matting_pool)
 
         # Stacks side by side in the refine pool; a lone stack mattes its photos side by side there instead.
         pool = self._refine_pool()
@@ -451,15 +491,16 @@ class Pipeline:
                 small_images[index] = Row(small, row)
         return persons, small_images, time.perf_counter() - started
 
-    def _refine_pool(self) -> ThreadPoolExecutor | None:
-        """Threads that refine a batch's images side by side (None: one after another).
+    def _refine_pool(self, at_least_one: bool = False) -> ThreadPoolExecutor | None:
+        """Threads that refine a batch's images side by side (None: one after another, unless
+        at_least_one: a batch finished off the pipeline thread, start_cutout_batch).
 
         The refinement is mostly NumPy/SciPy work that leaves the GIL; on a GPU host the pipeline
         thread would otherwise refine a batch of 64 on one core while the others idle. On the CPU
         path onnxruntime already uses every core, so one at a time stays the default there.
         """
         threads = self.refine_threads
-        if threads <= 1:
+        if threads <= 1 and not at_least_one:
             return None
         with self._lock:
             if self._pool is None:

@@ -3,8 +3,11 @@
 Work arrives as callables (a composite, a campaign preview) or as batchable items (cutouts):
 consecutive items with the same batch key are taken together, up to `max_batch`, and run in one
 call, so a GPU does one forward pass for several images. A lone item never waits: the worker
-only waits up to `max_wait_s` for more when others were already queued. A full queue raises
-QueueFull at once so callers can tell the user to retry. Verbs follow rq: work -> dequeue_job ->
+only waits up to `max_wait_s` for more when others were already queued. A batch may answer with
+futures (work it handed to other threads, e.g. the GPU path's refinements): the worker then takes the
+next batch at once and resolves the tasks as those finish, with at most `overlap` batches still
+finishing behind the one it works on. A full queue raises QueueFull at once so callers can tell the
+user to retry. Verbs follow rq: work -> dequeue_job ->
 perform_job -> handle_job_success / handle_job_failure; `work(burst=True)` drains and returns.
 """
 from __future__ import annotations
@@ -58,11 +61,13 @@ def result_or_cancel(future: Future, timeout_s: float) -> Any:
 
 class PipelineWorker:
     def __init__(self, queue_size: int = 32, name: str = "pipeline", max_batch: int = 1,
-                 max_wait_s: float = 0.0) -> None:
+                 max_wait_s: float = 0.0, overlap: int = 1) -> None:
         self.capacity = queue_size
         self.name = name
         self.max_batch = max(1, max_batch)
         self.max_wait_s = max_wait_s
+        self.overlap = max(0, overlap)
+        self._finishing = 0  # batches whose results are still being finished by other threads
         self.stats = WorkerStats()
         self._tasks: deque[Task | None] = deque()
         self._condition = threading.Condition()
@@ -132,14 +137,24 @@ class PipelineWorker:
         return result_or_cancel(self.submit(function, label), timeout_s)
 
     def work(self, burst: bool = False) -> int:
-        """Process tasks until stopped (or, in burst mode, until the queue is empty)."""
+        """Process tasks until stopped (or, in burst mode, until the queue is empty and every batch
+        handed off has finished)."""
         done = 0
         while True:
+            self._wait_for_finishing(self.overlap)
             tasks = self.dequeue_job(block=not burst)
             if not tasks:
+                if burst:
+                    self._wait_for_finishing(0)
                 return done
             self.perform_job(tasks)
             done += len(tasks)
+
+    def _wait_for_finishing(self, at_most: int) -> None:
+        """Until at most `at_most` batches are still finishing on other threads."""
+        with self._condition:
+            while self._finishing > at_most:
+                self._condition.wait()
 
     def dequeue_job(self, block: bool) -> list[Task]:
         """The next task, plus queued tasks of the same batch key (up to max_batch)."""
@@ -173,17 +188,18 @@ class PipelineWorker:
         started = time.monotonic()
         self.stats.last_wait_s = started - tasks[0].enqueued_at
         live = [task for task in tasks if task.future.set_running_or_notify_cancel()]
+        handed_off = 0
         try:
             if not live:
                 return
             if live[0].batch_key is None:
                 self._run_single(live[0])
             else:
-                self._run_batch(live)
+                handed_off = self._run_batch(live)
         finally:
             self.stats.busy_s += time.monotonic() - started
             with self._condition:
-                self._in_flight -= len(tasks)
+                self._in_flight -= len(tasks) - handed_off
 
     def _run_single(self, task: Task) -> None:
         try:
@@ -193,7 +209,8 @@ class PipelineWorker:
         else:
             self.handle_job_success(task, value)
 
-    def _run_batch(self, tasks: list[Task]) -> None:
+    def _run_batch(self, tasks: list[Task]) -> int:
+        """-> how many of the tasks were handed off (answered by futures still running)."""
         self.stats.batches += 1
         self.stats.batched_items += len(tasks)
         try:
@@ -203,12 +220,41 @@ class PipelineWorker:
         except BaseException as error:
             for task in tasks:
                 self.handle_job_failure(task, error)
-            return
+            return 0
+        later = [(task, value) for task, value in zip(tasks, results) if isinstance(value, Future)]
         for task, value in zip(tasks, results):
             if isinstance(value, BaseException):
                 self.handle_job_failure(task, value)
-            else:
+            elif not isinstance(value, Future):
                 self.handle_job_success(task, value)
+        if later:
+            self._finish_later(later)
+        return len(later)
+
+    def _finish_later(self, later: list[tuple[Task, Future]]) -> None:
+        """Each task answered when its future is; the batch counts as finishing until the last is."""
+        remaining = [len(later)]
+        with self._condition:
+            self._finishing += 1
+
+        def finished(task: Task, future: Future) -> None:
+            try:
+                error = future.exception()
+            except BaseException as cancelled:  # cancelled: the pool shut down under it
+                error = cancelled
+            if error is None:
+                self.handle_job_success(task, future.result())
+            else:
+                self.handle_job_failure(task, error)
+            with self._condition:
+                remaining[0] -= 1
+                self._in_flight -= 1
+                if remaining[0] == 0:
+                    self._finishing -= 1
+                self._condition.notify_all()
+
+        for task, future in later:
+            future.add_done_callback(lambda done, task=task: finished(task, done))
 
     def handle_job_success(self, task: Task, value: Any) -> None:
         self.stats.succeeded += 1

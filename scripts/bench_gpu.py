@@ -164,7 +164,7 @@ def saturated(pipeline: Pipeline, jpegs: list[bytes], batch: int, clients: int,
         started = time.perf_counter()
         image = decode_image(data, **LIMITS)
         decoded = time.perf_counter()
-        future = worker.submit_batchable("cutout", image, lambda images: pipeline.cutout_batch(images, options))
+        future = worker.submit_batchable("cutout", image, lambda images: pipeline.start_cutout_batch(images, options))
         result = future.result()
         computed = time.perf_counter()
         render(result, Background("transparent"), fmt="png")
@@ -279,6 +279,46 @@ def refine_graphs(pipeline: Pipeline, products: list[bytes], portraits: list[byt
          lambda: saturated(stacked, products, batch, clients=2 * batch), order=(True,))
     steps.enabled = True
     answers["captures"] = {str(key[:2]): made for key, made in steps.captures().items()}
+    answers["peak_gpu_gb"] = peak_gpu_gb()
+    return answers
+
+
+def overlapped(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], big: list[bytes],
+               out: Path, batches: tuple[int, ...], lone: int, parity_photos: list[Path] = ()) -> dict:
+    """Session 20's changes beside what they replace, on one warm pipeline: the next batch segmented
+    while the last is refined (Pipeline.start_cutout_batch) beside the pipeline thread waiting for each
+    batch; the matting solve reading its convergence every 16 steps beside every step (lone portraits,
+    where it is the cost). The cutouts are saved for a photo-by-photo comparison with the CPU path."""
+    from pipeline.torch_path import matte
+
+    answers: dict = {}
+
+    def measure(label: str, run: Callable[[], dict]) -> None:
+        answers[label] = run()
+        print(f"  {label}: {json.dumps(answers[label])[:400]}", flush=True)
+
+    answers["parity"] = parity(pipeline, products[:16] + portraits[:8], out / "alphas.npz")
+    if parity_photos:  # photos at their own sizes, one at a time (those the second opinion decides, say)
+        alphas = {path.name: np.round(pipeline.cutout(decode_image(path.read_bytes(), **LIMITS)).alpha * 255)
+                  .astype(np.uint8) for path in parity_photos}
+        np.savez_compressed(out / "alphas_own_sizes.npz", **alphas)
+        answers["parity at own sizes"] = {"photos": len(alphas)}
+    for every in (1, matte.CHECK_EVERY):
+        matte.CHECK_EVERY = every
+        measure(f"lone 1MP portraits, convergence read every {every} steps",
+                lambda: lone_requests(pipeline, portraits[:lone + 2]))
+    measure("lone 1MP products", lambda: lone_requests(pipeline, products[:lone + 2]))
+    first = min(batch for batch in batches if batch > 1)
+    for overlap in (False, True):
+        pipeline.overlap_batches = overlap
+        name = "overlapped" if overlap else "batch after batch"
+        for batch in (b for b in batches if b > 1):
+            measure(f"saturated 1MP products, batch {batch}, {name}",
+                    lambda: saturated(pipeline, products, batch, clients=2 * batch))
+        measure(f"saturated 1MP portraits, batch {first}, {name}",
+                lambda: saturated(pipeline, portraits, first, clients=2 * first))
+    measure(f"saturated 12MP products, batch {first}, overlapped", lambda: saturated(pipeline, big, first, clients=2 * first))
+    measure("lone 12MP products", lambda: lone_requests(pipeline, big[:4], warm=2))
     answers["peak_gpu_gb"] = peak_gpu_gb()
     return answers
 
@@ -452,6 +492,8 @@ def main() -> int:
         f"1MP products, {count} processes x batch 16": saturated_processes(args.device, products, count, 16, clients=16)
         for count in (int(c) for c in args.processes.split(","))})
     section("big", lambda: saturated(pipeline, big, 8, clients=16))
+    own_sizes = sorted((args.photo_dir / "own_sizes").glob("*")) if args.photo_dir else []
+    section("overlapped", lambda: overlapped(pipeline, products, portraits, big, args.out, batches, args.lone, own_sizes))
     if pipeline.device == "cuda":
         section("refine_graphs", lambda: refine_graphs(pipeline, products, portraits, big, max(batches), args.out))
     if not args.skip_cpu:

@@ -186,7 +186,7 @@ def cut_out_request(settings: Settings, pipeline: Pipeline, worker: PipelineWork
     image = downscale_for_size(image, params["size"])
     photo, roi = image, photo_roi(params["outputs"].roi, decoded_shape, image.shape[:2])
     image = roi.apply(image) if roi else image  # the model sees the region of interest alone
-    future = worker.submit_batchable("cutout", image, lambda images: pipeline.cutout_batch(images, options), "api")
+    future = worker.submit_batchable("cutout", image, lambda images: pipeline.start_cutout_batch(images, options), "api")
     result = result_or_cancel(future, API_TIMEOUT_S)
     if not result.subject_found:
         # remove.bg's answer for a photo without a foreground: a 400, not an empty transparent PNG.

@@ -147,12 +147,12 @@ class PageJobs:
         self.blobs.put(self.key(job.id, "original.jpg"), buffer.getvalue())
         self._save_state(job)
 
-        def run_batch(items: list[tuple[PageJob, np.ndarray]]) -> list[CutoutResult]:
+        def run_batch(items: list[tuple[PageJob, np.ndarray]]) -> list:
             def on_stage(index: int, stage: str) -> None:
                 items[index][0].state = stage
                 items[index][0].started = items[index][0].started or time.time()
 
-            return self.pipeline.cutout_batch([item for _, item in items], self.options, on_stage=on_stage)
+            return self.pipeline.start_cutout_batch([item for _, item in items], self.options, on_stage=on_stage)
 
         job.future = self.worker.submit_batchable("page", (job, image), run_batch, f"page {job.id}")
         with self._lock:

@@ -68,7 +68,7 @@ def refine_request(settings, pipeline: Pipeline, worker: PipelineWorker, options
         raise api.ApiError(400, f"Invalid marks: {error}", "invalid_marks") from None
     image = api.downscale_for_size(image, params["size"])
     marks = scaled(marks, image.shape[1] / sent_w)
-    future = worker.submit_batchable("cutout", image, lambda images: pipeline.cutout_batch(images, options), "api")
+    future = worker.submit_batchable("cutout", image, lambda images: pipeline.start_cutout_batch(images, options), "api")
     result = result_or_cancel(future, api.API_TIMEOUT_S)
     # The engine on the pipeline's thread too: it owns the CPU-heavy work.
     # Already on the pipeline thread there: the second opinion runs in place (worker.call).

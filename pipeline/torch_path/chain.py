@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -253,24 +252,12 @@ def _finish(full_resolution: bool, with_foreground: bool, photos: torch.Tensor, 
 
 _STEPS: dict[str, GraphedSteps] = {}
 _STEPS_LOCK = threading.Lock()
-_BATCHES = {"active": 0}
-_BATCHES_LOCK = threading.Lock()
 
 
-@contextmanager
-def refining_batch(device: str):
-    """Around a batch's cutouts on the torch device: where it is the only batch at work in the
-    process, the refinement's wanted captures are made first (GraphedSteps.capture_wanted: nothing
-    else may run on the device then; a batch arriving meanwhile waits for them)."""
-    with _BATCHES_LOCK:
-        if _BATCHES["active"] == 0:
-            refinement_steps(torch.device(device)).capture_wanted()
-        _BATCHES["active"] += 1
-    try:
-        yield
-    finally:
-        with _BATCHES_LOCK:
-            _BATCHES["active"] -= 1
+def capture_wanted_refinements(device: str) -> None:
+    """Before a batch on the torch device: the refinement's wanted captures (GraphedSteps.capture_wanted,
+    which waits for the refinements at work in the process to end first)."""
+    refinement_steps(torch.device(device)).capture_wanted()
 
 
 def refinement_steps(device: torch.device) -> GraphedSteps:

@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 from typing import Callable
 
 import torch
@@ -26,6 +27,62 @@ log = logging.getLogger(__name__)
 # One capture at a time in the process: captures are rare (a new shape), and the refine threads' and
 # the pipeline thread's captures then need not share the allocator's capture bookkeeping.
 _CAPTURING = threading.Lock()
+
+
+class QuietGate:
+    """Device work and captures kept apart: on an H100 a capture made while refine threads worked
+    eagerly beside it was invalidated (docs/performance.md, session 16). Refinements hold `working()`,
+    many at once; a capture holds `quiet()`, alone: it waits for the work in progress to end, and work
+    asked for meanwhile waits for the capture (a capture is rare: a new photo shape)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._working = 0
+        self._quiet_asked = 0
+        self._quiet = False
+        self._mine = threading.local()
+
+    @contextmanager
+    def working(self):
+        with self._changed:
+            while self._quiet or self._quiet_asked:
+                self._changed.wait()
+            self._working += 1
+        self._mine.depth = getattr(self._mine, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            self._mine.depth -= 1
+            with self._changed:
+                self._working -= 1
+                self._changed.notify_all()
+
+    def held_here(self) -> bool:
+        """Whether this thread is inside working(): it must not wait for quiet (it would wait for itself)."""
+        return getattr(self._mine, "depth", 0) > 0
+
+    @contextmanager
+    def quiet(self):
+        if self.held_here():
+            raise RuntimeError("a capture asked for inside device work")
+        with self._changed:
+            self._quiet_asked += 1
+            try:
+                while self._working or self._quiet:
+                    self._changed.wait()
+            finally:
+                self._quiet_asked -= 1
+            self._quiet = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._quiet = False
+                self._changed.notify_all()
+
+
+# The process's one gate: one GPU a process.
+DEVICE_GATE = QuietGate()
 
 
 class MemoryPool:
@@ -94,8 +151,11 @@ class GraphedForward:
         key = (padded_size(count, self.max_batch), *batch.shape[1:], batch.dtype, _layout(batch))
         captured = self._captured.get(key)
         if captured is None:
+            if DEVICE_GATE.held_here():  # asked from inside a refinement: eager now, captured by a later pass
+                return self.forward(batch)
             try:
-                captured = self._capture(batch, key[0])
+                with DEVICE_GATE.quiet():  # no refinement at work beside the capture
+                    captured = self._capture(batch, key[0])
             except RuntimeError as error:  # a driver or an op that cannot be captured: eager from now on
                 log.warning("CUDA graph capture failed, running eagerly: %s", error)
                 _clear_error()
@@ -149,9 +209,9 @@ class GraphedSteps:
     shapes: the refinement's ~900 torch calls a photo become a few copies and one replay.
 
     Captures are made only at a quiet moment (`capture_wanted`, called by the pipeline thread before
-    a batch, when no refine thread works): on an H100 a capture made while refine threads ran
-    eagerly beside it was invalidated. Until then a shape runs eagerly; it is wanted once seen
-    `capture_after` times (a photo size seen once is not worth a capture). The refine threads call
+    a batch; it waits for the refinements at work to end, DEVICE_GATE): on an H100 a capture made
+    while refine threads ran eagerly beside it was invalidated. Until then a shape runs eagerly; it
+    is wanted once seen `capture_after` times (a photo size seen once is not worth a capture). The refine threads call
     the steps side by side, so a shape gets several captures (`instances`, fewer for large photos:
     each holds its own memory pool, as two may be between a replay and the reading of their outputs
     at once); a thread finding every capture of its shape busy waits for one. The least recently
@@ -190,8 +250,15 @@ class GraphedSteps:
             self._give_back(key, instance)
 
     def capture_wanted(self) -> int:
-        """Capture the shapes wanted since the last call, as many captures each as its limit allows;
-        call it only when no other thread works on the device. -> captures made."""
+        """Capture the shapes wanted since the last call, as many captures each as its limit allows,
+        once the device work in progress has ended (DEVICE_GATE). -> captures made."""
+        with self._changed:
+            if not self._wanted:
+                return 0
+        with DEVICE_GATE.quiet():
+            return self._capture_wanted()
+
+    def _capture_wanted(self) -> int:
         with self._changed:
             wanted, self._wanted = self._wanted, {}
         made = 0

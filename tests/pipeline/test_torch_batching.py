@@ -155,29 +155,59 @@ def test_a_failed_step_capture_runs_eagerly_from_then_on():
     assert torch.equal(steps.run("doubled", doubled, (x, x), read=lambda outputs: outputs[1]), x + x)
 
 
-def test_captures_wait_until_no_other_batch_is_at_work(monkeypatch):
-    """A capture beside another batch's device work was invalidated on an H100: a batch starting
-    while another is at work leaves the wanted captures for a later, quiet batch."""
+def test_captures_wait_for_the_refinements_at_work_and_hold_back_new_ones(monkeypatch):
+    """A capture beside other device work was invalidated on an H100. With batches overlapping, the
+    pipeline thread's capture waits for the refinements at work (graphs.DEVICE_GATE) and refinements
+    asked for meanwhile wait for the capture."""
+    from pipeline.torch_path.graphs import DEVICE_GATE
+
     steps = StepsReplayedOnCpu(enabled=True, capture_after=1, instances=1)
     monkeypatch.setitem(chain._STEPS, "cpu", steps)
-    at_work, done = threading.Event(), threading.Event()
+    at_work, done, order = threading.Event(), threading.Event(), []
 
-    def other_batch() -> None:
-        with chain.refining_batch("cpu"):
+    def refinement() -> None:
+        with DEVICE_GATE.working():
             at_work.set()
             done.wait(10)
+            order.append("refinement ends")
 
-    other = threading.Thread(target=other_batch)
+    other = threading.Thread(target=refinement)
     other.start()
     assert at_work.wait(10)
     x = torch.rand((1, 3, 3))
-    steps.run("doubled", doubled, (x, x), read=lambda outputs: None)  # wanted now, while the batch works
-    with chain.refining_batch("cpu"):
-        assert steps.captured == []  # another batch at work: no capture
+    steps.run("doubled", doubled, (x, x), read=lambda outputs: None)  # wanted now, while a refinement works
+    capturing = threading.Thread(target=lambda: (chain.capture_wanted_refinements("cpu"), order.append("captured")))
+    capturing.start()
+    capturing.join(0.3)
+    assert capturing.is_alive() and steps.captured == []  # waiting for the refinement at work
+    late_done = []
+
+    def late_refinement() -> None:
+        with DEVICE_GATE.working():
+            late_done.append(list(order))
+
+    late = threading.Thread(target=late_refinement)
+    late.start()
+    late.join(0.3)
+    assert late.is_alive()  # a refinement asked for while the capture waits: it waits for the capture
     done.set()
-    other.join(10)
-    with chain.refining_batch("cpu"):
-        assert steps.captured == ["doubled"]  # alone: the wanted capture made first
+    for thread in (other, capturing, late):
+        thread.join(10)
+    assert order == ["refinement ends", "captured"] and steps.captured == ["doubled"]
+    assert late_done == [["refinement ends", "captured"]]
+
+
+def test_a_forward_pass_inside_a_refinement_runs_eagerly_instead_of_capturing():
+    from pipeline.torch_path.graphs import DEVICE_GATE, GraphedForward
+
+    forward = GraphedForward(lambda batch: batch * 3, enabled=True)
+    forward._capture = lambda batch, size: pytest.fail("captured inside device work")
+    with DEVICE_GATE.working():
+        assert torch.equal(forward(torch.ones((1, 2))), torch.full((1, 2), 3.0))
+        with pytest.raises(RuntimeError):
+            with DEVICE_GATE.quiet():
+                pass
+    assert forward.enabled  # not switched off: captured by a later pass outside
 
 
 def test_the_refinement_replayed_from_captured_steps_is_the_eager_one(torch_pipeline, cpu_pipeline, monkeypatch):
