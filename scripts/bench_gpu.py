@@ -294,15 +294,24 @@ def overlapped(pipeline: Pipeline, products: list[bytes], portraits: list[bytes]
     answers: dict = {}
 
     def measure(label: str, run: Callable[[], dict]) -> None:
-        answers[label] = run()
+        """One measurement; a failure is recorded and the others go on, and what is done so far is
+        saved after each (a run cut short by its time limit still returns it)."""
+        try:
+            answers[label] = run()
+        except Exception as error:
+            answers[label] = {"failed": f"{type(error).__name__}: {error}", "trace": traceback.format_exc()[-1500:]}
         print(f"  {label}: {json.dumps(answers[label])[:400]}", flush=True)
+        (out / "overlapped_so_far.json").write_text(json.dumps(answers, indent=1, default=str))
 
-    answers["parity"] = parity(pipeline, products[:16] + portraits[:8], out / "alphas.npz")
-    if parity_photos:  # photos at their own sizes, one at a time (those the second opinion decides, say)
+    def at_own_sizes() -> dict:  # photos at their own sizes, one at a time (those the second opinion decides, say)
         alphas = {path.name: np.round(pipeline.cutout(decode_image(path.read_bytes(), **LIMITS)).alpha * 255)
                   .astype(np.uint8) for path in parity_photos}
         np.savez_compressed(out / "alphas_own_sizes.npz", **alphas)
-        answers["parity at own sizes"] = {"photos": len(alphas)}
+        return {"photos": len(alphas)}
+
+    measure("parity", lambda: parity(pipeline, products[:16] + portraits[:8], out / "alphas.npz"))
+    if parity_photos:
+        measure("parity at own sizes", at_own_sizes)
     for every in (1, matte.CHECK_EVERY):
         matte.CHECK_EVERY = every
         measure(f"lone 1MP portraits, convergence read every {every} steps",
