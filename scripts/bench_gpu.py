@@ -284,11 +284,13 @@ def refine_graphs(pipeline: Pipeline, products: list[bytes], portraits: list[byt
 
 
 def overlapped(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], big: list[bytes],
-               out: Path, batches: tuple[int, ...], lone: int, parity_photos: list[Path] = ()) -> dict:
+               out: Path, batches: tuple[int, ...], lone: int, parity_photos: list[Path] = (),
+               quick: bool = False) -> dict:
     """Session 20's changes beside what they replace, on one warm pipeline: the next batch segmented
     while the last is refined (Pipeline.start_cutout_batch) beside the pipeline thread waiting for each
     batch; the matting solve reading its convergence every 16 steps beside every step (lone portraits,
-    where it is the cost). The cutouts are saved for a photo-by-photo comparison with the CPU path."""
+    where it is the cost). The cutouts are saved for a photo-by-photo comparison with the CPU path.
+    quick: the shipped settings alone (overlapped, read every 16 steps), the service's rates first."""
     from pipeline.torch_path import matte
 
     answers: dict = {}
@@ -312,13 +314,8 @@ def overlapped(pipeline: Pipeline, products: list[bytes], portraits: list[bytes]
     measure("parity", lambda: parity(pipeline, products[:16] + portraits[:8], out / "alphas.npz"))
     if parity_photos:
         measure("parity at own sizes", at_own_sizes)
-    for every in (1, matte.CHECK_EVERY):
-        matte.CHECK_EVERY = every
-        measure(f"lone 1MP portraits, convergence read every {every} steps",
-                lambda: lone_requests(pipeline, portraits[:lone + 2]))
-    measure("lone 1MP products", lambda: lone_requests(pipeline, products[:lone + 2]))
     first = min(batch for batch in batches if batch > 1)
-    for overlap in (False, True):
+    for overlap in (True,) if quick else (False, True):
         pipeline.overlap_batches = overlap
         name = "overlapped" if overlap else "batch after batch"
         for batch in (b for b in batches if b > 1):
@@ -327,6 +324,11 @@ def overlapped(pipeline: Pipeline, products: list[bytes], portraits: list[bytes]
         measure(f"saturated 1MP portraits, batch {first}, {name}",
                 lambda: saturated(pipeline, portraits, first, clients=2 * first))
     measure(f"saturated 12MP products, batch {first}, overlapped", lambda: saturated(pipeline, big, first, clients=2 * first))
+    measure("lone 1MP products", lambda: lone_requests(pipeline, products[:lone + 2]))
+    for every in (matte.CHECK_EVERY,) if quick else (1, matte.CHECK_EVERY):
+        matte.CHECK_EVERY = every
+        measure(f"lone 1MP portraits, convergence read every {every} steps",
+                lambda: lone_requests(pipeline, portraits[:lone + 2]))
     measure("lone 12MP products", lambda: lone_requests(pipeline, big[:4], warm=2))
     answers["peak_gpu_gb"] = peak_gpu_gb()
     return answers
@@ -435,6 +437,7 @@ def main() -> int:
     parser.add_argument("--sections",
                         default="segmentation,lone,saturated,ablations,processes,big,cpu,profile,refine_graphs")
     parser.add_argument("--photo-dir", type=Path, help="JPEGs made ahead by --make-photos instead of --data's sets")
+    parser.add_argument("--quick", action="store_true", help="the overlapped section at the shipped settings only")
     parser.add_argument("--make-photos", type=Path, help="write the run's JPEGs (a few of each kind) here and stop")
     args = parser.parse_args()
     if args.make_photos:
@@ -502,7 +505,8 @@ def main() -> int:
         for count in (int(c) for c in args.processes.split(","))})
     section("big", lambda: saturated(pipeline, big, 8, clients=16))
     own_sizes = sorted((args.photo_dir / "own_sizes").glob("*")) if args.photo_dir else []
-    section("overlapped", lambda: overlapped(pipeline, products, portraits, big, args.out, batches, args.lone, own_sizes))
+    section("overlapped", lambda: overlapped(pipeline, products, portraits, big, args.out, batches, args.lone, own_sizes,
+                                             args.quick))
     if pipeline.device == "cuda":
         section("refine_graphs", lambda: refine_graphs(pipeline, products, portraits, big, max(batches), args.out))
     if not args.skip_cpu:
