@@ -196,13 +196,11 @@ class Pipeline:
                 if self.uses_torch:
                     from pipeline.torch_path.segment import TorchSegmenter
 
-                    # Graphs for the main model and the second opinion, captured at warm-up (the
-                    # second opinion's shapes not captured then run eagerly: it is asked from the
-                    # refine threads, where no capture is made); other models run eagerly.
-                    graphed = name in (DEFAULT_MODEL, SECOND_OPINION_MODEL)
+                    # Graphs for the main model, captured at warm-up; a second model, asked now and
+                    # then from the refine threads, runs eagerly (a capture beside their work fails).
                     self._segmenters[name] = TorchSegmenter(spec, path, self.torch_device, keep_aspect=self.keep_aspect,
                                                             fine_views=self.fine_views, input_side=self.segment_side,
-                                                            cuda_graphs=None if graphed else False)
+                                                            cuda_graphs=None if name == DEFAULT_MODEL else False)
                 else:
                     self._segmenters[name] = Segmenter(spec, path, self.threads, input_side=self.segment_side,
                                                          keep_aspect=self.keep_aspect, fine_views=self.fine_views)
@@ -254,11 +252,7 @@ class Pipeline:
                 matter.warm(segmenter.phone_shapes(segmenter.input_size[0]), max_batch=max_batch)
         if options.assist_model:
             self.segmenter(options.assist_model)
-        second = self.second_opinion_segmenter()  # asked now and then: loaded now, not in a user's request
-        if self.device == "cuda" and second is not None and hasattr(second, "warm"):
-            # Asked for one photo at a time from the refine threads; under load its ~1,000 eager
-            # operators a photo cost the refinement 0.4 s on an H100 (docs/performance.md, session 20).
-            second.warm(max_batch=1)
+        self.second_opinion_segmenter()  # asked now and then: loaded now, not in a user's request
 
     def cutout(self, image: np.ndarray, options: CutoutOptions = CutoutOptions()) -> CutoutResult:
         return self.cutout_batch([image], options)[0]
