@@ -4,11 +4,11 @@ Work arrives as callables (a composite, a campaign preview) or as batchable item
 consecutive items with the same batch key are taken together, up to `max_batch`, and run in one
 call, so a GPU does one forward pass for several images. A lone item never waits: the worker
 only waits up to `max_wait_s` for more when others were already queued. A batch may answer with
-futures (work it handed to other threads, e.g. the GPU path's refinements): the worker then takes the
-next batch at once and resolves the tasks as those finish, with at most `overlap` batches still
+futures (work it handed to other threads, e.g. the GPU path's refinements): the worker then takes
+the next batch at once and answers the tasks as those finish, with at most `overlap` batches still
 finishing behind the one it works on. A full queue raises QueueFull at once so callers can tell the
-user to retry. Verbs follow rq: work -> dequeue_job ->
-perform_job -> handle_job_success / handle_job_failure; `work(burst=True)` drains and returns.
+user to retry. Verbs follow rq: work -> dequeue_job -> perform_job -> handle_job_success /
+handle_job_failure; `work(burst=True)` drains and returns.
 """
 from __future__ import annotations
 

@@ -323,7 +323,8 @@ def overlapped(pipeline: Pipeline, products: list[bytes], portraits: list[bytes]
                     lambda: saturated(pipeline, products, batch, clients=2 * batch))
         measure(f"saturated 1MP portraits, batch {first}, {name}",
                 lambda: saturated(pipeline, portraits, first, clients=2 * first))
-    measure(f"saturated 12MP products, batch {first}, overlapped", lambda: saturated(pipeline, big, first, clients=2 * first))
+    measure(f"saturated 12MP products, batch {first}, overlapped",
+            lambda: saturated(pipeline, big, first, clients=2 * first))
     measure("lone 1MP products", lambda: lone_requests(pipeline, products[:lone + 2]))
     for every in (matte.CHECK_EVERY,) if quick else (1, matte.CHECK_EVERY):
         matte.CHECK_EVERY = every

@@ -33,14 +33,16 @@ class QuietGate:
     """Device work and captures kept apart: on an H100 a capture made while refine threads worked
     eagerly beside it was invalidated (docs/performance.md, session 16). Refinements hold `working()`,
     many at once; a capture holds `quiet()`, alone: it waits for the work in progress to end, and work
-    asked for meanwhile waits for the capture (a capture is rare: a new photo shape)."""
+    asked for meanwhile waits for the capture (a capture is rare: a new photo shape). A thread waiting
+    for quiet must hold nothing a refinement waits for (GraphedForward's lock is safe: the networks
+    asked from refinements, the second opinion's, are not captured)."""
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._working = 0
         self._quiet_asked = 0
         self._quiet = False
-        self._mine = threading.local()
+        self._this_thread = threading.local()
 
     @contextmanager
     def working(self):
@@ -48,18 +50,18 @@ class QuietGate:
             while self._quiet or self._quiet_asked:
                 self._changed.wait()
             self._working += 1
-        self._mine.depth = getattr(self._mine, "depth", 0) + 1
+        self._this_thread.depth = getattr(self._this_thread, "depth", 0) + 1
         try:
             yield
         finally:
-            self._mine.depth -= 1
+            self._this_thread.depth -= 1
             with self._changed:
                 self._working -= 1
                 self._changed.notify_all()
 
     def held_here(self) -> bool:
         """Whether this thread is inside working(): it must not wait for quiet (it would wait for itself)."""
-        return getattr(self._mine, "depth", 0) > 0
+        return getattr(self._this_thread, "depth", 0) > 0
 
     @contextmanager
     def quiet(self):
@@ -211,8 +213,8 @@ class GraphedSteps:
     Captures are made only at a quiet moment (`capture_wanted`, called by the pipeline thread before
     a batch; it waits for the refinements at work to end, DEVICE_GATE): on an H100 a capture made
     while refine threads ran eagerly beside it was invalidated. Until then a shape runs eagerly; it
-    is wanted once seen `capture_after` times (a photo size seen once is not worth a capture). The refine threads call
-    the steps side by side, so a shape gets several captures (`instances`, fewer for large photos:
+    is wanted once seen `capture_after` times (a photo size seen once is not worth a capture). The
+    refine threads call the steps side by side, so a shape gets several captures (`instances`, fewer for large photos:
     each holds its own memory pool, as two may be between a replay and the reading of their outputs
     at once); a thread finding every capture of its shape busy waits for one. The least recently
     used shapes are dropped beyond `kept`. `step` must not read device values on the host, and a
