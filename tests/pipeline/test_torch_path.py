@@ -288,23 +288,16 @@ def test_reading_convergence_every_few_steps_stops_matting_where_every_step_woul
 
 
 def test_batches_overlapping_on_the_pipeline_thread_give_the_same_cutouts(torch_pipeline, troll_small):
-    """start_cutout_batch segments on the pipeline thread and refines in the pool; through the worker
-    the answers are cutout_batch's, each with its own photo, and the CPU path answers in place."""
+    """start_cutout_batch segments on the calling (pipeline) thread and refines in the pool: its
+    futures answer as cutout_batch does, each with its own photo; the CPU path answers in place."""
     from concurrent.futures import Future
 
-    from pipeline.worker import PipelineWorker
-
     image, _, _ = troll_small
-    photos = [image, image[:, ::-1].copy(), image[::-1].copy(), image[:120].copy()]
-    expected = [result for pair in (photos[:2], photos[2:]) for result in torch_pipeline.cutout_batch(pair)]
-    handed = torch_pipeline.start_cutout_batch(photos[:2], CutoutOptions())
+    photos = [image, image[:, ::-1].copy()]  # one size: one batch, refined side by side
+    expected = torch_pipeline.cutout_batch(photos)
+    handed = torch_pipeline.start_cutout_batch(photos)
     assert all(isinstance(one, Future) for one in handed)
-    worker = PipelineWorker(queue_size=8, max_batch=2)
-    futures = [worker.submit_batchable("cutout", photo, lambda batch: torch_pipeline.start_cutout_batch(batch))
-               for photo in photos]
-    assert worker.work(burst=True) == 4
-    for future, reference in zip(futures, expected):
-        assert np.array_equal(future.result().alpha, reference.alpha)
-    assert np.array_equal(handed[1].result().alpha, expected[1].alpha)
-    in_place = Pipeline(device="cpu").start_cutout_batch(photos[3:], CutoutOptions())
-    assert not isinstance(in_place[0], Future) and in_place[0].alpha.shape == photos[3].shape[:2]
+    for future, reference in zip(handed, expected):
+        assert np.array_equal(future.result(30).alpha, reference.alpha)
+    in_place = Pipeline(device="cpu").start_cutout_batch([image[:120].copy()], CutoutOptions())
+    assert not isinstance(in_place[0], Future) and in_place[0].alpha.shape == (120, image.shape[1])
