@@ -69,6 +69,7 @@ class PipelineWorker:
         self.overlap = max(0, overlap)
         self._finishing = 0  # batches whose results are still being finished by other threads
         self.stats = WorkerStats()
+        self._stats_lock = threading.Lock()
         self._tasks: deque[Task | None] = deque()
         self._condition = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -233,11 +234,12 @@ class PipelineWorker:
 
     def _finish_later(self, later: list[tuple[Task, Future]]) -> None:
         """Each task answered when its future is; the batch counts as finishing until the last is."""
-        remaining = [len(later)]
+        unfinished = len(later)
         with self._condition:
             self._finishing += 1
 
         def finished(task: Task, future: Future) -> None:
+            nonlocal unfinished
             try:
                 error = future.exception()
             except BaseException as cancelled:  # cancelled: the pool shut down under it
@@ -247,9 +249,9 @@ class PipelineWorker:
             else:
                 self.handle_job_failure(task, error)
             with self._condition:
-                remaining[0] -= 1
+                unfinished -= 1
                 self._in_flight -= 1
-                if remaining[0] == 0:
+                if unfinished == 0:
                     self._finishing -= 1
                 self._condition.notify_all()
 
@@ -257,10 +259,12 @@ class PipelineWorker:
             future.add_done_callback(lambda done, task=task: finished(task, done))
 
     def handle_job_success(self, task: Task, value: Any) -> None:
-        self.stats.succeeded += 1
+        with self._stats_lock:  # refine threads answer handed-off tasks side by side
+            self.stats.succeeded += 1
         task.future.set_result(value)
 
     def handle_job_failure(self, task: Task, error: BaseException) -> None:
-        self.stats.failed += 1
+        with self._stats_lock:
+            self.stats.failed += 1
         log.error("pipeline task %s failed: %s", task.label, error, exc_info=error)
         task.future.set_exception(error)
