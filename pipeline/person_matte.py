@@ -74,7 +74,19 @@ def person_matte_if_agreeing(matter: PersonMatter, image: np.ndarray, mask: np.n
                              notes: list[str]) -> np.ndarray | None:
     """The person matte of `image` if its subject is `mask`'s (both at the working grid), else None."""
     person = matter.matte(image)
-    return listened(person, subject_agreement(mask, person), notes)
+    return listened(person, person_agreement(mask, person), notes)
+
+
+def person_agreement(mask: np.ndarray, person: np.ndarray) -> float:
+    """IoU of the mask's and the person matte's subjects (cut at 0.5); 0 where neither has one.
+
+    Unlike two views of one network (pipeline.segment.subject_agreement, 1 there), two empty subjects
+    give the person matte no hair or edges to speak for, and hearing it would keep the second opinion
+    away from a photo ISNet drew wholly in grey (SOD dev 176039, 188091).
+    """
+    if not ((mask > 0.5).any() or (person > 0.5).any()):
+        return 0.0
+    return subject_agreement(mask, person)
 
 
 def listened(person, agreement: float, notes: list[str]):

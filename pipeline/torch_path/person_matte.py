@@ -60,8 +60,8 @@ class TorchPersonMatter:
 
 
 def subject_agreements(masks: list[torch.Tensor], mattes: list[torch.Tensor]) -> list[list[float]]:
-    """pipeline.segment.subject_agreement for stacks: masks[g] and mattes[g] are (n, h, w); -> each
-    stack's n agreements, with one read back from the device for all of them."""
+    """pipeline.person_matte.person_agreement for stacks: masks[g] and mattes[g] are (n, h, w); -> each
+    stack's n agreements (0 where neither has a subject), with one read back from the device for all of them."""
     if not masks:
         return []
     counts = []
@@ -69,7 +69,7 @@ def subject_agreements(masks: list[torch.Tensor], mattes: list[torch.Tensor]) ->
         first, second = mask > 0.5, matte > 0.5
         counts.append(torch.stack([(first & second).sum(dim=(1, 2)), (first | second).sum(dim=(1, 2))], dim=1))
     both, union = torch.cat(counts).double().cpu().unbind(1)
-    flat = [float(b / u) if u else 1.0 for b, u in zip(both.tolist(), union.tolist())]
+    flat = [float(b / u) if u else 0.0 for b, u in zip(both.tolist(), union.tolist())]
     out, start = [], 0
     for mask in masks:
         out.append(flat[start:start + mask.shape[0]])

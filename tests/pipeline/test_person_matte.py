@@ -8,7 +8,7 @@ from PIL import Image
 from evaluation import metrics
 from models import ModelUnavailableError
 from pipeline.cutout import CutoutOptions, Pipeline
-from pipeline.person_matte import blend_person_matte, default_person_matte
+from pipeline.person_matte import blend_person_matte, default_person_matte, person_agreement
 from tests.conftest import loud_skip
 from tests.pipeline.test_pipeline_stages import load
 
@@ -68,6 +68,21 @@ def test_a_plush_toy_the_person_matte_does_not_see_is_cut_exactly_as_without_it(
     without = real_pipeline.cutout(image, CutoutOptions(person_matte=False))
     assert not any("person matte" in note for note in with_person.notes)
     assert np.array_equal(with_person.alpha, without.alpha)
+
+
+def test_two_empty_subjects_are_no_agreement_to_hear():
+    empty, solid = np.zeros((4, 4), np.float32), np.ones((4, 4), np.float32)
+    assert person_agreement(solid, solid) == 1.0 and person_agreement(solid, empty) == 0.0
+    assert person_agreement(empty, np.full((4, 4), 0.4, np.float32)) == 0.0  # grey is no subject either
+
+
+def test_a_photo_with_no_subject_is_not_said_to_take_hair_from_the_person_matte(real_pipeline):
+    """Neither ISNet nor RVM sees anything in a blank photo: the person matte speaks for no hair or
+    edges there, and the cutout's notes must not say it did (SOD dev 176039 and 188091 said so)."""
+    blank = np.full((200, 300, 3), 0.5, dtype=np.float32)
+    result = real_pipeline.cutout(blank, CutoutOptions())
+    assert not result.subject_found
+    assert not any("person matte" in note for note in result.notes), result.notes
 
 
 def test_without_the_person_model_cutouts_go_on_with_isnet_alone(real_pipeline, troll, monkeypatch):
@@ -154,4 +169,4 @@ def test_the_torch_person_matte_is_onnxruntime_s_and_batches_by_shape(person_mod
     assert float((pair[1] - alone).abs().max()) < 1e-4 and float((pair[1] - pair[0]).abs().max()) > 0.1
     agreements = subject_agreements([pair[:1], torch.zeros(2, 2, 2)],  # two stacks: one photo, then two
                                     [pair[:1], torch.stack([torch.zeros(2, 2), torch.ones(2, 2)])])
-    assert agreements == [[1.0], [1.0, 0.0]]  # identical; neither has a subject; disjoint
+    assert agreements == [[1.0], [0.0, 0.0]]  # identical; neither has a subject (nothing to hear); disjoint
