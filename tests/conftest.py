@@ -72,6 +72,12 @@ def portrait_truth() -> np.ndarray:
     return np.asarray(truth, dtype=np.float32) / 255.0
 
 
+def tampered(token: str) -> str:
+    """`token` with its last two characters changed, never to what they already were (a signature
+    ending in "xx" made `token[:-2] + "xx"` the genuine link: CI run of 2026-11-27 17:58)."""
+    return token[:-2] + ("yy" if token.endswith("xx") else "xx")
+
+
 def line_signature(body: bytes, secret: str = LINE_SECRET) -> str:
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
 

@@ -12,6 +12,7 @@ from settings import Settings
 from storage.files import BlobNotFound, LocalBlobStore
 from storage.open import open_blob_store
 from storage.urls import UrlSigner, signing_secret
+from tests.conftest import tampered
 from tests.servers.fixtures import s3_env, s3_server  # noqa: F401  (fixtures)
 
 
@@ -78,7 +79,7 @@ def test_links_made_by_one_web_process_work_from_another(s3_url, tmp_path):
     assert not (tmp_path / "web1" / "blobs").exists()  # nothing went to local disk
     second.extensions["cutout"]["blobs"].delete("results/job42/cutout.png")
     assert first.test_client().get(path).status_code == 410  # deleted: the link says so
-    forged = path.replace(path.split("/")[2], path.split("/")[2][:-2] + "AA")
+    forged = path.replace(path.split("/")[2], tampered(path.split("/")[2]))
     assert second.test_client().get(forged).status_code == 404
     # A process without the shared secret signs with its own (var/secret.key): refused elsewhere.
     lone_signer = UrlSigner(signing_secret("", tmp_path / "web3"), 3600)

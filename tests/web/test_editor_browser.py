@@ -20,7 +20,7 @@ from scipy import ndimage
 
 from bot.results import object_parts
 from tests.channel_drivers import flat_line_message
-from tests.conftest import LINE_SECRET, LINE_TOKEN, line_body, line_signature
+from tests.conftest import LINE_SECRET, LINE_TOKEN, line_body, line_signature, tampered
 from tests.doubles.line_platform import LinePlatformDouble
 from tests.gunicorn_server import GunicornServer
 from tests.web.test_browser import PHONE, artefacts, assert_tab_reaches_every_control, browser, shot, wait_for  # noqa: F401
@@ -226,10 +226,10 @@ def test_expired_and_tampered_links_get_a_page_in_the_users_language(server, bro
     or ?lang=; an expired one (signed 8 days ago, see tests/web/test_editor.py): the chat user's."""
     token = urlsplit(edit_link).path.rsplit("/", 1)[1]
     open_page = lambda url: (browser.get(url), browser.find_element("tag name", "body"))[1]  # noqa: E731
-    body = open_page(f"{server.base_url}/edit/{token[:-2]}xx")
+    body = open_page(f"{server.base_url}/edit/{tampered(token)}")
     language = browser.execute_script("return navigator.language")
     assert body.get_attribute("data-refused") == "invalid"
     assert ("This link doesn't work" if language.startswith("en") else "這個連結無法使用") in body.text
-    body = open_page(f"{server.base_url}/edit/{token[:-2]}xx?lang=zh-TW")
+    body = open_page(f"{server.base_url}/edit/{tampered(token)}?lang=zh-TW")
     assert body.get_attribute("data-refused") == "invalid" and "這個連結無法使用" in body.text
     assert body.size["width"] <= PHONE[0]
