@@ -80,13 +80,11 @@ def person_matte_if_agreeing(matter: PersonMatter, image: np.ndarray, mask: np.n
 def person_agreement(mask: np.ndarray, person: np.ndarray) -> float:
     """IoU of the mask's and the person matte's subjects (cut at 0.5); 0 where neither has one.
 
-    Unlike two views of one network (pipeline.segment.subject_agreement, 1 there), two empty subjects
-    give the person matte no hair or edges to speak for, and hearing it would keep the second opinion
-    away from a photo ISNet drew wholly in grey (SOD dev 176039, 188091).
+    Unlike two views of one network (1 there), two empty subjects give the person matte no hair or
+    edges to speak for, and hearing it would keep the second opinion away from a photo ISNet drew
+    wholly in grey (SOD dev 176039, 188091).
     """
-    if not ((mask > 0.5).any() or (person > 0.5).any()):
-        return 0.0
-    return subject_agreement(mask, person)
+    return subject_agreement(mask, person, neither=0.0)
 
 
 def listened(person, agreement: float, notes: list[str]):

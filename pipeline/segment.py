@@ -52,11 +52,12 @@ def wants_fine_view(height: int, width: int, first_side: int, fine_side: int | N
     return bool(fine_side) and fine_side > first_side and max(height, width) >= FINE_VIEW_MIN_ZOOM * first_side
 
 
-def subject_agreement(first: np.ndarray, second: np.ndarray) -> float:
-    """IoU of the two masks' subjects (cut at 0.5); 1.0 where neither has one."""
+def subject_agreement(first: np.ndarray, second: np.ndarray, neither: float = 1.0) -> float:
+    """IoU of the two masks' subjects (cut at 0.5); `neither` where neither has one (two views of one
+    network: they agree; the person matte: it has nothing to speak for, pipeline.person_matte)."""
     a, b = first > 0.5, second > 0.5
     union = int(np.count_nonzero(a | b))
-    return float(np.count_nonzero(a & b)) / union if union else 1.0
+    return float(np.count_nonzero(a & b)) / union if union else neither
 
 
 def view_note(name: str, fine_side: int, agreement: float) -> str:

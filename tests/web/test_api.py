@@ -15,9 +15,9 @@ import pytest
 import requests
 from PIL import Image
 
+from tests.conftest import tampered
 from tests.damaged_files import DAMAGED_KINDS, damaged_file
 from tests.gunicorn_server import GunicornServer
-from tests.conftest import tampered
 
 
 
