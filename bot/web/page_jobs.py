@@ -162,30 +162,37 @@ class PageJobs:
         return job
 
     def _finish(self, job: PageJob, done: Future) -> None:
+        error: dict | None = None
         try:
-            error = done.exception()
-            if error is not None:
-                log.error("page job %s failed on the pipeline: %s", job.id, error)
+            failure = done.exception()
+            if failure is not None:
+                log.error("page job %s failed on the pipeline: %s", job.id, failure)
                 raise PageJobError(500, "Internal server error", "internal_error")
             result: CutoutResult = done.result()
             if not result.subject_found:
                 raise PageJobError(400, NO_SUBJECT_TITLE, "unknown_foreground")
             job.state = "saving"
             self._store_result(job, result)
-            job.state = "done"
             self.metrics.count("page", "finished")
             self.metrics.observe(result.timings)
-        except PageJobError as error:
-            job.state, job.error = "failed", {"status": error.status, "title": error.title, "code": error.code}
-            self.metrics.count("page", error.code)
+        except PageJobError as failure:
+            error = {"status": failure.status, "title": failure.title, "code": failure.code}
+            self.metrics.count("page", failure.code)
         except Exception:
             log.exception("page job %s: storing the result failed", job.id)
-            job.state = "failed"
-            job.error = {"status": 500, "title": "Internal server error", "code": "internal_error"}
+            error = {"status": 500, "title": "Internal server error", "code": "internal_error"}
             self.metrics.count("page", "internal_error")
+        self._settle(job, "failed" if error else "done", error)
+
+    def _settle(self, job: PageJob, state: str, error: dict | None) -> None:
+        """Writes the final state.json before this process reports it: a page told "done" here may ask
+        another process next, which must not find the job still queued."""
+        job.future = None  # the result's arrays (4 full-size copies) are not kept in memory
+        try:
+            self.blobs.put(self.key(job.id, "state.json"), json.dumps({**job.record(), "state": state,
+                                                                        "error": error}).encode())
         finally:
-            job.future = None  # the result's arrays (4 full-size copies) are not kept in memory
-            self._save_state(job)
+            job.state, job.error = state, error
 
     def _store_result(self, job: PageJob, result: CutoutResult) -> None:
         # One RGBA image for both files; saved like pipeline.outputs.render.encode_png (level 1: fast, a bit larger).

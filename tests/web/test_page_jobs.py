@@ -231,6 +231,29 @@ def test_another_process_answers_from_the_stored_state(make_page, troll, real_pi
     assert other.get("f" * 32) is None and other.get("../x") is None
 
 
+def test_the_final_state_is_stored_before_this_process_reports_it(make_page, troll, monkeypatch):
+    # A page told "done" here may ask another process next (CI 2026-11-27 found it still "queued" there).
+    client = make_page()
+    shared = client.application.extensions["cutout"]
+    blobs, jobs = shared["blobs"], shared["page_jobs"]
+    reported_while_writing: list[tuple[str, str]] = []
+    put = blobs.put
+
+    def watching_put(key: str, data: bytes, *args, **kwargs):
+        if key.endswith("/state.json"):
+            written = json.loads(data)
+            if written["state"] in ("done", "failed"):
+                reported_while_writing.append((written["state"], jobs.get(written["id"]).state))
+        return put(key, data, *args, **kwargs)
+
+    monkeypatch.setattr(blobs, "put", watching_put)
+    job = submit(client, troll).get_json()["id"]
+    status, _ = wait(client, job)
+    assert status["state"] == "done"
+    assert reported_while_writing and reported_while_writing[-1][0] == "done"
+    assert all(state not in ("done", "failed") for _, state in reported_while_writing), reported_while_writing
+
+
 def test_the_pipeline_reports_each_stage(real_pipeline):
     stages = []
     photo = np.asarray(Image.open(io.BytesIO(jpeg_bytes(shared_image("GT04"), 160))), dtype=np.float32) / 255
