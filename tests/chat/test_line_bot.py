@@ -215,7 +215,7 @@ def test_non_image_message_gets_a_hint_and_language_switch_works(make_app, line_
     body, event = line_body("sticker_message.json")
     line_double.valid_reply_tokens.add(event["replyToken"])
     assert post_webhook(client, body).status_code == 200
-    time.sleep(0.3)  # the two replies may otherwise race on the language setting
+    sent_to(line_double, event["source"]["userId"], 1)  # answered before the switch: in zh-TW
     body2, event2 = line_body("text_message.json", **{"message.text": "English"})
     line_double.valid_reply_tokens.add(event2["replyToken"])
     assert post_webhook(client, body2).status_code == 200
