@@ -85,3 +85,17 @@ def test_cover_fit_fills_without_distortion():
     wide[:, 15:25] = 1.0  # a white band in the middle
     fitted = compose.cover_fit(wide, (20, 20))
     assert fitted.shape == (20, 20, 3) and fitted[:, 10].mean() > 0.9
+
+
+def test_rgba_bytes_are_the_same_from_every_band_of_rows():
+    from pipeline.outputs.compose import to_rgba_uint8
+
+    rng = np.random.default_rng(7)
+    foreground = rng.uniform(-0.1, 1.1, (1300, 40, 3)).astype(np.float32)  # three bands of rows, converted side by side
+    alpha = rng.uniform(-0.1, 1.1, (1300, 40)).astype(np.float32)
+    alpha[::7] = 0.0
+    rgba = to_rgba_uint8(foreground, alpha)
+    expected_alpha = np.floor(np.clip(alpha, 0, 1) * 255 + 0.5).astype(np.uint8)  # rounded half up
+    expected_colour = np.floor(np.clip(foreground, 0, 1) * 255 + 0.5).astype(np.uint8)
+    expected_colour[expected_alpha == 0] = 0  # fully transparent pixels carry no colour
+    assert np.array_equal(rgba[:, :, 3], expected_alpha) and np.array_equal(rgba[:, :, :3], expected_colour)
