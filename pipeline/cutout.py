@@ -698,9 +698,10 @@ class Pipeline:
             return small
         height, width = image.shape[:2]
         correction = small - small_image
-        foreground = image.copy()
+        foreground = np.empty_like(image)  # copied band by band below: a 12 MP copy is ~0.1 s on one core
 
         def correct_band(top: int, bottom: int) -> None:
+            foreground[top:bottom] = image[top:bottom]
             partial = (full_alpha[top:bottom] > 0.0) & (full_alpha[top:bottom] < 1.0)
             columns = np.flatnonzero(partial.any(axis=0))
             if columns.size == 0:
