@@ -166,12 +166,25 @@ def web_blueprint(settings: Settings, pipeline: Pipeline, worker: PipelineWorker
 
 
 def image_response(rendered) -> Response | tuple:
-    """The image as remove.bg answers it: raw bytes, or JSON with base64 when the client asks."""
-    headers = {"X-Width": str(rendered.width), "X-Height": str(rendered.height), "X-Type": "auto"}
+    """The image as remove.bg answers it: raw bytes, or JSON with base64 when the client asks; the
+    result's size, where the subject lies in it, and the credits charged (none: there are no credits)."""
+    headers = {"X-Width": str(rendered.width), "X-Height": str(rendered.height), "X-Type": "auto",
+               "X-Credits-Charged": "0"}
+    placement = foreground_placement(rendered)
+    headers.update({f"X-Foreground-{name.title()}": str(value) for name, value in placement.items()})
     if "application/json" in request.headers.get("Accept", ""):
         return jsonify(data={"result_b64": base64.b64encode(rendered.data).decode("ascii"),
-                             "content_type": rendered.content_type}), 200, headers
+                             "content_type": rendered.content_type,
+                             **{f"foreground_{name}": value for name, value in placement.items()}}), 200, headers
     return Response(rendered.data, mimetype=rendered.content_type, headers=headers)
+
+
+def foreground_placement(rendered) -> dict[str, int]:
+    """{top, left, width, height} of the subject in the result image, in its pixels ({} if unknown)."""
+    box = rendered.foreground
+    if box is None:
+        return {}
+    return {side: getattr(box, side) for side in FOREGROUND_SIDES}
 
 
 def cut_out_request(settings: Settings, pipeline: Pipeline, worker: PipelineWorker, options: CutoutOptions):
@@ -373,6 +386,24 @@ def render_result(result, params: dict, background: Background | None):
                   crop=params["crop"], crop_margin=params["crop_margin"] or 0.0, shadow=params["shadow"])
 
 
+FOREGROUND_SIDES = ("top", "left", "width", "height")
+
+
+def image_result_schema(description: str) -> dict:
+    """The OpenAPI 200 answer of an image route: the image, or JSON; remove.bg's headers either way."""
+    integer, string = {"type": "integer"}, {"type": "string"}
+    headers = {"X-Width": ("Width of the result image", integer), "X-Height": ("Height of the result image", integer),
+               "X-Type": ("Detected foreground type (always auto)", string),
+               "X-Credits-Charged": ("Credits charged for this call (always 0: there are no credits)", string),
+               **{f"X-Foreground-{side.title()}": (f"The subject's {side} in the result image, in its pixels", integer)
+                  for side in FOREGROUND_SIDES}}
+    data = {"result_b64": string, "content_type": string, **{f"foreground_{side}": integer for side in FOREGROUND_SIDES}}
+    return {"description": description,
+            "headers": {name: {"description": text, "schema": schema} for name, (text, schema) in headers.items()},
+            "content": {"image/png": {}, "image/jpeg": {}, "application/json": {"schema": {
+                "type": "object", "properties": {"data": {"type": "object", "properties": data}}}}}}
+
+
 def openapi_document(settings: Settings) -> dict:
     string = {"type": "string"}
     properties = {
@@ -428,10 +459,7 @@ def openapi_document(settings: Settings) -> dict:
                 "application/json": {"schema": {"type": "object", "properties": {
                     k: v for k, v in properties.items() if v.get("format") != "binary"}}}}},
             "responses": {
-                "200": {"description": "The result image (or JSON with result_b64 when Accept: application/json)",
-                        "content": {"image/png": {}, "image/jpeg": {}, "application/json": {"schema": {
-                            "type": "object", "properties": {"data": {"type": "object", "properties": {
-                                "result_b64": string, "content_type": string}}}}}}},
+                "200": image_result_schema("The result image (or JSON with result_b64 when Accept: application/json)"),
                 "400": error, "403": error, "413": error, "415": error, "429": error, "503": error}}}},
         "components": {"schemas": {"Errors": {"type": "object", "properties": {"errors": {"type": "array", "items": {
             "type": "object", "properties": {"title": string, "code": string, "detail": string}}}}}}},

@@ -124,6 +124,8 @@ MARKS_SCHEMA = {
 
 def refine_openapi_path(properties: dict, error: dict, string: dict, api_key_required: bool) -> dict:
     """The OpenAPI path item for /api/v1/refine (removebg's photo and output parameters + marks)."""
+    from bot.web import api
+
     excluded = {"roi"}
     form = {k: v for k, v in properties.items() if k not in excluded}
     form["marks"] = MARKS_SCHEMA
@@ -138,8 +140,5 @@ def refine_openapi_path(properties: dict, error: dict, string: dict, api_key_req
             "multipart/form-data": {"schema": {"type": "object", "required": ["marks"], "properties": form}},
             "application/json": {"schema": {"type": "object", "required": ["marks"], "properties": plain}}}},
         "responses": {
-            "200": {"description": "The corrected cutout (or JSON with result_b64 when Accept: application/json)",
-                    "content": {"image/png": {}, "image/jpeg": {}, "application/json": {"schema": {
-                        "type": "object", "properties": {"data": {"type": "object", "properties": {
-                            "result_b64": string, "content_type": string}}}}}}},
+            "200": api.image_result_schema("The corrected cutout (or JSON with result_b64 when Accept: application/json)"),
             "400": error, "403": error, "413": error, "429": error, "503": error}}}

@@ -130,15 +130,24 @@ class Box:
     def apply(self, array: np.ndarray) -> np.ndarray:
         return array[self.top : self.bottom, self.left : self.right]
 
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
 
 def subject_box(alpha: np.ndarray, margin: float = 0.05, threshold: float = 0.05) -> Box:
     """The tight box around alpha > threshold, grown by `margin` (fraction of the box, or pixels if >= 1)."""
-    rows = np.flatnonzero((alpha > threshold).any(axis=1))
-    cols = np.flatnonzero((alpha > threshold).any(axis=0))
+    inside = alpha > threshold
+    rows = np.flatnonzero(inside.any(axis=1))
+    cols = np.flatnonzero(inside.any(axis=0))
     height, width = alpha.shape
     if rows.size == 0:
         return Box(0, 0, height, width)
-    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     pad_y = int(margin) if margin >= 1 else round(margin * (bottom - top))
     pad_x = int(margin) if margin >= 1 else round(margin * (right - left))
     return Box(max(0, top - pad_y), max(0, left - pad_x), min(height, bottom + pad_y), min(width, right + pad_x))

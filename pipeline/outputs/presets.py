@@ -108,23 +108,30 @@ def compose_preset(image: np.ndarray, foreground: np.ndarray, alpha: np.ndarray,
 
     image: the original photo (for the blurred-original background); foreground, alpha: the cutout.
     """
+    colour, canvas_alpha, _ = compose_preset_placed(image, foreground, alpha, options)
+    return colour, canvas_alpha
+
+
+def compose_preset_placed(image: np.ndarray, foreground: np.ndarray, alpha: np.ndarray, options: PresetOptions
+                          ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """compose_preset's arrays and the subject's alpha as placed on the canvas (no shadow)."""
     options = options.resolved()
     if options.name == "sticker":
         art = make_sticker(foreground, alpha, options.outline)
-        return art.colour, art.alpha
+        return art.colour, art.alpha, art.alpha
     placed = place_with_margin(foreground, alpha, options.size, options.margin, options.position, options.fit)
     shadow = contact_shadow(placed.alpha) if options.shadow else None
     background = options.background
     if background.kind == "mask":
-        return placed.alpha, None
+        return placed.alpha, None, placed.alpha
     if background.kind == "transparent":
         if shadow is None:
-            return placed.foreground, placed.alpha
-        return compose.shadow_in_alpha(placed.foreground, placed.alpha, shadow)
+            return placed.foreground, placed.alpha, placed.alpha
+        return (*compose.shadow_in_alpha(placed.foreground, placed.alpha, shadow), placed.alpha)
     canvas = canvas_background(background, image, alpha, placed.alpha.shape)
     if shadow is not None:
         canvas = compose.darken(canvas, shadow)
-    return compose.over(placed.foreground, placed.alpha, canvas), None
+    return compose.over(placed.foreground, placed.alpha, canvas), None, placed.alpha
 
 
 def canvas_background(background: Background, image: np.ndarray, alpha: np.ndarray, shape: tuple[int, int]
@@ -144,8 +151,8 @@ def render_preset(result: CutoutResult, options: PresetOptions, fmt: str = "auto
     options = options.resolved()
     if options.name == "sticker":
         return render_sticker_set(result, options.outline, fmt)["sticker"]
-    colour, alpha = compose_preset(result.image, result.foreground, result.alpha, options)
-    return encode_rendered(colour, alpha, fmt)
+    colour, alpha, subject = compose_preset_placed(result.image, result.foreground, result.alpha, options)
+    return encode_rendered(colour, alpha, fmt, subject=subject)
 
 
 def render_sticker_set(result: CutoutResult, outline: bool = True, fmt: str = "auto") -> dict[str, Rendered]:

@@ -40,6 +40,8 @@ class Rendered:
     content_type: str
     width: int
     height: int
+    # Where the subject lies in this image (remove.bg's X-Foreground-* headers); None where unknown.
+    foreground: compose.Box | None = None
 
     @property
     def extension(self) -> str:
@@ -108,12 +110,18 @@ def render(
 ) -> Rendered:
     """Render and encode. fmt 'auto' gives PNG where transparency is needed, JPEG otherwise."""
     colour, alpha = render_array(result, background, crop, crop_margin, shadow)
-    return encode_rendered(colour, alpha, fmt)
+    subject = compose.subject_box(result.alpha, crop_margin).apply(result.alpha) if crop else result.alpha
+    return encode_rendered(colour, alpha, fmt, subject=subject)
 
 
-def encode_rendered(colour: np.ndarray, alpha: np.ndarray | None, fmt: str = "auto", dpi: int | None = None
-                    ) -> Rendered:
-    """Encode render_array-shaped arrays (a grey array is a mask). fmt 'auto': PNG where transparency is needed."""
+def encode_rendered(colour: np.ndarray, alpha: np.ndarray | None, fmt: str = "auto", dpi: int | None = None,
+                    subject: np.ndarray | None = None) -> Rendered:
+    """Encode render_array-shaped arrays (a grey array is a mask). fmt 'auto': PNG where transparency is needed.
+
+    subject: the subject's alpha as placed in this image (without shadows), for Rendered.foreground;
+    by default the image's own alpha or mask."""
+    placed = subject if subject is not None else (colour if colour.ndim == 2 else alpha)
+    foreground = compose.subject_box(placed, margin=0) if placed is not None else None
     if fmt == "auto":
         fmt = "png" if alpha is not None or colour.ndim == 2 else "jpg"
     if fmt == "png":
@@ -124,7 +132,7 @@ def encode_rendered(colour: np.ndarray, alpha: np.ndarray | None, fmt: str = "au
         data, content_type = encode_jpeg(colour), "image/jpeg"
     else:
         raise ValueError(f"unknown format {fmt!r}; png, jpg or auto")
-    return Rendered(data, content_type, colour.shape[1], colour.shape[0])
+    return Rendered(data, content_type, colour.shape[1], colour.shape[0], foreground)
 
 
 def checkerboard_preview(result: CutoutResult, max_side: int = 1024, max_bytes: int = 1_000_000) -> bytes:

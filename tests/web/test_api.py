@@ -62,6 +62,50 @@ def test_png_cutout_json_variant_and_alpha_channel(make_api, small_photo):
     assert np.abs(np.asarray(mask, dtype=np.int16) - alpha).mean() < 3  # same pipeline, same alpha
 
 
+def placement(response) -> tuple[int, int, int, int]:
+    """remove.bg's X-Foreground-Top/Left/Width/Height of an answer."""
+    return tuple(int(response.headers[f"X-Foreground-{side}"]) for side in ("Top", "Left", "Width", "Height"))
+
+
+def visible_box(alpha: np.ndarray) -> tuple[int, int, int, int]:
+    rows, cols = np.flatnonzero((alpha > 13).any(axis=1)), np.flatnonzero((alpha > 13).any(axis=0))
+    return int(rows[0]), int(cols[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)  # top, left, w, h
+
+
+def test_answers_say_where_the_subject_lies_as_remove_bg_documents(make_api, small_photo):
+    client = make_api()
+    photo = {"image_file": (small_photo, "troll.jpg")}
+    plain = post(client, files=photo)
+    assert plain.headers["X-Credits-Charged"] == "0"  # remove.bg's header; nothing is charged here
+    top, left, width, height = placement(plain)
+    alpha = np.asarray(Image.open(io.BytesIO(plain.data)))[:, :, 3]
+    assert 0 < width < alpha.shape[1] and 0 < height <= alpha.shape[0]  # the troll (head to toe), not the photo
+    # The box of the visible subject (8-bit rounding moves its edge by at most a pixel).
+    assert np.abs(np.array((top, left, width, height)) - visible_box(alpha)).max() <= 1
+    outside = np.ones_like(alpha, dtype=bool)
+    outside[top:top + height, left:left + width] = False
+    assert alpha[outside].max(initial=0) <= 13  # nothing shows outside it but a faint fringe
+
+    # Composited, the subject is where the cutout has it; the JSON variant carries the same numbers.
+    on_red = post(client, {"bg_color": "ff0000", "format": "jpg"}, files=photo, headers={"Accept": "application/json"})
+    data = on_red.get_json()["data"]
+    assert placement(on_red) == (top, left, width, height)
+    assert [data[f"foreground_{side}"] for side in ("top", "left", "width", "height")] == [top, left, width, height]
+    # Cropped to the subject with no margin, the subject fills the answer.
+    cropped = post(client, {"crop": "true", "crop_margin": "0"}, files=photo)
+    assert placement(cropped) == (0, 0, int(cropped.headers["X-Width"]), int(cropped.headers["X-Height"])) \
+        == (0, 0, width, height)
+    # Scaled to half the image and centred: the box is the subject's new place, not its old one.
+    centred = post(client, {"scale": "50%"}, files=photo)
+    new_top, new_left, new_width, new_height = placement(centred)
+    image_width, image_height = int(centred.headers["X-Width"]), int(centred.headers["X-Height"])
+    assert abs(max(new_width / image_width, new_height / image_height) - 0.5) < 0.02
+    assert abs(new_left + new_width / 2 - image_width / 2) <= 1 and abs(new_top + new_height / 2 - image_height / 2) <= 1
+    headers = client.get("/api/v1/openapi.json").get_json()["paths"]["/api/v1/removebg"]["post"]["responses"]["200"]["headers"]
+    assert {"X-Foreground-Top", "X-Foreground-Left", "X-Foreground-Width", "X-Foreground-Height",
+            "X-Credits-Charged"} <= set(headers)
+
+
 def test_json_body_like_remove_bg_clients_send(make_api, small_photo):
     client = make_api()
     response = client.post("/api/v1/removebg", json={"image_file_b64": base64.b64encode(small_photo).decode(),
