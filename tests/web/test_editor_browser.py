@@ -68,11 +68,15 @@ def edit_link(server, line_double) -> str:
     return button["action"]["uri"]
 
 
-def open_editor(driver, url: str) -> None:
+def as_phone(driver) -> None:
     width, height = PHONE
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
         "width": width, "height": height, "deviceScaleFactor": 1, "mobile": True})
     driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5})
+
+
+def open_editor(driver, url: str) -> None:
+    as_phone(driver)
     driver.get(url)
     wait_for(driver, "return document.body.dataset.state === 'ready' || document.body.dataset.state === 'failed'", 30)
     assert driver.execute_script("return document.body.dataset.state") == "ready"
@@ -225,6 +229,7 @@ def test_expired_and_tampered_links_get_a_page_in_the_users_language(server, bro
     """An altered link: whose it was is unknown, so the phone's language (this chromium: English),
     or ?lang=; an expired one (signed 8 days ago, see tests/web/test_editor.py): the chat user's."""
     token = urlsplit(edit_link).path.rsplit("/", 1)[1]
+    as_phone(browser)  # on its own too, not only after the tests that opened the editor
     open_page = lambda url: (browser.get(url), browser.find_element("tag name", "body"))[1]  # noqa: E731
     body = open_page(f"{server.base_url}/edit/{tampered(token)}")
     language = browser.execute_script("return navigator.language")
