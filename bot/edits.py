@@ -81,6 +81,10 @@ class NotEditable(Exception):
 class TooManyVersions(Exception):
     """The result already has MAX_VERSIONS saved versions."""
 
+    def __init__(self, job_id: str, limit: int) -> None:
+        super().__init__(job_id)
+        self.limit = limit
+
 
 class EditLinks:
     """Signed, expiring editor links for one result each (LINE: a LIFF URL when LINE_LIFF_ID is set)."""
@@ -265,7 +269,7 @@ class Editor:
         result at them; return the version ({number, cutout, preview, chat, marks})."""
         job = self.job(job_id)
         if len(job.result.get("versions", [])) >= MAX_VERSIONS:
-            raise TooManyVersions(job_id)
+            raise TooManyVersions(job_id, MAX_VERSIONS)
         with self.using(job) as grid:
             full_h, full_w = grid.full_shape
             alpha = refine_alpha(grid, marks_from_json(marks, full_w, full_h))

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 
 from flask import Blueprint, Response, jsonify, request
 
+from bot import edits
 from bot.edits import EditLinks, Editor, NotEditable, TooManyVersions
 from bot.i18n import LANGUAGES, MESSAGES
 from bot.lane import LaneFull, WaitLane
@@ -39,6 +40,7 @@ def page_texts(language: str) -> dict[str, str]:
     table = MESSAGES[language]
     texts = {key[len("editor_"):]: value for key, value in table.items() if key.startswith("editor_")}
     texts["saved_title"] = table["card_edited_title"]
+    texts["too_many_versions"] = texts["too_many_versions"].replace("{max}", str(edits.MAX_VERSIONS))
     return texts
 
 
@@ -168,6 +170,11 @@ def editor_blueprint(conversation, lane: WaitLane) -> Blueprint:
         try:
             job = opened(token)
             marks = read_marks()
+            saved = job.result.get("versions", [])
+            if saved and saved[-1]["marks"] == marks:
+                # Save pressed again with nothing changed (a second tab, a double tap): the newest
+                # version already holds these marks and went to the chat; no new version, no new push.
+                return secured(jsonify(version=saved[-1]["number"], sent=True, repeated=True))
             with lane.enter():
                 version = editor.save(job.id, marks)
         except Exception as error:  # noqa: BLE001
@@ -192,23 +199,21 @@ def read_marks() -> list:
 
 def answered(error: Exception) -> Response:
     """An editor call's failure in the API's error shape (the page shows its own words)."""
-    if isinstance(error, ExpiredToken):
-        status, code = 410, "expired"
+    if isinstance(error, (ExpiredToken, NotEditable)):
+        status, code, title = 410, "expired", "This cutout has expired"
     elif isinstance(error, InvalidToken):
-        status, code = 404, "invalid_link"
-    elif isinstance(error, NotEditable):
-        status, code = 410, "expired"
+        status, code, title = 404, "invalid_link", "This link doesn't work"
     elif isinstance(error, MarkError):
-        status, code = 400, "invalid_marks"
+        status, code, title = 400, "invalid_marks", f"Invalid marks: {error}"
     elif isinstance(error, TooManyVersions):
-        status, code = 429, "too_many_versions"
+        status, code, title = 429, "too_many_versions", f"Saved versions of one cutout: at most {error.limit}"
     elif isinstance(error, LaneFull):
         response = jsonify(errors=[{"title": "Busy; retry shortly", "code": "busy"}])
         response.status_code, response.headers["Retry-After"] = 503, "5"
         return secured(response)
     else:
         raise error
-    response = jsonify(errors=[{"title": str(error) or code, "code": code}])
+    response = jsonify(errors=[{"title": title, "code": code}])
     response.status_code = status
     return secured(response)
 

@@ -100,8 +100,10 @@ def photos(tmp_path_factory) -> dict[str, Path]:
     troll.save(folder / "IMG_0042.heic", "HEIF", quality=80)
     Image.new("RGB", (320, 240), (128, 128, 128)).save(folder / "blank.jpg", "JPEG")
     (folder / "huge.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(25 * 1024 * 1024))
+    whole = (folder / "troll.jpg").read_bytes()
+    (folder / "cut-short.jpg").write_bytes(whole[: len(whole) * 3 // 5])  # a transfer that broke off
     return {"troll": folder / "troll.jpg", "heic": folder / "IMG_0042.heic", "blank": folder / "blank.jpg",
-            "huge": folder / "huge.jpg"}
+            "huge": folder / "huge.jpg", "cut_short": folder / "cut-short.jpg"}
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -355,6 +357,27 @@ def test_a_25_mb_file_shows_the_apis_json_error_in_the_pages_language(server, br
     shot(browser, artefacts, f"too-large-{language}")
 
 
+@pytest.mark.parametrize("language, expected", [("zh-TW", "這個檔案壞掉了或沒有傳完整，無法讀取。請重新上傳照片。"),
+                                                ("en", "The file is damaged or incomplete; upload the photo again.")])
+def test_a_damaged_photo_is_explained_in_the_pages_own_words(server, browser, photos, language, expected):
+    # Not the decoder's detail ("image file is truncated (... bytes not processed)"), in either language.
+    open_page(browser, server, PHONE, language)
+    browser.find_element("id", "file").send_keys(str(photos["cut_short"]))
+    wait_state(browser, "failed", "done")
+    assert browser.find_element("id", "error-text").text == expected
+
+
+def test_a_lang_link_opens_the_page_in_that_language_and_it_stays(server, browser):
+    open_page(browser, server, DESKTOP, "zh-TW")
+    browser.get(server.base_url + "/?lang=en")
+    assert browser.execute_script("return document.documentElement.lang") == "en"
+    assert browser.find_element("id", "lang").text == "中文"  # the toggle offers the other language
+    browser.get(server.base_url + "/")  # remembered, as the toggle's choice is
+    assert browser.execute_script("return document.documentElement.lang") == "en"
+    browser.get(server.base_url + "/?lang=zh-TW")
+    assert browser.execute_script("return document.documentElement.lang") == "zh-Hant-TW"
+
+
 def test_the_url_field_sends_the_link_and_shows_why_it_was_refused(server, browser):
     from selenium.webdriver.common.keys import Keys
 
@@ -455,6 +478,21 @@ def test_choosing_product_turns_the_preview_square_and_the_download_follows(serv
     assert Image.open(io.BytesIO(response.content)).size == (2000, 2000)
     width = browser.execute_script("return document.documentElement.scrollWidth")
     assert width <= PHONE[0]  # the picker fits a 390 px phone: no sideways scrolling
+
+    # A size the server refuses: the downloads wait (a tap would leave the page for a bare JSON error).
+    side = browser.find_element("id", "p-side")
+    side.clear()
+    side.send_keys("5000")
+    wait_for(browser, "return !document.getElementById('preset-error').hidden")
+    wait_for(browser, "return document.getElementById('download-png').getAttribute('aria-disabled') === 'true'")
+    page = browser.current_url
+    browser.execute_script("document.getElementById('download-png').click()")
+    time.sleep(0.5)
+    assert browser.current_url == page and browser.find_element("id", "preset-error").is_displayed()
+    side.clear()
+    side.send_keys("1200")  # a size it takes: downloads again, once its preview has come
+    wait_for(browser, "return document.getElementById('download-png').getAttribute('aria-disabled') === 'false'")
+    assert Image.open(io.BytesIO(download(server, browser, "download-png").content)).size == (1200, 1200)
 
 
 def test_two_dropped_photos_show_two_results_and_one_zip_of_both(server, browser, artefacts, photos, tmp_path):

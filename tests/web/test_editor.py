@@ -172,6 +172,10 @@ def test_edit_link_preview_save_and_the_corrected_cutout_pushed_to_the_chat(make
     assert corrected["title"] == "修正好了！" and "只留主體" not in [label for label, _ in corrected["choices"]]
     assert any(data.startswith("bg=white") for _, data in corrected["choices"])
     assert edit_link(pushed).startswith("https://cutout.test/edit/")
+    # Save pressed again with nothing changed: the same version, no second push (the composite below
+    # is the chat's next message).
+    again = client.post(base + "/save", json={"marks": [tap, stroke]})
+    assert again.get_json() == {"version": 1, "sent": True, "repeated": True}
     full = png_alpha(client.get(local(corrected["image"])).data)  # the new version, full size
     full_before = png_alpha(client.get(local(flat["image"])).data)
     assert full.shape == full_before.shape == other.shape and count_objects(full_before) == 2
@@ -271,7 +275,9 @@ def test_main_object_only_from_the_chat(make_app, line_double, two_objects, monk
     assert count_objects(alpha) == 1 and (alpha > 128).mean() > 0.05
     # Versions are capped (each is files and, on LINE, a billed push): Save answers 429 past the cap.
     monkeypatch.setattr("bot.edits.MAX_VERSIONS", 1)
-    assert client.post(urlsplit(edit_link(answer)).path + "/save", json={"marks": []}).status_code == 429
+    refused = client.post(urlsplit(edit_link(answer)).path + "/save", json={"marks": []})
+    assert refused.status_code == 429
+    assert refused.get_json()["errors"][0] == {"code": "too_many_versions", "title": "Saved versions of one cutout: at most 1"}
     # Someone else's tap on that button changes nothing.
     post_event(client, line_double, "postback.json", **{"postback.data": data, "source.userId": "Uintruder"})
     assert flat_line_message(messages(line_double, 3)[2])["text"] == say("zh-TW", "unknown_choice")

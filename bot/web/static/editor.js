@@ -36,6 +36,7 @@
   let history = C.marks.length ? [C.marks] : [];  // groups of marks; undo drops the last group
   let future = [];
   let shownMarks = JSON.stringify(history.flat());
+  let savedMarks = JSON.stringify(C.marks);  // what the newest saved version holds: Save waits for a change
   let photoPixels = null, currentAlpha = null, originalAlpha = null, comparing = false;
   let scale = 1, offsetX = 0, offsetY = 0;
   let sequence = 0, saving = false;
@@ -104,9 +105,11 @@
   function updateButtons() {
     $("undo").disabled = !history.length; $("redo").disabled = !future.length;
     $("main-only").hidden = !C.mainOnly.length;
+    if (!saving) $("save").disabled = JSON.stringify(marks()) === savedMarks;
   }
   function commit(group) {
     history.push(group); future = [];
+    setComparing(false);  // an edit is seen on the cutout it changes, not hidden behind "Before"
     updateButtons(); refresh();
   }
 
@@ -183,6 +186,7 @@
     commit([{type: "tap", mode: here >= 128 ? "erase" : "keep", x: px, y: py}]);
   }
   viewport.addEventListener("pointerdown", (event) => {
+    keyboardCursor = false; showCursor();
     if (saving) return;
     viewport.setPointerCapture(event.pointerId);
     pointers.set(event.pointerId, [event.clientX, event.clientY]);
@@ -234,8 +238,9 @@
 
   // --- keyboard: a cursor on the picture, moved with the arrow keys ------------------------------
   let cursor = [W / 2, H / 2];
+  let keyboardCursor = false;  // a finger's tap focuses the picture too; the ring is for keyboard users
   function showCursor() {
-    const visible = document.activeElement === viewport;
+    const visible = document.activeElement === viewport && (keyboardCursor || viewport.matches(":focus-visible"));
     cursorBox.hidden = !visible;
     if (!visible) return;
     const ring = cursorBox.firstElementChild, size = mode === "select" ? 12 / scale : brushGrid() * 2;
@@ -246,6 +251,7 @@
   viewport.addEventListener("focus", showCursor);
   viewport.addEventListener("blur", showCursor);
   viewport.addEventListener("keydown", (event) => {
+    if (!keyboardCursor) { keyboardCursor = true; showCursor(); }
     const step = (event.shiftKey ? 40 : 8) / scale;
     const moves = {ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step]};
     if (moves[event.key]) {
@@ -283,29 +289,36 @@
   $("brush").addEventListener("input", showCursor);
 
   // --- undo, redo, compare, quick fix, save -------------------------------------------------------
-  function undo() { if (!history.length || saving) return; future.push(history.pop()); updateButtons(); refresh(); }
-  function redo() { if (!future.length || saving) return; history.push(future.pop()); updateButtons(); refresh(); }
+  function undo() { if (!history.length || saving) return; future.push(history.pop()); setComparing(false); updateButtons(); refresh(); }
+  function redo() { if (!future.length || saving) return; history.push(future.pop()); setComparing(false); updateButtons(); refresh(); }
   $("undo").addEventListener("click", undo);
   $("redo").addEventListener("click", redo);
-  $("compare").addEventListener("click", () => {
-    comparing = !comparing;
+  function setComparing(on) {
+    if (comparing === on) return;
+    comparing = on;
     $("compare").setAttribute("aria-pressed", String(comparing));
     draw();
-  });
+  }
+  $("compare").addEventListener("click", () => setComparing(!comparing));
   $("main-only").addEventListener("click", () => commit(C.mainOnly.map((mark) => ({...mark}))));
   $("save").addEventListener("click", async () => {
     if (saving) return;
     saving = true; $("save").disabled = true; $("save").textContent = T.saving;
     setState("saving"); message("");
+    const sending = JSON.stringify(marks());
     try {
       const response = await fetch(C.base + "/save", {method: "POST", headers: {"Content-Type": "application/json"},
-                                                       body: JSON.stringify({marks: marks()})});
-      if (!response.ok) throw new Error("HTTP " + response.status);
-      setState("saved"); message(T.saved);
+                                                       body: JSON.stringify({marks: JSON.parse(sending)})});
+      const body = await response.json().catch(() => null);
+      if (!response.ok) throw {code: body?.errors?.[0]?.code};
+      savedMarks = sending;
+      setState("saved"); message(body?.sent === false ? T.saved_not_sent : T.saved);
     } catch (error) {
-      setState("ready"); message(T.save_failed, true);
+      // Pressing Save again helps with a network or server hiccup, not with these.
+      const words = {too_many_versions: T.too_many_versions, expired: T.expired_title};
+      setState("ready"); message(words[error?.code] || T.save_failed, true);
     } finally {
-      saving = false; $("save").disabled = false; $("save").textContent = T.save;
+      saving = false; $("save").textContent = T.save; updateButtons();
     }
   });
 
