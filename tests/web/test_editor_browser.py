@@ -123,6 +123,8 @@ def test_tap_erase_and_save_from_a_line_reply_on_a_phone(server, browser, line_d
         assert box[0] >= 0 and box[1] <= PHONE[0] and box[2] <= PHONE[1], (element_id, box)
     assert browser.find_element("id", "main-only").is_displayed()  # two objects: the quick fix is offered
     assert browser.find_element("id", "save").size["height"] >= 44
+    assert not browser.find_element("id", "save").is_enabled()  # nothing to save before a change
+    assert not browser.find_element("id", "keys").is_displayed()  # no keyboard shortcuts on a touch phone
 
     # The two objects, as the page shows them (the grid's alpha before any mark).
     token_path = urlsplit(edit_link).path
@@ -140,7 +142,8 @@ def test_tap_erase_and_save_from_a_line_reply_on_a_phone(server, browser, line_d
     touch(browser, "touchEnd", [])
     wait_preview(browser, 1)
     assert shown_alpha(browser, int(tap_x), int(tap_y)) == 0
-    assert browser.find_element("id", "undo").is_enabled()
+    assert browser.find_element("id", "undo").is_enabled() and browser.find_element("id", "save").is_enabled()
+    assert not browser.find_element("id", "cursor").is_displayed()  # the keyboard's ring is not a finger's
 
     # Erase mode (tapped like a person does), then one stroke across the main object's middle.
     tap_on(browser, '#modes [data-mode="erase"]')
@@ -170,6 +173,7 @@ def test_tap_erase_and_save_from_a_line_reply_on_a_phone(server, browser, line_d
     assert corrected.shape == other.shape
     assert (corrected[other] > 128).mean() < 0.05 and (corrected[strip_y][main[strip_y]] > 128).sum() == 0
     assert (corrected[main] > 128).mean() > 0.6
+    assert not browser.find_element("id", "save").is_enabled()  # saved: nothing new to save
 
     # 修正前 shows the first cutout (the dropped object back), pressed again the edit.
     tap_on(browser, "#compare")
@@ -189,6 +193,14 @@ def test_tap_erase_and_save_from_a_line_reply_on_a_phone(server, browser, line_d
     time.sleep(0.3)
     assert previews(browser) == marks_before and browser.execute_script("return document.body.dataset.state") == "saved"
     shot(browser, artefacts, "editor-phone-zoomed")
+    # An edit made while 修正前 shows the first cutout turns it off: the edit is seen where it was made.
+    tap_on(browser, "#compare")
+    tap_on(browser, '#modes [data-mode="select"]')
+    touch(browser, "touchStart", [screen_point(browser, tap_x, tap_y)])
+    touch(browser, "touchEnd", [])
+    wait_preview(browser, marks_before + 1)
+    assert browser.find_element("id", "compare").get_attribute("aria-pressed") == "false"
+    assert shown_alpha(browser, int(tap_x), int(tap_y)) > 128  # tapped back in, and shown
     assert time.monotonic() - started < 60
 
 
