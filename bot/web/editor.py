@@ -33,6 +33,7 @@ from storage.urls import ExpiredToken, InvalidToken
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 4 * 1024 * 1024  # 500 marks of long strokes fit with room to spare
 HTML_LANG = {"zh-TW": "zh-Hant-TW", "en": "en"}
+WEB_CHANNEL = "web"  # bot.web.page_jobs.editable's records: photos from the web page, no chat to send to
 
 
 def page_texts(language: str) -> dict[str, str]:
@@ -120,7 +121,8 @@ def editor_blueprint(conversation, lane: WaitLane) -> Blueprint:
         saved = job.result.get("versions", [])
         config = {"base": f"/edit/{token}", "width": width, "height": height, "fullWidth": full_width,
                   "fullHeight": full_height, "marks": saved[-1]["marks"] if saved else [], "mainOnly": main_only,
-                  "lang": language, "other": "en" if language != "en" else "zh-TW"}
+                  "lang": language, "other": "en" if language != "en" else "zh-TW",
+                  "web": job.channel == WEB_CHANNEL}  # a photo from the web page: Save does not go to a chat
         html = (page_html.replace("__LANG__", HTML_LANG[language])
                 .replace("__TITLE__", escape(MESSAGES[language]["editor_title"]))
                 .replace("__TEXTS__", script_json(page_texts(language)))
@@ -171,14 +173,18 @@ def editor_blueprint(conversation, lane: WaitLane) -> Blueprint:
             job = opened(token)
             marks = read_marks()
             saved = job.result.get("versions", [])
+            web = job.channel == WEB_CHANNEL
             if saved and saved[-1]["marks"] == marks:
                 # Save pressed again with nothing changed (a second tab, a double tap): the newest
                 # version already holds these marks and went to the chat; no new version, no new push.
-                return secured(jsonify(version=saved[-1]["number"], sent=True, repeated=True))
+                return secured(jsonify(version=saved[-1]["number"], sent=not web, repeated=True,
+                                       **({"web": True} if web else {})))
             with lane.enter():
                 version = editor.save(job.id, marks)
         except Exception as error:  # noqa: BLE001
             return answered(error)
+        if web:  # the page's downloads and backgrounds now draw this version (bot.web.page_jobs.edited)
+            return secured(jsonify(version=version["number"], sent=False, web=True))
         sent = conversation.send_edited(job.id, version["number"]) is not None
         return secured(jsonify(version=version["number"], sent=sent))
 

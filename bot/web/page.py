@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, jsonify, request, send_file
 
+from bot.i18n import LANGUAGES
 from bot.web.api_titles import localised_title
 from bot.lane import WaitLane
 from bot.web.page_jobs import PageJob, PageJobError, PageJobs, download_name, upload_stem
@@ -49,7 +50,10 @@ def add_page_routes(blueprint: Blueprint, settings: Settings, pipeline: Pipeline
     def attach(state) -> None:
         # The app's blob store (whichever backend it is), known once the blueprint is registered.
         shared = state.app.extensions["cutout"]
-        holder["jobs"] = shared["page_jobs"] = PageJobs(settings, pipeline, worker, options, shared["blobs"], metrics)
+        holder["jobs"] = shared["page_jobs"] = PageJobs(settings, pipeline, worker, options, shared["blobs"], metrics,
+                                                        shared.get("jobs"))
+        conversation = shared.get("conversation")
+        holder["links"] = getattr(conversation, "edit_links", None)  # the chat's editor links serve the page too
 
     def visitor() -> str:
         """The page's visitor id for the quota; 403 without the page's pass."""
@@ -109,6 +113,26 @@ def add_page_routes(blueprint: Blueprint, settings: Settings, pipeline: Pipeline
                                "code": job.error["code"]}]
             body["status"] = job.error["status"]
         response = jsonify(body)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @blueprint.post("/page/jobs/<job_id>/edit")
+    def page_job_edit(job_id: str):
+        """The editor's signed link for this page's photo; only the page that sent it is given one."""
+        try:
+            visitor()
+            job = finished(job_id)
+            if job.owner != pass_owner():
+                raise ApiError(403, "This photo was sent from another page", "not_yours")
+            record = holder["jobs"].editable(job)
+            wanted = (request.get_json(silent=True) or {}).get("lang")
+            language = wanted if wanted in LANGUAGES else settings.default_language
+            url = holder["links"].url(record.id, language) if record is not None and holder["links"] else None
+            if url is None:
+                raise ApiError(410, "This photo has expired; send it again", "expired")
+        except Exception as error:  # noqa: BLE001
+            return failure(error)
+        response = jsonify(url=url)
         response.headers["Cache-Control"] = "no-store"
         return response
 

@@ -12,12 +12,18 @@ blob store and are swept with the other results after CUTOUT_RESULT_TTL_S:
                                      only preview of HEIC and other formats browsers cannot show)
     results/page-<id>/cutout.png     the full-size transparent PNG
     results/page-<id>/view.png       the same at original.jpg's size: the page's "after"
+    results/page-<id>/edit-mask.png  the model's soft mask (16-bit), for the editor's taps
     results/page-<id>/state.json     where the job is, for a process that did not run it
     results/page-<id>/<view|full>-<background>.<png|jpg>   composites, rendered on first request
     results/page-<id>/preset-<preview|full>-<tag>.<png|jpg|zip>   preset renders (bot.web.page_presets)
 
 Composites are rendered here from the stored files (pipeline.outputs.render), so every browser gets the
 same pixels: the blur is the pipeline's own (WebKit has no canvas filter), and opaque.
+
+Fixing a photo in the editor (bot.web.editor) goes through a job-table record made on the first
+request for the editor's link (`editable`: kind "page-edit", channel "web", its files the ones above);
+each version saved there is what the page's views and downloads then draw (`edited`), under
+`v<n>-` names beside the first version's.
 """
 from __future__ import annotations
 
@@ -37,7 +43,7 @@ import numpy as np
 from PIL import Image
 
 from bot.backgrounds import background_for
-from bot.results import load_stored_cutout
+from bot.results import load_stored_cutout, mask_png
 from pipeline.outputs.compose import to_rgba_uint8
 from pipeline.cutout import CutoutOptions, CutoutResult, Pipeline
 from pipeline.decode import decode_image, image_to_uint8
@@ -48,6 +54,7 @@ from pipeline.stats import Metrics
 from pipeline.worker import PipelineWorker
 from settings import Settings
 from storage.files import BlobNotFound
+from storage.jobs import DuplicateJob, Job
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,7 @@ BACKGROUND_ID = re.compile(r"^own-[0-9a-f]{12}$")
 FINAL_STATES = ("done", "failed")
 KEEP_IN_MEMORY_S = 3600  # finished jobs are then answered from state.json
 LOST_AFTER_S = 600  # a job still unfinished on disk this long after its process stopped answering
+PAGE_EDIT_KIND = "page-edit"  # the job-table record the editor works on for a page photo
 NO_SUBJECT_TITLE = ("Could not identify foreground in image: send a photo with a clear subject "
                     "(a product, a person, a pet)")
 
@@ -92,6 +100,11 @@ class PageJob:
                 "state": self.state, "created": self.created, "error": self.error, "owner": self.owner}
 
 
+def version_tag(version: int) -> str:
+    """The prefix of an edited version's renders ('' for the first version's)."""
+    return f"v{version}-" if version else ""
+
+
 def view_size(width: int, height: int) -> tuple[int, int]:
     scale = min(1.0, VIEW_SIDE / max(width, height))
     return max(1, round(width * scale)), max(1, round(height * scale))
@@ -119,9 +132,10 @@ def background_slug(background: str) -> str:
 
 class PageJobs:
     def __init__(self, settings: Settings, pipeline: Pipeline, worker: PipelineWorker, options: CutoutOptions,
-                 blobs, metrics: Metrics) -> None:
+                 blobs, metrics: Metrics, jobs=None) -> None:
+        """jobs: the job table, for photos fixed in the editor (None: no editor)."""
         self.settings, self.pipeline, self.worker, self.options = settings, pipeline, worker, options
-        self.blobs, self.metrics = blobs, metrics
+        self.blobs, self.metrics, self.jobs = blobs, metrics, jobs
         self._jobs: dict[str, PageJob] = {}
         self._lock = threading.Lock()
         # Encoding and storing the files happens here, never on the pipeline thread.
@@ -202,6 +216,7 @@ class PageJobs:
             buffer = io.BytesIO()
             image.save(buffer, "PNG", optimize=False, compress_level=1)
             self.blobs.put(self.key(job.id, name), buffer.getvalue())
+        self.blobs.put(self.key(job.id, "edit-mask.png"), mask_png(result.mask))
 
     def _save_state(self, job: PageJob) -> None:
         self.blobs.put(self.key(job.id, "state.json"), json.dumps(job.record()).encode())
@@ -236,12 +251,59 @@ class PageJobs:
     def status(self, job: PageJob) -> dict:
         body = {"id": job.id, "state": job.state, "name": job.name, "width": job.width, "height": job.height,
                 "elapsed_s": round(time.time() - job.created, 1)}
+        if job.state == "done":
+            body["version"] = self.edited(job)[0]  # the page redraws when the editor saved a new one
         future = job.future
         if job.state == "queued" and future is not None:
             position = self.worker.position(future)
             if position is not None:
                 body["position"] = position  # photos ahead of this one (0: it is next)
         return body
+
+    # --- the editor ---------------------------------------------------------------------------------
+    def editable(self, job: PageJob) -> Job | None:
+        """The job-table record the editor opens for this photo, made on first use (None: no editor)."""
+        if self.jobs is None:
+            return None
+        dedupe = f"web:{PAGE_EDIT_KIND}:{job.id}"
+        found = self.jobs.find(dedupe)
+        if found is not None:
+            return found
+        try:
+            # Made at the photo's time, so its link expires with the photo's files.
+            record = self.jobs.create(PAGE_EDIT_KIND, "web", job.owner or "page", {"page_job": job.id},
+                                      dedupe_key=dedupe, now=job.created)
+        except DuplicateJob:  # another request made it first
+            return self.jobs.find(dedupe)
+        result = {"page_job": job.id, "cutout": self.key(job.id, "cutout.png"),
+                  "input": self.key(job.id, "upload", "inputs"), "stored": True}
+        if self.blobs.exists(self.key(job.id, "edit-mask.png")):
+            result["edit_mask"] = self.key(job.id, "edit-mask.png")
+        self.jobs.mark_finished(record.id, result)
+        return self.jobs.get(record.id)
+
+    def edited(self, job: PageJob) -> tuple[int, str | None]:
+        """(the newest version saved in the editor, its full-size cutout's key); (0, None) if never saved."""
+        if self.jobs is None:
+            return 0, None
+        record = self.jobs.find(f"web:{PAGE_EDIT_KIND}:{job.id}")
+        versions = record.result.get("versions", []) if record is not None else []
+        return (len(versions), record.result["cutout"]) if versions else (0, None)
+
+    def _version_view(self, job: PageJob, version: int, cutout_key: str) -> bytes:
+        """view.png of an edited version (made from its full-size cutout on first use)."""
+        key = self.key(job.id, f"v{version}-view.png")
+        try:
+            return self.blobs.get(key)
+        except BlobNotFound:
+            pass
+        rgba = Image.open(io.BytesIO(self.blobs.get(cutout_key))).convert("RGBA")
+        if rgba.size != job.view_size:
+            rgba = rgba.resize(job.view_size, Image.LANCZOS)
+        buffer = io.BytesIO()
+        rgba.save(buffer, "PNG", optimize=False, compress_level=1)
+        self.blobs.put(key, buffer.getvalue())
+        return buffer.getvalue()
 
     # --- files ----------------------------------------------------------------------------------
     def original(self, job: PageJob) -> bytes:
@@ -275,24 +337,30 @@ class PageJobs:
         """The cutout on `choice` as PNG or JPEG bytes -> (data, content type); cached in the store."""
         background = self.background(job, choice)  # checked before anything is read or drawn
         scope = "full" if full else "view"
+        version, cutout_key = self.edited(job)
         if background.kind == "transparent" and fmt == "png":
+            if version:
+                return (self.blobs.get(cutout_key) if full else self._version_view(job, version, cutout_key)), "image/png"
             return self.blobs.get(self.key(job.id, "cutout.png" if full else "view.png")), "image/png"
-        cached = self.key(job.id, f"{scope}-{background_slug(choice)}.{fmt}")
+        cached = self.key(job.id, f"{version_tag(version)}{scope}-{background_slug(choice)}.{fmt}")
         content_type = "image/png" if fmt == "png" else "image/jpeg"
         try:
             return self.blobs.get(cached), content_type
         except BlobNotFound:
             pass
-        result = self._stored_result(job, full)
+        result = self._stored_result(job, full, (version, cutout_key))
         rendered = render(result, background, fmt=fmt)
         self.blobs.put(cached, rendered.data)
         return rendered.data, rendered.content_type
 
-    def _stored_result(self, job: PageJob, full: bool) -> CutoutResult:
+    def _stored_result(self, job: PageJob, full: bool, edited: tuple[int, str | None] | None = None) -> CutoutResult:
+        """The cutout to draw from (the newest version the editor saved, else the first)."""
+        version, cutout_key = edited if edited is not None else self.edited(job)
         if full:
-            return load_stored_cutout(self.blobs, self.key(job.id, "cutout.png"), self.key(job.id, "upload", "inputs"))
-        rgba = np.asarray(Image.open(io.BytesIO(self.blobs.get(self.key(job.id, "view.png")))).convert("RGBA"),
-                          dtype=np.float32) / 255.0
+            return load_stored_cutout(self.blobs, cutout_key or self.key(job.id, "cutout.png"),
+                                      self.key(job.id, "upload", "inputs"))
+        view = self._version_view(job, version, cutout_key) if version else self.blobs.get(self.key(job.id, "view.png"))
+        rgba = np.asarray(Image.open(io.BytesIO(view)).convert("RGBA"), dtype=np.float32) / 255.0
         original = np.asarray(Image.open(io.BytesIO(self.original(job))).convert("RGB"), dtype=np.float32) / 255.0
         alpha = rgba[:, :, 3]
         return CutoutResult(image=original, mask=alpha, alpha=alpha, foreground=rgba[:, :, :3])
@@ -303,13 +371,14 @@ class PageJobs:
 
         Cached in the store like the composites (a slider's values come back as the visitor moves it).
         """
-        cached = self.key(job.id, f"preset-{'preview' if preview else 'full'}-{request.cache_tag()}")
+        edited = self.edited(job)
+        cached = self.key(job.id, f"{version_tag(edited[0])}preset-{'preview' if preview else 'full'}-{request.cache_tag()}")
         for content_type, extension in (("image/png", "png"), ("image/jpeg", "jpg")):
             if self.blobs.exists(f"{cached}.{extension}"):
                 data = self.blobs.get(f"{cached}.{extension}")
                 width, height = Image.open(io.BytesIO(data)).size
                 return Rendered(data, content_type, width, height)
-        result = self._stored_result(job, full=not preview)
+        result = self._stored_result(job, not preview, edited)
         options = preview_options(request.preset) if preview else request.preset
         rendered = render_preset(result, options, request.fmt)
         self.blobs.put(f"{cached}.{rendered.extension}", rendered.data)
@@ -318,10 +387,11 @@ class PageJobs:
     def sticker_files(self, job: PageJob) -> dict[str, bytes]:
         """{'sticker', 'main', 'tab'}: the LINE set's three PNGs of this photo (from the full-size cutout)."""
         names = ("sticker", "main", "tab")
-        keys = {name: self.key(job.id, f"line-{name}.png") for name in names}
+        edited = self.edited(job)
+        keys = {name: self.key(job.id, f"{version_tag(edited[0])}line-{name}.png") for name in names}
         if all(self.blobs.exists(key) for key in keys.values()):
             return {name: self.blobs.get(key) for name, key in keys.items()}
-        rendered = render_sticker_set(self._stored_result(job, full=True))
+        rendered = render_sticker_set(self._stored_result(job, True, edited))
         for name in names:
             self.blobs.put(keys[name], rendered[name].data)
         return {name: rendered[name].data for name in names}

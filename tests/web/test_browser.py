@@ -299,6 +299,43 @@ def test_a_photo_dropped_anywhere_is_shown_at_once_then_cut_out_with_its_stages(
     assert browser.find_element("id", "result-title").text.startswith("Done")
 
 
+def test_the_edit_button_opens_the_editor_and_the_page_draws_what_was_saved(server, browser, artefacts, photos):
+    open_page(browser, server, DESKTOP)
+    browser.find_element("id", "file").send_keys(str(photos["troll"]))
+    wait_done(browser)
+    first = np.asarray(Image.open(io.BytesIO(download(server, browser, "download-png").content)))[:, :, 3]
+    page = browser.current_window_handle
+    browser.find_element("id", "edit").click()
+    deadline = time.monotonic() + 20
+    while len(browser.window_handles) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [editor] = [handle for handle in browser.window_handles if handle != page]
+    browser.switch_to.window(editor)
+    wait_for(browser, "return location.pathname.startsWith('/edit/') && document.body.dataset.state === 'ready'")
+    assert browser.find_element("id", "save").text == "儲存"  # no chat to send it to
+    # An erase tap at the subject's centre, saved through the editor's own route (its gestures are
+    # tested in test_editor_browser.py).
+    rows, columns = np.nonzero(first > 128)
+    y, x = int(np.median(rows)), int(np.median(columns))
+    status = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        fetch(location.pathname + "/save", {method: "POST", headers: {"Content-Type": "application/json"},
+              body: JSON.stringify({marks: [{type: "tap", mode: "erase", x: arguments[0], y: arguments[1]}]})})
+          .then((r) => r.json()).then(done);
+    """, x, y)
+    assert status == {"version": 1, "sent": False, "web": True}
+    browser.close()
+    browser.switch_to.window(page)
+    browser.execute_script("window.dispatchEvent(new Event('focus'))")  # back on the page
+    wait_for(browser, "return document.body.dataset.version === '1'")
+    href = browser.find_element("id", "download-png").get_attribute("href")
+    assert "v=1" in href
+    fixed = np.asarray(Image.open(io.BytesIO(download(server, browser, "download-png").content)))[:, :, 3]
+    assert first[y, x] > 128 and fixed[y, x] < 128  # the download is the saved fix
+    wait_for(browser, "const a = document.getElementById('after'); return a.src.includes('v=1') && a.complete")
+    shot(browser, artefacts, "page-after-edit")
+
+
 def test_a_pasted_image_is_cut_out_on_a_phone(server, browser, artefacts, photos):
     open_page(browser, server, PHONE)
     prevented = browser.execute_script(MAKE_FILE + """

@@ -283,3 +283,51 @@ def test_download_names_follow_the_upload(filename, stem):
     assert upload_stem(filename) == stem
     assert download_name(stem, "transparent", "png") == f"{stem}-cutout.png"
     assert download_name(stem, "#FF8800", "jpg") == f"{stem}-cutout-ff8800.jpg"
+
+
+def test_a_page_photo_is_fixed_in_the_editor_and_the_page_then_draws_the_fix(make_page, troll):
+    from urllib.parse import urlsplit
+
+    client = make_page()
+    job = submit(client, troll).get_json()["id"]
+    status, _ = wait(client, job)
+    assert status["version"] == 0
+    before = np.asarray(image(client.get(f"/page/jobs/{job}/download")))[:, :, 3]
+    # Only the page that sent the photo is given its editor link.
+    edit = f"/page/jobs/{job}/edit"
+    assert client.post(edit, json={}).status_code == 403  # no page pass
+    stranger = client.get("/").get_data(as_text=True)
+    other_pass = re.search(r'name="cutout-page-token" content="([^"]+)"', stranger).group(1)
+    refused = client.post(edit, json={}, headers={"X-Page-Token": other_pass})
+    assert refused.status_code == 403 and refused.get_json()["errors"][0]["code"] == "not_yours"
+    linked = client.post(edit, json={"lang": "en"}, headers={"X-Page-Token": client.token})
+    assert linked.status_code == 200
+    url = urlsplit(linked.get_json()["url"])
+    assert url.path.startswith("/edit/") and url.query == "lang=en"
+    again = client.post(edit, json={}, headers={"X-Page-Token": client.token}).get_json()["url"]
+    assert urlsplit(again).path == url.path  # one editable record per photo
+    page = client.get(url.path + "?lang=en").get_data(as_text=True)
+    assert '"web": true' in page and '"save_web": "Save"' in page
+
+    # Erase a band across the troll's middle; the save stays on the page (no chat to send to).
+    rows = np.flatnonzero((before > 128).any(axis=1))
+    y = int((rows[0] + rows[-1]) // 2)
+    stroke = {"type": "stroke", "mode": "erase", "radius": 6, "points": [[0, y], [319, y]]}
+    saved = client.post(url.path + "/save", json={"marks": [stroke]})
+    assert saved.get_json() == {"version": 1, "sent": False, "web": True}
+    assert client.get(f"/page/jobs/{job}").get_json()["version"] == 1
+
+    after = np.asarray(image(client.get(f"/page/jobs/{job}/download?v=1")))[:, :, 3]
+    assert before[y].max() == 255 and after[y].max() == 0  # the band is gone from the download...
+    far = np.abs(after[: y - 12].astype(int) - before[: y - 12])
+    assert far.mean() < 2 and (far > 64).mean() < 0.005  # ...and far from it little changed (8-bit round trips)
+    view = np.asarray(image(client.get(f"/page/jobs/{job}/view?bg=transparent&v=1")))[:, :, 3]
+    assert view[y].max() == 0  # the page's own picture too
+    white = np.asarray(image(client.get(f"/page/jobs/{job}/download?bg=white&format=png&v=1")).convert("L"))
+    assert white[y].min() > 240  # composites are drawn from the fix
+    # Another process (its own PageJobs over the same store and job table) serves the same fix.
+    shared = client.application.extensions["cutout"]
+    other = PageJobs(shared["settings"], shared["pipeline"], PipelineWorker(), CutoutOptions(), shared["blobs"],
+                     shared["metrics"], shared["jobs"])
+    data, _ = other.render(other.get(job), "transparent", "png", full=True)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data)))[:, :, 3], after)

@@ -21,7 +21,8 @@
   $("undo").textContent = T.undo; $("redo").textContent = T.redo;
   $("compare").textContent = T.compare; $("zoom-in").textContent = "+"; $("zoom-out").textContent = "−";
   $("zoom-in").setAttribute("aria-label", T.zoom_in); $("zoom-out").setAttribute("aria-label", T.zoom_out);
-  $("fit").textContent = T.fit; $("main-only").textContent = T.main_only; $("save").textContent = T.save;
+  const saveLabel = C.web ? T.save_web : T.save;  // a web page's photo has no chat to send to
+  $("fit").textContent = T.fit; $("main-only").textContent = T.main_only; $("save").textContent = saveLabel;
   $("keys").textContent = T.keys;
   viewport.setAttribute("aria-label", T.canvas_label);
   const lang = $("lang");
@@ -312,13 +313,13 @@
       const body = await response.json().catch(() => null);
       if (!response.ok) throw {code: body?.errors?.[0]?.code};
       savedMarks = sending;
-      setState("saved"); message(body?.sent === false ? T.saved_not_sent : T.saved);
+      setState("saved"); message(body?.web ? T.saved_web : body?.sent === false ? T.saved_not_sent : T.saved);
     } catch (error) {
       // Pressing Save again helps with a network or server hiccup, not with these.
       const words = {too_many_versions: T.too_many_versions, expired: T.expired_title};
       setState("ready"); message(words[error?.code] || T.save_failed, true);
     } finally {
-      saving = false; $("save").textContent = T.save; updateButtons();
+      saving = false; $("save").textContent = saveLabel; updateButtons();
     }
   });
 
