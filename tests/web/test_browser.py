@@ -324,7 +324,11 @@ def test_the_edit_button_opens_the_editor_and_the_page_draws_what_was_saved(serv
           .then((r) => r.json()).then(done);
     """, x, y)
     assert status == {"version": 1, "sent": False, "web": True}
-    browser.close()
+    browser.find_element("id", "back").click()  # 回到去背頁面: closes the editor's tab
+    deadline = time.monotonic() + 10
+    while len(browser.window_handles) > 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert browser.window_handles == [page]
     browser.switch_to.window(page)
     browser.execute_script("window.dispatchEvent(new Event('focus'))")  # back on the page
     wait_for(browser, "return document.body.dataset.version === '1'")

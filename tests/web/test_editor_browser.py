@@ -125,6 +125,7 @@ def test_tap_erase_and_save_from_a_line_reply_on_a_phone(server, browser, line_d
     assert browser.find_element("id", "save").size["height"] >= 44
     assert not browser.find_element("id", "save").is_enabled()  # nothing to save before a change
     assert not browser.find_element("id", "keys").is_displayed()  # no keyboard shortcuts on a touch phone
+    assert not browser.find_element("id", "back").is_displayed()  # from a chat: no web page to go back to
 
     # The two objects, as the page shows them (the grid's alpha before any mark).
     token_path = urlsplit(edit_link).path

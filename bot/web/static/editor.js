@@ -22,6 +22,15 @@
   $("compare").textContent = T.compare; $("zoom-in").textContent = "+"; $("zoom-out").textContent = "−";
   $("zoom-in").setAttribute("aria-label", T.zoom_in); $("zoom-out").setAttribute("aria-label", T.zoom_out);
   const saveLabel = C.web ? T.save_web : T.save;  // a web page's photo has no chat to send to
+  if (C.web) {  // opened from the web page, usually in a tab of its own: back to that page
+    const back = $("back");
+    back.hidden = false; back.textContent = T.back_web;
+    back.addEventListener("click", (event) => {
+      event.preventDefault();
+      window.close();  // the page's tab is still there, and redraws what was saved when shown
+      setTimeout(() => { if (history.length > 1) history.back(); else location.href = "/"; }, 300);  // not closable
+    });
+  }
   $("fit").textContent = T.fit; $("main-only").textContent = T.main_only; $("save").textContent = saveLabel;
   $("keys").textContent = T.keys;
   viewport.setAttribute("aria-label", T.canvas_label);
