@@ -41,6 +41,7 @@ from storage.urls import InvalidToken, UrlSigner
 log = logging.getLogger(__name__)
 
 EDIT_KIND = "edit"  # the job that sends a saved version back to the chat
+WEB_CHANNEL = "web"  # results of the web page (bot.web.page_jobs.editable): no chat to send a version to
 LINK_PURPOSE = b"cutout-editor-links"
 # Editing grids kept in memory (each ~ the photo in 8 bits + a few grid-sized float maps).
 CACHED_GRIDS = 3

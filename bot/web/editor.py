@@ -23,7 +23,7 @@ from urllib.parse import parse_qs
 from flask import Blueprint, Response, jsonify, request
 
 from bot import edits
-from bot.edits import EditLinks, Editor, NotEditable, TooManyVersions
+from bot.edits import WEB_CHANNEL, EditLinks, Editor, NotEditable, TooManyVersions
 from bot.i18n import LANGUAGES, MESSAGES
 from bot.lane import LaneFull, WaitLane
 from pipeline.editing.edit import MarkError
@@ -33,7 +33,6 @@ from storage.urls import ExpiredToken, InvalidToken
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 4 * 1024 * 1024  # 500 marks of long strokes fit with room to spare
 HTML_LANG = {"zh-TW": "zh-Hant-TW", "en": "en"}
-WEB_CHANNEL = "web"  # bot.web.page_jobs.editable's records: photos from the web page, no chat to send to
 
 
 def page_texts(language: str) -> dict[str, str]:

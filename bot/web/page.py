@@ -125,7 +125,8 @@ def add_page_routes(blueprint: Blueprint, settings: Settings, pipeline: Pipeline
             if job.owner != pass_owner():
                 raise ApiError(403, "This photo was sent from another page", "not_yours")
             record = holder["jobs"].editable(job)
-            wanted = (request.get_json(silent=True) or {}).get("lang")
+            body = request.get_json(silent=True)
+            wanted = body.get("lang") if isinstance(body, dict) else None
             language = wanted if wanted in LANGUAGES else settings.default_language
             url = holder["links"].url(record.id, language) if record is not None and holder["links"] else None
             if url is None:

@@ -43,6 +43,7 @@ import numpy as np
 from PIL import Image
 
 from bot.backgrounds import background_for
+from bot.edits import WEB_CHANNEL
 from bot.results import load_stored_cutout, mask_png
 from pipeline.outputs.compose import to_rgba_uint8
 from pipeline.cutout import CutoutOptions, CutoutResult, Pipeline
@@ -271,7 +272,7 @@ class PageJobs:
             return found
         try:
             # Made at the photo's time, so its link expires with the photo's files.
-            record = self.jobs.create(PAGE_EDIT_KIND, "web", job.owner or "page", {"page_job": job.id},
+            record = self.jobs.create(PAGE_EDIT_KIND, WEB_CHANNEL, job.owner or "page", {"page_job": job.id},
                                       dedupe_key=dedupe, now=job.created)
         except DuplicateJob:  # another request made it first
             return self.jobs.find(dedupe)
