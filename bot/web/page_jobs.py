@@ -354,9 +354,9 @@ class PageJobs:
         self.blobs.put(cached, rendered.data)
         return rendered.data, rendered.content_type
 
-    def _stored_result(self, job: PageJob, full: bool, edited: tuple[int, str | None] | None = None) -> CutoutResult:
-        """The cutout to draw from (the newest version the editor saved, else the first)."""
-        version, cutout_key = edited if edited is not None else self.edited(job)
+    def _stored_result(self, job: PageJob, full: bool, edited: tuple[int, str | None]) -> CutoutResult:
+        """The cutout to draw from: `edited` (PageJobs.edited) names the editor's newest version, else the first."""
+        version, cutout_key = edited
         if full:
             return load_stored_cutout(self.blobs, cutout_key or self.key(job.id, "cutout.png"),
                                       self.key(job.id, "upload", "inputs"))

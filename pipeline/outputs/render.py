@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -40,8 +40,14 @@ class Rendered:
     content_type: str
     width: int
     height: int
-    # Where the subject lies in this image (remove.bg's X-Foreground-* headers); None where unknown.
-    foreground: compose.Box | None = None
+    # The subject's alpha as placed in this image (no shadow), for `foreground`; None where unknown.
+    subject: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def foreground(self) -> compose.Box | None:
+        """Where the subject lies in this image (remove.bg's X-Foreground-* headers): found when asked,
+        so renders nobody asks it of (chat cards, the page's files) do not pay for it."""
+        return None if self.subject is None else compose.subject_box(self.subject, margin=0)
 
     @property
     def extension(self) -> str:
@@ -53,10 +59,24 @@ def render_array(
     shadow: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """-> (RGB or grey array in [0, 1], alpha or None) for the requested background."""
+    colour, alpha, _ = render_placed(result, background, crop, crop_margin, shadow)
+    return colour, alpha
+
+
+def render_placed(
+    result: CutoutResult, background: Background, crop: bool = False, crop_margin: float = 0.05,
+    shadow: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """render_array's arrays and the subject's alpha as placed in them (cropped, no shadow)."""
     alpha, foreground, original = result.alpha, result.foreground, result.image
     if crop:
         box = compose.subject_box(alpha, crop_margin)
         alpha, foreground, original = box.apply(alpha), box.apply(foreground), box.apply(original)
+    return (*_on_background(alpha, foreground, original, background, shadow), alpha)
+
+
+def _on_background(alpha: np.ndarray, foreground: np.ndarray, original: np.ndarray, background: Background,
+                   shadow: bool) -> tuple[np.ndarray, np.ndarray | None]:
     if background.kind == "mask":
         return alpha, None
     if background.kind == "transparent":
@@ -109,8 +129,7 @@ def render(
     crop_margin: float = 0.05, shadow: bool = False,
 ) -> Rendered:
     """Render and encode. fmt 'auto' gives PNG where transparency is needed, JPEG otherwise."""
-    colour, alpha = render_array(result, background, crop, crop_margin, shadow)
-    subject = compose.subject_box(result.alpha, crop_margin).apply(result.alpha) if crop else result.alpha
+    colour, alpha, subject = render_placed(result, background, crop, crop_margin, shadow)
     return encode_rendered(colour, alpha, fmt, subject=subject)
 
 
@@ -120,8 +139,8 @@ def encode_rendered(colour: np.ndarray, alpha: np.ndarray | None, fmt: str = "au
 
     subject: the subject's alpha as placed in this image (without shadows), for Rendered.foreground;
     by default the image's own alpha or mask."""
-    placed = subject if subject is not None else (colour if colour.ndim == 2 else alpha)
-    foreground = compose.subject_box(placed, margin=0) if placed is not None else None
+    if subject is None:
+        subject = colour if colour.ndim == 2 else alpha
     if fmt == "auto":
         fmt = "png" if alpha is not None or colour.ndim == 2 else "jpg"
     if fmt == "png":
@@ -132,7 +151,7 @@ def encode_rendered(colour: np.ndarray, alpha: np.ndarray | None, fmt: str = "au
         data, content_type = encode_jpeg(colour), "image/jpeg"
     else:
         raise ValueError(f"unknown format {fmt!r}; png, jpg or auto")
-    return Rendered(data, content_type, colour.shape[1], colour.shape[0], foreground)
+    return Rendered(data, content_type, colour.shape[1], colour.shape[0], subject)
 
 
 def checkerboard_preview(result: CutoutResult, max_side: int = 1024, max_bytes: int = 1_000_000) -> bytes:

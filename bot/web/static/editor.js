@@ -315,10 +315,10 @@
     if (saving) return;
     saving = true; $("save").disabled = true; $("save").textContent = T.saving;
     setState("saving"); message("");
-    const sending = JSON.stringify(marks());
+    const list = marks(), sending = JSON.stringify(list);
     try {
       const response = await fetch(C.base + "/save", {method: "POST", headers: {"Content-Type": "application/json"},
-                                                       body: JSON.stringify({marks: JSON.parse(sending)})});
+                                                       body: JSON.stringify({marks: list})});
       const body = await response.json().catch(() => null);
       if (!response.ok) throw {code: body?.errors?.[0]?.code};
       savedMarks = sending;
