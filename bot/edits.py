@@ -18,6 +18,7 @@ import io
 import logging
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
@@ -137,7 +138,6 @@ class Editor:
         self._cache: "OrderedDict[str, EditGrid]" = OrderedDict()
         self._cached = cached
         self._lock = threading.Lock()
-        self._save_lock = threading.Lock()
         # One engine call per result at a time: a grid's memo of replays is not thread-safe, and
         # a page whose next preview overtakes the last must not corrupt it.
         self._grid_locks: dict[str, threading.Lock] = {}
@@ -267,8 +267,16 @@ class Editor:
     # --- saving ---------------------------------------------------------------------------------
     def save(self, job_id: str, marks: list[dict]) -> dict[str, Any]:
         """Apply `marks` at full size, store the files as the result's next version and point the
-        result at them; return the version ({number, cutout, preview, chat, marks})."""
+        result at them; return the version ({number, cutout, preview, chat, marks}).
+
+        Versions are numbered in the job store's own transaction, so saves in several processes (or
+        the chat's 只留主體 beside the editor) never share a number or lose each other. When the newest
+        version already holds these marks (Save pressed twice, in two tabs), that version comes back
+        with "repeated": True and nothing new is stored or sent."""
         job = self.job(job_id)
+        newest = self._newest_version(job.result)
+        if newest is not None and newest["marks"] == marks:
+            return {**newest, "repeated": True}
         if len(job.result.get("versions", [])) >= MAX_VERSIONS:
             raise TooManyVersions(job_id, MAX_VERSIONS)
         with self.using(job) as grid:
@@ -280,14 +288,45 @@ class Editor:
         colour = np.where((stored_alpha >= COLOUR_FROM_CUTOUT)[:, :, None],
                           self._original_rgba(job)[:, :, :3].astype(np.float32) / 255.0, photo)
         result = CutoutResult(image=photo, mask=source.mask, alpha=alpha, foreground=colour)
-        with self._save_lock:  # one writer per process for a job's version list
-            job = self.job(job_id)
-            versions = list(job.result.get("versions", []))
-            number = len(versions) + 1
-            keys = store_cutout_files(result, f"results/{job.id}/v{number}", self.blobs)
-            version = {"number": number, **keys, "marks": marks}
-            job.result.setdefault("original", {name: job.result[name] for name in ("cutout", "preview", "chat")
-                                               if name in job.result})
-            job.result.update(keys, versions=[*versions, version])
-            self.jobs.update_result(job.id, job.result)
-        return version
+        # The files first, in a folder of their own (a save in another process may be numbering the
+        # same version right now); the version number only when the job's result takes them.
+        keys = store_cutout_files(result, f"results/{job.id}/edit-{uuid.uuid4().hex[:12]}", self.blobs)
+        saved: dict[str, Any] = {}
+
+        def add_version(stored: dict[str, Any]) -> dict[str, Any] | None:
+            newest = self._newest_version(stored)
+            if newest is not None and newest["marks"] == marks:
+                saved.update(newest, repeated=True)
+                return None
+            versions = list(stored.get("versions", []))
+            if len(versions) >= MAX_VERSIONS:
+                raise TooManyVersions(job_id, MAX_VERSIONS)
+            version = {"number": len(versions) + 1, **keys, "marks": marks}
+            stored.setdefault("original", {name: stored[name] for name in ("cutout", "preview", "chat")
+                                           if name in stored})
+            stored.update(keys, versions=[*versions, version])
+            saved.update(version)
+            return stored
+
+        try:
+            if self.jobs.change_result(job.id, add_version) is None and not saved:
+                raise NotEditable(job_id)  # the job is gone (swept) since it was read
+        except Exception:
+            self._forget_files(keys)
+            raise
+        if saved.get("repeated"):
+            self._forget_files(keys)
+        return saved
+
+    @staticmethod
+    def _newest_version(result: dict[str, Any]) -> dict[str, Any] | None:
+        versions = result.get("versions") or []
+        return versions[-1] if versions else None
+
+    def _forget_files(self, keys: dict[str, str]) -> None:
+        """Delete a save's files that no version points at (the sweeper would, a day later)."""
+        for key in set(keys.values()):
+            try:
+                self.blobs.delete(key)
+            except Exception:  # noqa: BLE001 - the sweeper removes what this could not
+                log.warning("could not delete unused edit file %s", key, exc_info=True)

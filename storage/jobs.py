@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 
 # Rows deleted per transaction by purge_ended (a webhook's write waits at most one batch).
@@ -90,6 +90,12 @@ CREATE TABLE IF NOT EXISTS job_leases (
 """
 
 
+# A change to a job's result: given the stored result, the result to store, or None to leave it.
+# It runs inside the store's transaction (other writers of that job wait), so it must be quick: no
+# files, no network. An exception it raises rolls the transaction back and reaches the caller.
+ResultChange = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+
 class DuplicateJob(Exception):
     """A job with this dedupe key exists already (a platform redelivery)."""
 
@@ -104,6 +110,7 @@ class JobStore(Protocol):
     def mark_finished(self, job_id: str, result: dict[str, Any]) -> None: ...
     def mark_failed(self, job_id: str, error: str, result: dict[str, Any] | None = None) -> None: ...
     def update_result(self, job_id: str, result: dict[str, Any]) -> None: ...
+    def change_result(self, job_id: str, change: ResultChange) -> dict[str, Any] | None: ...
     def resumable(self) -> list[Job]: ...
     def count_recent(self, channel: str, user_id: str, since: float, kind: str = "photo") -> int: ...
     def find(self, dedupe_key: str) -> Job | None: ...
@@ -200,6 +207,18 @@ class SqliteJobStore:
 
     def update_result(self, job_id: str, result: dict[str, Any]) -> None:
         self._connect().execute("UPDATE jobs SET result = ? WHERE id = ?", (json.dumps(result), job_id))
+
+    def change_result(self, job_id: str, change: ResultChange) -> dict[str, Any] | None:
+        """Read, change and write a job's result as one transaction (see ResultChange); the result
+        written, or None when `change` left it as it was (or there is no such job)."""
+        with self._write() as db:
+            row = db.execute("SELECT result FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            changed = change(json.loads(row["result"] or "{}"))
+            if changed is not None:
+                db.execute("UPDATE jobs SET result = ? WHERE id = ?", (json.dumps(changed), job_id))
+            return changed
 
     def resumable(self) -> list[Job]:
         """Jobs accepted but not finished (queued, or started when the process died), oldest first."""

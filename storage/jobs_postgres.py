@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from storage.jobs import PURGE_BATCH, DuplicateJob, Job, JobStatus
+from storage.jobs import PURGE_BATCH, DuplicateJob, Job, JobStatus, ResultChange
 from storage.migrate import migrate
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,18 @@ class PostgresJobStore:
 
     def update_result(self, job_id: str, result: dict[str, Any]) -> None:
         self._execute("UPDATE jobs SET result = %s WHERE id = %s", (json.dumps(result), job_id))
+
+    def change_result(self, job_id: str, change: ResultChange) -> dict[str, Any] | None:
+        """Read, change and write a job's result with its row locked (storage.jobs.ResultChange)."""
+        connection = self._connect()
+        with connection.transaction():
+            row = connection.execute("SELECT result FROM jobs WHERE id = %s FOR UPDATE", (job_id,)).fetchone()
+            if row is None:
+                return None
+            changed = change(json.loads(row[0] or "{}"))
+            if changed is not None:
+                connection.execute("UPDATE jobs SET result = %s WHERE id = %s", (json.dumps(changed), job_id))
+            return changed
 
     def resumable(self) -> list[Job]:
         """Jobs accepted but not finished (queued, or started when the process died), oldest first."""

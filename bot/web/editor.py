@@ -171,21 +171,19 @@ def editor_blueprint(conversation, lane: WaitLane) -> Blueprint:
         try:
             job = opened(token)
             marks = read_marks()
-            saved = job.result.get("versions", [])
             web = job.channel == WEB_CHANNEL
-            if saved and saved[-1]["marks"] == marks:
-                # Save pressed again with nothing changed (a second tab, a double tap): the newest
-                # version already holds these marks and went to the chat; no new version, no new push.
-                return secured(jsonify(version=saved[-1]["number"], sent=not web, repeated=True,
-                                       **({"web": True} if web else {})))
             with lane.enter():
                 version = editor.save(job.id, marks)
         except Exception as error:  # noqa: BLE001
             return answered(error)
+        repeated = {"repeated": True} if version.get("repeated") else {}
         if web:  # the page's downloads and backgrounds now draw this version (bot.web.page_jobs.edited)
-            return secured(jsonify(version=version["number"], sent=False, web=True))
+            return secured(jsonify(version=version["number"], sent=False, web=True, **repeated))
+        # Save pressed again with nothing changed (a second tab, a double tap, another process) stores
+        # no new version; asking to send it again sends nothing twice (one send per version), and
+        # sends it now if the first Save's process stopped between storing and sending.
         sent = conversation.send_edited(job.id, version["number"]) is not None
-        return secured(jsonify(version=version["number"], sent=sent))
+        return secured(jsonify(version=version["number"], sent=sent or bool(repeated), **repeated))
 
     return blueprint
 

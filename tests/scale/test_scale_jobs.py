@@ -143,6 +143,39 @@ def test_concurrent_user_state_updates_merge(open_store):
     assert jobs.user_state("line", "U2") == {"a": 19, "b": 19, "c": 19}
 
 
+def test_concurrent_result_changes_keep_every_change(open_store):
+    """Read-change-write of one job's result from several processes at once (the editor's saves):
+    none is lost, and a change that raises leaves the result as it was."""
+    jobs = open_store()
+    job = jobs.create("photo", "line", "U3", {})
+    jobs.update_result(job.id, {"cutout": "results/x/cutout.png"})
+
+    def append_many(name: str) -> None:
+        store = open_store()
+        for index in range(15):
+            store.change_result(job.id, lambda result: {**result, "log": [*result.get("log", []), f"{name}{index}"]})
+
+    threads = [threading.Thread(target=append_many, args=(name,)) for name in ("a", "b", "c")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    result = jobs.get(job.id).result
+    assert sorted(result["log"]) == sorted(f"{name}{index}" for name in "abc" for index in range(15))
+    assert [entry for entry in result["log"] if entry.startswith("a")] == [f"a{index}" for index in range(15)]
+
+    def refuse(result):
+        result["log"] = []
+        raise ValueError("no")
+
+    with pytest.raises(ValueError):
+        jobs.change_result(job.id, refuse)
+    assert len(jobs.get(job.id).result["log"]) == 45
+    assert jobs.change_result(job.id, lambda result: None) is None  # left as it was
+    assert jobs.change_result("no-such-job", lambda result: {"x": 1}) is None
+    assert jobs.get(job.id).result["cutout"] == "results/x/cutout.png"
+
+
 def test_leases_let_one_worker_hold_a_job_and_expose_abandoned_ones(open_store):
     jobs = open_store()
     now = time.time()

@@ -227,6 +227,69 @@ def test_a_results_second_opinion_is_kept_so_another_process_does_not_ask_again(
     assert asked_again == [] and np.array_equal(before, after)
 
 
+def test_saves_in_two_processes_get_their_own_versions_and_a_stored_but_unsent_version_is_sent_once(
+        make_app, line_double, two_objects):
+    """Two processes (gunicorn workers) save different marks on one result at the same moment: two
+    versions, numbered apart, each with its own files, each pushed once. A version stored by a
+    process that stopped before sending it goes to the chat when Save is pressed again, once."""
+    import threading
+
+    first, second = make_app(), make_app()
+    send_photo(first.test_client(), line_double, two_objects, user="Ueditor7")
+    [card] = messages(line_double, 1)
+    token = urlsplit(edit_link(card)).path.rsplit("/", 1)[1]
+    base = f"/edit/{token}"
+    conversation = first.extensions["cutout"]["conversation"]
+    result_id = conversation.edit_links.job_id(token)
+    for app in (first, second):  # slow file writes: each save holds its files while the other numbers
+        blobs = app.extensions["cutout"]["conversation"].editor.blobs
+        blobs.put = lambda key, data, put=blobs.put: (time.sleep(0.4) if key.endswith("/cutout.png") else None) \
+            or put(key, data)
+    before = png_alpha(first.test_client().post(base + "/alpha.png", json={"marks": []}).data)
+    labels, parts, _ = object_parts(before)
+    columns = {name: int(np.median(np.nonzero(labels == part)[1])) for name, part in zip(("bigger", "smaller"), parts)}
+    marks = {name: [{"type": "stroke", "mode": "erase", "radius": 3.0,
+                     "points": [[float(x), 0.0], [float(x), float(before.shape[0] - 1)]]}]
+             for name, x in columns.items()}
+    answers: dict[str, dict] = {}
+    together = threading.Barrier(2)
+
+    def save(app, name: str) -> None:
+        client = app.test_client()
+        together.wait()
+        answers[name] = client.post(base + "/save", json={"marks": marks[name]}).get_json()
+
+    threads = [threading.Thread(target=save, args=pair) for pair in ((first, "bigger"), (second, "smaller"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted(answer["version"] for answer in answers.values()) == [1, 2]
+    assert all(answer["sent"] is True for answer in answers.values())
+    versions = conversation.jobs.get(result_id).result["versions"]
+    assert [version["number"] for version in versions] == [1, 2]
+    for version in versions:  # each version's own marks and files
+        name = next(name for name, answer in answers.items() if answer["version"] == version["number"])
+        assert version["marks"] == marks[name]
+        alpha = png_alpha(conversation.blobs.get(version["cutout"]))
+        other = next(x for key, x in columns.items() if key != name)
+        assert alpha[:, columns[name]].max() == 0 and (alpha[:, other] > 128).any()
+    assert versions[0]["cutout"] != versions[1]["cutout"]
+    pushes = lambda: [r for r in line_double.delivered() if r.path.endswith("/push")]  # noqa: E731
+    line_double.wait_for(lambda records: len(pushes()) >= 2, 60)
+
+    # A third version stored, then the process stops before sending it: Save again sends it, once.
+    stored = conversation.editor.save(result_id, [*marks["bigger"], *marks["smaller"]])
+    assert stored["number"] == 3 and "repeated" not in stored
+    again = second.test_client().post(base + "/save", json={"marks": [*marks["bigger"], *marks["smaller"]]})
+    assert again.get_json() == {"version": 3, "sent": True, "repeated": True}
+    line_double.wait_for(lambda records: len(pushes()) >= 3, 60)
+    assert first.test_client().post(base + "/save", json={"marks": [*marks["bigger"], *marks["smaller"]]}
+                                    ).get_json() == {"version": 3, "sent": True, "repeated": True}
+    time.sleep(1.0)
+    assert len(pushes()) == 3 and len(conversation.jobs.get(result_id).result["versions"]) == 3
+
+
 def test_a_store_that_cannot_keep_the_second_opinion_still_gives_the_edit_its_answer(tmp_path, caplog):
     """Keeping the second opinion saves a model run later; a store that refuses the write (or the
     read) costs that run, never the edit's answer."""
