@@ -182,9 +182,21 @@ def start_background(app: Flask, settings: Settings, pipeline: Pipeline, convers
             except Exception:  # noqa: BLE001 - the next hour tries again; the sweeper must not die
                 log.exception("sweep failed")
 
+    def take_over_forever() -> None:
+        """Jobs another process of this job table held and left (it died mid-job): taken over
+        once its lease runs out, without waiting for a restart."""
+        ready.wait()
+        stop = threading.Event()
+        while not stop.wait(settings.lease_s):
+            try:
+                conversation.resume_abandoned()
+            except Exception:  # noqa: BLE001 - the next period tries again
+                log.exception("taking over abandoned jobs failed")
+
     threading.Thread(target=boot, name="boot", daemon=True).start()
     if not settings.queue_url:  # with Celery workers, beat runs the sweep once for the fleet
         threading.Thread(target=sweep_forever, name="sweeper", daemon=True).start()
+        threading.Thread(target=take_over_forever, name="take-over", daemon=True).start()
 
 
 def register_result_routes(app: Flask, blobs: BlobStore, signer: UrlSigner) -> None:

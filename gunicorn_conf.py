@@ -2,8 +2,10 @@
 
 More processes would each load the models and run their own pipeline thread; scale with
 GUNICORN_WORKERS only when memory (about 1.3 GB per process after a 1 MP photo, up to 2.6 GB while it
-cuts a 40 MP one: docs/performance.md) and cores allow, and note that the
-restart-resume step then runs in every process.
+cuts a 40 MP one: docs/performance.md) and cores allow. The processes share the job table and
+work on a job only under its lease there (dispatch/leases.py), so each job is answered once: a
+process that dies leaves its jobs to the next one that boots on this host, or to any other once
+their lease (CUTOUT_LEASE_S) runs out.
 """
 import os
 

@@ -32,6 +32,7 @@ from bot.fetch import FetchError
 from bot.campaigns import Campaign, CampaignStore
 from bot.i18n import EXIT_WORDS, HELP_WORDS, LANGUAGE_WORDS, LANGUAGES, say
 from bot.replies import Reply, Text
+from dispatch.leases import LeaseKeeper, owner_is_gone
 from bot.results import UrlBuilder, load_stored_cutout, store_composite, store_cutout, store_poster, store_preset
 from models import ModelUnavailableError, ensure_model, get_spec
 from models.specs import CAPTION_FONT
@@ -125,6 +126,9 @@ class Conversation(PhotoSetSteps, EditSteps):
         # Jobs this process is already working on: resume() must not start them a second time.
         self._active: set[str] = set()
         self._active_lock = threading.Lock()
+        # Several processes on one job table (GUNICORN_WORKERS > 1) each work on a job only under
+        # its lease, so a job is never worked on (or answered) by two of them at once.
+        self.leases = self._lease_keeper()
         # The editor (bot/edits.py): its links on result cards, its engine shared with the page.
         self.edit_links = EditLinks(self.settings, self.urls.signer, self.jobs)
         self.editor = Editor(self.settings, self.jobs, self.blobs,
@@ -154,24 +158,54 @@ class Conversation(PhotoSetSteps, EditSteps):
             self.dispatch(job.id)
         return accepted
 
+    def _lease_keeper(self) -> LeaseKeeper | None:
+        return LeaseKeeper(self.jobs, self.settings.lease_s)
+
     def dispatch(self, job_id: str) -> Future | None:
         with self._active_lock:
             if job_id in self._active:
                 return None
             self._active.add(job_id)
+        if self.leases is not None and not self.leases.claim(job_id):
+            with self._active_lock:  # another live process works on it
+                self._active.discard(job_id)
+            return None
         return self.io.submit(self._guarded, self.process, job_id)
 
     def _release(self, job_id: str) -> None:
         with self._active_lock:
             self._active.discard(job_id)
+        if self.leases is not None:
+            self.leases.release(job_id)
 
     def resume(self) -> int:
-        """Re-dispatch jobs accepted before this process started but never finished."""
-        pending = [job for job in self.jobs.resumable() if job.created_at < self.booted_at]
+        """At boot: re-dispatch jobs accepted before this process started but never finished,
+        unless another live process holds them."""
+        return self._take_over([job for job in self.jobs.resumable() if job.created_at < self.booted_at],
+                               unheld_too=True)
+
+    def resume_abandoned(self) -> int:
+        """Every lease period: jobs whose holder stopped renewing its lease or died (another
+        process of this job table; a job nobody ever held waits for the next boot)."""
+        return self._take_over(self.jobs.resumable(), unheld_too=False)
+
+    def _take_over(self, pending: list[Job], unheld_too: bool) -> int:
+        taken = 0
         for job in pending:
-            log.info("resuming %s job %s (%s)", job.kind, job.id, job.status.value)
-            self.dispatch(job.id)
-        return len(pending)
+            holder = self.jobs.lease_holder(job.id) if self.leases is not None else None
+            if holder is None:
+                if not unheld_too:
+                    continue
+            elif holder[0] == self.leases.owner:
+                continue  # ours, in progress
+            elif owner_is_gone(holder[0]):
+                self.jobs.release(job.id, holder[0])
+            elif holder[1] >= time.time():
+                continue  # a live process works on it
+            if self.dispatch(job.id) is not None:
+                log.info("resuming %s job %s (%s)", job.kind, job.id, job.status.value)
+                taken += 1
+        return taken
 
     # --- IO lane --------------------------------------------------------------------------------
     def _guarded(self, step, job_id: str) -> None:

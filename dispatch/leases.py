@@ -1,10 +1,15 @@
-"""Keep a worker's job leases alive while it works: one thread per process renews them all."""
+"""Keep a process's job leases alive while it works: one thread per process renews them all.
+
+Celery workers (dispatch.worker_runtime) and the web processes of the embedded default (several
+gunicorn workers on one job table: bot.conversation) both work under them.
+"""
 from __future__ import annotations
 
 import logging
 import os
 import socket
 import threading
+import uuid
 
 from storage.jobs import JobStore
 
@@ -12,8 +17,31 @@ log = logging.getLogger(__name__)
 
 
 def process_owner() -> str:
-    """Names this worker process in the job table (host:pid), so a vanished one can be told apart."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Names this process's boot in the job table (host:pid:boot), so a vanished one can be told apart."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_pid(owner: str) -> int | None:
+    """The process id in a process_owner() name (None for names of another shape)."""
+    parts = owner.split(":")
+    return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
+
+
+def owner_is_gone(owner: str) -> bool:
+    """True when `owner` is a process of this host that no longer runs: its leases hold nothing.
+
+    Another host's process is never called gone here; its leases run out when it stops renewing.
+    """
+    host, pid = owner.split(":", 1)[0], owner_pid(owner)
+    if host != socket.gethostname() or pid is None or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, under another user
+        return False
+    return False
 
 
 class LeaseKeeper:

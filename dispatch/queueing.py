@@ -36,6 +36,9 @@ class QueueingConversation(Conversation):
         """Nothing to resume per process: the sweep (dispatch.sweep) finds jobs left behind."""
         return 0
 
+    def resume_abandoned(self) -> int:
+        return 0
+
     def broker_depth(self) -> int | None:
         from dispatch.celery_app import queue_depth
 

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 class WorkerConversation(Conversation):
     """Runs one job to its end on the calling thread (IO lane and pipeline are inline here)."""
 
+    def _lease_keeper(self) -> None:
+        return None  # WorkerRuntime.run holds the job's lease around the whole run
+
     def dispatch(self, job_id: str) -> Future | None:
         self._release(job_id)  # a job this process saw before (redelivered) is not "already active"
         return super().dispatch(job_id)

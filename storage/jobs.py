@@ -124,6 +124,7 @@ class JobStore(Protocol):
     def claim(self, job_id: str, owner: str, lease_s: float, now: float | None = None) -> bool: ...
     def renew(self, job_id: str, owner: str, lease_s: float, now: float | None = None) -> bool: ...
     def release(self, job_id: str, owner: str) -> None: ...
+    def lease_holder(self, job_id: str) -> tuple[str, float] | None: ...
     def abandoned(self, requeue_after_s: float, now: float | None = None) -> list[str]: ...
     # retention
     def purge_ended(self, older_than_s: float, now: float | None = None, batch: int = ...) -> int: ...
@@ -333,6 +334,12 @@ class SqliteJobStore:
         self._connect().execute(
             "UPDATE job_leases SET owner = NULL, lease_until = 0 WHERE job_id = ? AND owner = ?", (job_id, owner)
         )
+
+    def lease_holder(self, job_id: str) -> tuple[str, float] | None:
+        """(owner, lease_until) of the job's lease, live or run out; None when nobody holds it."""
+        row = self._connect().execute("SELECT owner, lease_until FROM job_leases WHERE job_id = ? AND owner IS NOT NULL",
+                                      (job_id,)).fetchone()
+        return (row["owner"], float(row["lease_until"])) if row else None
 
     def abandoned(self, requeue_after_s: float, now: float | None = None) -> list[str]:
         """Unfinished jobs nobody is working on: a lease that ran out (its worker vanished), or

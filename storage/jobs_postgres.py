@@ -209,6 +209,12 @@ class PostgresJobStore:
         self._execute("UPDATE job_leases SET owner = NULL, lease_until = 0 WHERE job_id = %s AND owner = %s",
                       (job_id, owner))
 
+    def lease_holder(self, job_id: str) -> tuple[str, float] | None:
+        """(owner, lease_until) of the job's lease, live or run out; None when nobody holds it."""
+        row = self._execute("SELECT owner, lease_until FROM job_leases WHERE job_id = %s AND owner IS NOT NULL",
+                            (job_id,)).fetchone()
+        return (row[0], float(row[1])) if row else None
+
     def abandoned(self, requeue_after_s: float, now: float | None = None) -> list[str]:
         """Unfinished jobs nobody works on: a lease that ran out, or a message lost for `requeue_after_s`."""
         now = now or time.time()

@@ -272,6 +272,56 @@ def test_restart_resumes_a_pending_job(tmp_path, line_double, real_pipeline, por
         app.extensions["cutout"]["worker"].stop()
 
 
+def test_processes_sharing_the_job_table_take_each_job_once(tmp_path, line_double, real_pipeline, portrait_jpeg):
+    """Several gunicorn workers (GUNICORN_WORKERS > 1) share one job table and each resumes at boot.
+    A job a dead process left behind is answered once, whichever worker boots; one a live process
+    holds is left to it; one whose holder died on this host is taken at once; one whose holder
+    (another host) stopped renewing its lease is taken when the lease runs out."""
+    import os
+    import socket
+    import subprocess
+
+    from bot.events import ImageSource, PhotoReceived
+    from storage.jobs import SqliteJobStore
+
+    settings = make_settings(tmp_path, line_double, lease_s=2.0)
+    jobs = SqliteJobStore(settings.data_dir / "jobs.sqlite3")
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid no process has any more
+    host = socket.gethostname()
+
+    def accepted(name: str, holder: str | None = None, lease_s: float = 60.0):
+        line_double.add_content(name, portrait_jpeg)
+        event = PhotoReceived("line", f"U{name}", f"evt-{name}", time.time() - 300, "stale-token",
+                              ImageSource("line_content", name))
+        job = jobs.create("photo", "line", f"U{name}", event.to_dict(), dedupe_key=f"line:evt-{name}")
+        jobs.mark_started(job.id)
+        if holder:
+            assert jobs.claim(job.id, holder, lease_s)
+        return job
+
+    left = accepted("left")  # its process died before it took a lease
+    held = accepted("held", holder=f"{host}:{os.getpid()}:alive")  # a live sibling works on it
+    orphaned = accepted("orphaned", holder=f"{host}:{gone.pid}:boot")  # its holder died on this host
+    stale = accepted("stale", holder="another-host:7:boot", lease_s=1.0)  # not renewed since
+
+    apps = [create_app(settings, pipeline=real_pipeline) for _ in range(2)]  # two workers, booting together
+    try:
+        taken = [left, orphaned, stale]
+        assert wait_until(lambda: all(jobs.get(job.id).status.value == "finished" for job in taken), 120)
+        time.sleep(1.0)  # anything sent twice would be on its way by now
+        pushes = [r.body["to"] for r in line_double.messages_sent() if r.path.endswith("/push") and r.status == 200]
+        assert sorted(pushes) == ["Uleft", "Uorphaned", "Ustale"]
+        assert all(jobs.get(job.id).attempts == 2 for job in taken)  # the dead process's start + one more
+        assert jobs.get(held.id).status.value == "started" and jobs.get(held.id).attempts == 1
+        assert jobs.lease_holder(held.id)[0] == f"{host}:{os.getpid()}:alive"
+        assert all(jobs.lease_holder(job.id) is None for job in taken)  # released when done
+    finally:
+        for app in apps:
+            app.extensions["cutout"]["worker"].stop()
+            app.extensions["cutout"]["conversation"].io.shutdown(wait=True)
+
+
 def routes(double) -> list[tuple[str, int]]:
     """("reply" | "push", LINE's status) for every message call so far, answered ones only."""
     return [(r.path.rsplit("/", 1)[-1], r.status) for r in double.messages_sent() if r.status]

@@ -19,6 +19,7 @@ import psycopg
 import requests
 from PIL import Image
 
+from dispatch.leases import owner_pid
 from tests.conftest import LINE_SECRET, LINE_TOKEN, jpeg_bytes, line_body, line_signature, shared_image
 from tests.doubles.line_platform import LinePlatformDouble
 from tests.gunicorn_server import GunicornServer
@@ -58,7 +59,7 @@ def held_lease(database_url: str) -> tuple[str, int] | None:
         row = connection.execute("SELECT job_id, owner FROM job_leases JOIN jobs ON jobs.id = job_id"
                                  " WHERE owner IS NOT NULL AND lease_until > extract(epoch FROM now())"
                                  " AND jobs.result NOT LIKE '%\"stored\"%' LIMIT 1").fetchone()
-    return (row[0], int(row[1].rsplit(":", 1)[1])) if row else None
+    return (row[0], owner_pid(row[1])) if row else None
 
 
 def test_fleet_gives_every_user_exactly_one_cutout_through_a_worker_kill(

@@ -182,7 +182,9 @@ def test_leases_let_one_worker_hold_a_job_and_expose_abandoned_ones(open_store):
     job = jobs.create("photo", "line", "U3", {}, dedupe_key="line:lease", now=now - 5)
     jobs.mark_enqueued(job.id, now=now)
     assert jobs.abandoned(requeue_after_s=60, now=now) == []  # handed to the broker just now
+    assert jobs.lease_holder(job.id) is None  # enqueued, nobody holds it
     assert jobs.claim(job.id, "worker-a", lease_s=30, now=now)
+    assert jobs.lease_holder(job.id) == ("worker-a", now + 30)
     assert not jobs.claim(job.id, "worker-b", lease_s=30, now=now + 1)  # a redelivery while a is alive
     assert jobs.claim(job.id, "worker-a", lease_s=30, now=now + 1)  # its own redelivery
     assert jobs.renew(job.id, "worker-a", lease_s=30, now=now + 20)
@@ -193,6 +195,7 @@ def test_leases_let_one_worker_hold_a_job_and_expose_abandoned_ones(open_store):
     assert jobs.abandoned(requeue_after_s=600, now=now + 52) == []
     assert jobs.claim(job.id, "worker-b", lease_s=30, now=now + 51)
     jobs.release(job.id, "worker-b")
+    assert jobs.lease_holder(job.id) is None and jobs.lease_holder("no-such-job") is None
     assert jobs.abandoned(requeue_after_s=600, now=now + 52) == []  # released, enqueued recently
     assert jobs.abandoned(requeue_after_s=600, now=now + 700) == [job.id]  # its message was lost
     jobs.mark_finished(job.id, {})
