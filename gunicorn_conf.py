@@ -5,7 +5,9 @@ GUNICORN_WORKERS only when memory (about 1.3 GB per process after a 1 MP photo, 
 cuts a 40 MP one: docs/performance.md) and cores allow. The processes share the job table and
 work on a job only under its lease there (dispatch/leases.py), so each job is answered once: a
 process that dies leaves its jobs to the next one that boots on this host, or to any other once
-their lease (CUTOUT_LEASE_S) runs out.
+their lease (CUTOUT_LEASE_S) runs out. The web page's and the API's per-client rate limits are
+counted per process (N processes admit up to N times the limit); the chat's limit is counted in the
+shared job table.
 """
 import os
 
