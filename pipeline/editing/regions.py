@@ -4,9 +4,9 @@ A tap says "this object" or "not this". Where "not this" lands on a part of the 
 from the main one (a spoon beside the bowl), the region is that whole part. Otherwise (a missed
 object on the background, an unwanted piece of the main part) the region is grown from the tap:
 a colour model of the tapped surface (the pixels geodesically nearest the tap) against the rest of
-the tapped side gives each pixel a likeness to it; pixels clearly unlike it, the picture's border
-(for background) and whatever earlier marks set to the other side are the seeds of what stays;
-each pixel goes to the nearer seed set by geodesic distance, where a path costs little while
+the tapped side gives each pixel a likeness to it; pixels clearly unlike it and whatever earlier
+marks set to the other side are the seeds of what stays; each pixel goes to the nearer seed set
+by geodesic distance, where a path costs little while
 colour and likeness stay as they were (Bai & Sapiro's geodesic segmentation), so a region is
 bounded by the photo's edges rather than by its distance from the tap. Where the segmentation
 model saw the tapped spot (a lamp arm at 0.5 that the cutout lost), the region also keeps to
@@ -251,9 +251,10 @@ def tap_region(image: np.ndarray, state: np.ndarray, y: int, x: int, keep: bool,
     colour = image * COLOUR_WEIGHT
     from_tap = geodesic_distance(colour, seed, part)
     likeness = tap_likeness(image, part, from_tap)
+    # The picture's border is not a seed of what stays: uniform surfaces would then split halfway
+    # between the tap and the frame, and scenery or an object the frame cuts is subject up to it
+    # (docs/editing.md, session 23).
     others = part & ((likeness < STAY_LIKENESS) | held)
-    if not on_subject:
-        others |= part & _border(part.shape)
     others &= ~seed
     if not others.any():
         return part & ~held  # a hole enclosed by the subject (keep), or nothing unlike the tap to hold on to
@@ -301,12 +302,6 @@ def _within_models_evidence(part: np.ndarray, model: np.ndarray, y: int, x: int,
     trusted = evidence >= at_tap / EVIDENCE_SPAN
     trusted[y, x] = True
     return component_at(part & trusted, y, x)
-
-
-def _border(shape: tuple[int, int]) -> np.ndarray:
-    border = np.zeros(shape, dtype=bool)
-    border[0, :] = border[-1, :] = border[:, 0] = border[:, -1] = True
-    return border
 
 
 def colour_bins(image: np.ndarray) -> np.ndarray:
