@@ -32,8 +32,8 @@ from bot.fetch import FetchError
 from bot.campaigns import Campaign, CampaignStore
 from bot.i18n import EXIT_WORDS, HELP_WORDS, LANGUAGE_WORDS, LANGUAGES, say
 from bot.replies import Reply, Text
-from dispatch.leases import LeaseKeeper, owner_is_gone
 from bot.results import UrlBuilder, load_stored_cutout, store_composite, store_cutout, store_poster, store_preset
+from dispatch.leases import LeaseKeeper, owner_is_gone
 from models import ModelUnavailableError, ensure_model, get_spec
 from models.specs import CAPTION_FONT
 from pipeline.cutout import CutoutOptions, CutoutResult, Pipeline
