@@ -170,7 +170,11 @@ class Conversation(PhotoSetSteps, EditSteps):
             with self._active_lock:  # another live process works on it
                 self._active.discard(job_id)
             return None
-        return self.io.submit(self._guarded, self.process, job_id)
+        try:
+            return self.io.submit(self._guarded, self.process, job_id)
+        except RuntimeError:  # the IO lane is shut down (this process is stopping): leave the job to others
+            self._release(job_id)
+            raise
 
     def _release(self, job_id: str) -> None:
         with self._active_lock:

@@ -322,6 +322,18 @@ def test_processes_sharing_the_job_table_take_each_job_once(tmp_path, line_doubl
             app.extensions["cutout"]["conversation"].io.shutdown(wait=True)
 
 
+def test_a_stopping_process_leaves_the_job_it_could_not_start_to_the_others(make_app):
+    """Dispatching after the IO lane shut down (the process is stopping) fails without keeping the
+    job's lease: a sibling process or the next boot takes the job at once."""
+    app = make_app()
+    conversation, jobs = app.extensions["cutout"]["conversation"], app.extensions["cutout"]["jobs"]
+    job = jobs.create("photo", "line", "Ustopping", {}, dedupe_key="line:evt-stopping")
+    conversation.io.shutdown(wait=True)
+    with pytest.raises(RuntimeError):
+        conversation.dispatch(job.id)
+    assert jobs.lease_holder(job.id) is None and jobs.claim(job.id, "sibling", 60)
+
+
 def routes(double) -> list[tuple[str, int]]:
     """("reply" | "push", LINE's status) for every message call so far, answered ones only."""
     return [(r.path.rsplit("/", 1)[-1], r.status) for r in double.messages_sent() if r.status]
