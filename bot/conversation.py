@@ -166,10 +166,6 @@ class Conversation(PhotoSetSteps, EditSteps):
             if job_id in self._active:
                 return None
             self._active.add(job_id)
-        if self.leases is not None and not self.leases.claim(job_id):
-            with self._active_lock:  # another live process works on it
-                self._active.discard(job_id)
-            return None
         try:
             return self.io.submit(self._guarded, self.process, job_id)
         except RuntimeError:  # the IO lane is shut down (this process is stopping): leave the job to others
@@ -223,6 +219,11 @@ class Conversation(PhotoSetSteps, EditSteps):
             self._fail(job_id, f"{type(error).__name__}: {error}", "failed")
 
     def process(self, job_id: str) -> None:
+        # The lease is claimed here on the IO lane, not in dispatch: a webhook's request writes only its job.
+        if self.leases is not None and not self.leases.claim(job_id):
+            with self._active_lock:  # another live process works on it
+                self._active.discard(job_id)
+            return
         job = self.jobs.get(job_id)
         if job is None or job.status in (JobStatus.FINISHED, JobStatus.FAILED):
             self._release(job_id)

@@ -40,7 +40,7 @@ def owner_is_gone(owner: str) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:  # it exists, under another user
-        return False
+        pass
     return False
 
 

@@ -24,7 +24,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from bot import edits
 from bot.edits import WEB_CHANNEL, EditLinks, Editor, NotEditable, TooManyVersions
-from bot.i18n import LANGUAGES, MESSAGES
+from bot.i18n import LANGUAGES, MESSAGES, say
 from bot.lane import LaneFull, WaitLane
 from pipeline.editing.edit import MarkError
 from storage.jobs import Job
@@ -40,7 +40,7 @@ def page_texts(language: str) -> dict[str, str]:
     table = MESSAGES[language]
     texts = {key[len("editor_"):]: value for key, value in table.items() if key.startswith("editor_")}
     texts["saved_title"] = table["card_edited_title"]
-    texts["too_many_versions"] = texts["too_many_versions"].replace("{max}", str(edits.MAX_VERSIONS))
+    texts["too_many_versions"] = say(language, "editor_too_many_versions", max=edits.MAX_VERSIONS)
     return texts
 
 

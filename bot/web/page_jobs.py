@@ -49,6 +49,7 @@ from pipeline.outputs.compose import to_rgba_uint8
 from pipeline.cutout import CutoutOptions, CutoutResult, Pipeline
 from pipeline.decode import decode_image, image_to_uint8
 from bot.web.page_presets import PageRequest, preview_options
+from pipeline.outputs import png
 from pipeline.outputs.presets import render_preset, render_sticker_set
 from pipeline.outputs.render import Background, Rendered, encode_jpeg, render
 from pipeline.stats import Metrics
@@ -106,6 +107,16 @@ def version_tag(version: int) -> str:
     return f"v{version}-" if version else ""
 
 
+def fast_png(image: Image.Image) -> bytes:
+    """PNG bytes from the pipeline's encoder (every core, level 1), as the API's and chat's cutouts."""
+    return png.encode(np.asarray(image))
+
+
+def at_view_size(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """The image at the page's view size (view.png's)."""
+    return image if image.size == size else image.resize(size, Image.LANCZOS)
+
+
 def view_size(width: int, height: int) -> tuple[int, int]:
     scale = min(1.0, VIEW_SIDE / max(width, height))
     return max(1, round(width * scale)), max(1, round(height * scale))
@@ -154,9 +165,7 @@ class PageJobs:
         height, width = image.shape[:2]
         job = PageJob(uuid.uuid4().hex, upload_stem(filename), width, height, owner=owner)
         self.blobs.put(self.key(job.id, "upload", "inputs"), data)
-        preview = Image.fromarray(image_to_uint8(image))
-        if preview.size != job.view_size:
-            preview = preview.resize(job.view_size, Image.LANCZOS)
+        preview = at_view_size(Image.fromarray(image_to_uint8(image)), job.view_size)
         buffer = io.BytesIO()
         preview.save(buffer, "JPEG", quality=85, optimize=True)
         self.blobs.put(self.key(job.id, "original.jpg"), buffer.getvalue())
@@ -210,13 +219,10 @@ class PageJobs:
             job.state, job.error = state, error
 
     def _store_result(self, job: PageJob, result: CutoutResult) -> None:
-        # One RGBA image for both files; saved like pipeline.outputs.render.encode_png (level 1: fast, a bit larger).
+        # One RGBA image for both files.
         rgba = Image.fromarray(to_rgba_uint8(result.foreground, result.alpha), "RGBA")
-        for name, image in (("cutout.png", rgba), ("view.png", rgba if rgba.size == job.view_size
-                                                     else rgba.resize(job.view_size, Image.LANCZOS))):
-            buffer = io.BytesIO()
-            image.save(buffer, "PNG", optimize=False, compress_level=1)
-            self.blobs.put(self.key(job.id, name), buffer.getvalue())
+        self.blobs.put(self.key(job.id, "cutout.png"), fast_png(rgba))
+        self.blobs.put(self.key(job.id, "view.png"), fast_png(at_view_size(rgba, job.view_size)))
         self.blobs.put(self.key(job.id, "edit-mask.png"), mask_png(result.mask))
 
     def _save_state(self, job: PageJob) -> None:
@@ -298,13 +304,9 @@ class PageJobs:
             return self.blobs.get(key)
         except BlobNotFound:
             pass
-        rgba = Image.open(io.BytesIO(self.blobs.get(cutout_key))).convert("RGBA")
-        if rgba.size != job.view_size:
-            rgba = rgba.resize(job.view_size, Image.LANCZOS)
-        buffer = io.BytesIO()
-        rgba.save(buffer, "PNG", optimize=False, compress_level=1)
-        self.blobs.put(key, buffer.getvalue())
-        return buffer.getvalue()
+        data = fast_png(at_view_size(Image.open(io.BytesIO(self.blobs.get(cutout_key))).convert("RGBA"), job.view_size))
+        self.blobs.put(key, data)
+        return data
 
     # --- files ----------------------------------------------------------------------------------
     def original(self, job: PageJob) -> bytes:
