@@ -190,6 +190,8 @@ def start_background(app: Flask, settings: Settings, pipeline: Pipeline, convers
         while not stop.wait(settings.lease_s):
             try:
                 conversation.resume_abandoned()
+            except RuntimeError:  # the IO lane is shut down: this process is stopping
+                return
             except Exception:  # noqa: BLE001 - the next period tries again
                 log.exception("taking over abandoned jobs failed")
 
