@@ -10,7 +10,8 @@ one solve and one upsample):
    marks are replayed in order over the cutout's subject (its alpha cut at 0.5). A stroke's
    footprint is hard subject / background. A tap selects or drops a region (pipeline.editing.regions:
    a separate part of the cutout whole, else a region grown from the tap over the photo).
-   A later mark wins where marks overlap.
+   A tap on what an earlier tap of the other kind changed takes back part of that change only
+   (`_take_back`). A later mark wins where marks overlap.
 2. Pixels within a few grid pixels of an edge the marks created or moved are reopened and
    matted (closed-form, pipeline.editing.scribble_matte): the strokes and everything not reopened are
    known values, soft hair included, so hair beside a keep stroke stays soft.
@@ -30,7 +31,8 @@ import numpy as np
 from scipy import ndimage
 
 from pipeline.edges import sharpen, split_soft_regions
-from pipeline.editing.regions import evidence_at, stroke_footprint, tap_region
+from pipeline.editing.regions import (COLOUR_WEIGHT, SMOOTHING, TAP_SEED_RADIUS, component_at, disk,
+                                      evidence_at, geodesic_distance, stroke_footprint, tap_region)
 from pipeline.editing.scribble_matte import solve_reopened
 from pipeline.segment import resize_float
 from pipeline.threads import ProcessThreads
@@ -63,7 +65,7 @@ NEAR_OUTLINE_REACH = 2.0
 # first model saw the spot, its own evidence bounds the tap instead (and below this too, where the
 # second model is not sure of the spot and the first one's faint response is above regions.NO_EVIDENCE).
 SECOND_OPINION_BELOW = 0.02
-# Replays an editing grid remembers (each ~4 bytes per grid pixel: ~3 MB at 1024 x 768).
+# Replays an editing grid remembers (each ~6 bytes per grid pixel: ~5 MB at 1024 x 768).
 REMEMBERED_REPLAYS = 12
 # Half-side (grid pixels) of the square around a tap's point that later taps cannot flip back.
 TAP_HOLD = 1
@@ -172,10 +174,18 @@ class Replay:
     flipped: np.ndarray  # (h, w) bool: pixels whose side a mark set (or pinned)
     edited: np.ndarray  # (h, w) bool: pixels whose side a mark changed
     points: np.ndarray  # (h, w) int8: +1 / -1 where a keep / erase tap touched (later taps hold them)
+    owner: np.ndarray  # (h, w) int16: which of `taps` last changed the pixel's side (-1: none)
+    taps: list[tuple[int, int]] = field(default_factory=list)  # each tap's (y, x) on the grid, in order
+
+    @classmethod
+    def start(cls, alpha: np.ndarray) -> "Replay":
+        shape = alpha.shape
+        return cls(alpha > 0.5, np.zeros(shape, dtype=np.int8), np.zeros(shape, dtype=bool),
+                   np.zeros(shape, dtype=bool), np.zeros(shape, dtype=np.int8), np.full(shape, -1, dtype=np.int16))
 
     def copy(self) -> "Replay":
         return Replay(self.state.copy(), self.hard.copy(), self.flipped.copy(), self.edited.copy(),
-                      self.points.copy())
+                      self.points.copy(), self.owner.copy(), list(self.taps))
 
 
 @dataclass
@@ -332,9 +342,7 @@ def edit_on_grid(grid: EditGrid, marks: list[Mark]) -> np.ndarray:
     marks_key = tuple(marks)
     done, replay = grid.remembered(marks_key)
     if replay is None:
-        shape = grid.shape
-        replay = Replay(grid.alpha > 0.5, np.zeros(shape, dtype=np.int8), np.zeros(shape, dtype=bool),
-                        np.zeros(shape, dtype=bool), np.zeros(shape, dtype=np.int8))
+        replay = Replay.start(grid.alpha)
     grid.ask_second_ahead(marks[done:])
     for mark in marks[done:]:
         _replay_mark(grid, replay, mark)
@@ -357,6 +365,7 @@ def _replay_mark(grid: EditGrid, replay: Replay, mark: Mark) -> None:
         points = np.array(mark.points, dtype=np.float64) * (scale_x, scale_y)
         region = stroke_footprint(shape, points, mark.radius * 0.5 * (scale_x + scale_y))
         replay.hard[region] = 1 if mark.keep else -1
+        replay.owner[region] = -1  # a stroke's footprint is exact: a later tap there is a tap of its own
     else:
         # What earlier marks set to the other side holds against this tap.
         opposite = -1 if mark.keep else 1
@@ -364,13 +373,49 @@ def _replay_mark(grid: EditGrid, replay: Replay, mark: Mark) -> None:
         y, x = _on_grid(mark, (full_h, full_w), shape)
         # Only what changes side is the tap's region: a tap that agrees with the state where it lands
         # (keep on the subject, erase on the background) holds its point and rewrites nothing else.
-        region = _near_outline(_tap(grid, replay.state, mark, held), replay.state, y, x, mark.keep)
-        region &= replay.state != mark.keep
+        earlier = int(replay.owner[y, x]) if replay.state[y, x] != mark.keep else -1
+        if earlier >= 0:
+            region = _take_back(grid, replay, earlier, y, x)
+        else:
+            region = _tap(grid, replay.state, mark, held)
+        region = _near_outline(region, replay.state, y, x, mark.keep)
+        region &= (replay.state != mark.keep) & ~held
+        replay.owner[region] = len(replay.taps)
+        replay.taps.append((y, x))
         replay.hard[region] = 0  # a later tap frees pixels an earlier stroke held
         replay.points[max(0, y - TAP_HOLD):y + TAP_HOLD + 1, max(0, x - TAP_HOLD):x + TAP_HOLD + 1] = -opposite
     replay.edited |= region & (replay.state != mark.keep)
     replay.flipped |= region  # the band is solved with these at the side the mark set
     replay.state[region] = mark.keep
+
+
+def _take_back(grid: EditGrid, replay: Replay, earlier: int, y: int, x: int) -> np.ndarray:
+    """A tap on what an earlier tap of the other kind changed (an erase on the grass that a keep tap
+    took with the bird) takes back part of that change and never more: the pixels of its connected
+    piece geodesically nearer this tap than the earlier tap's point, by the photo's colours. The
+    earlier tap was right near its point and the new one is right near its own, so where the two
+    surfaces look alike (the grass has the bird's colours) the change is split between them, instead
+    of the new tap's region spreading over the subject the earlier tap started from (grown from the
+    tap over the whole subject, it did: simulated taps, docs/editing.md session 24). A piece no
+    longer joined to the earlier tap's point goes whole."""
+    changed = (replay.owner == earlier) & (replay.state == replay.state[y, x])
+    piece = component_at(changed, y, x)
+    earlier_y, earlier_x = replay.taps[earlier]
+    near_earlier = np.zeros_like(piece)
+    near_earlier[max(0, earlier_y - TAP_HOLD):earlier_y + TAP_HOLD + 1,
+                 max(0, earlier_x - TAP_HOLD):earlier_x + TAP_HOLD + 1] = True
+    near_earlier &= piece
+    if not near_earlier.any():
+        return piece
+    rows, cols = np.flatnonzero(piece.any(axis=1)), np.flatnonzero(piece.any(axis=0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    colour = ndimage.gaussian_filter(grid.image[box], sigma=(SMOOTHING, SMOOTHING, 0)) * COLOUR_WEIGHT
+    this_seed = disk(piece.shape, y, x, TAP_SEED_RADIUS)[box] & piece[box]
+    from_this = geodesic_distance(colour, this_seed, piece[box])
+    from_earlier = geodesic_distance(colour, near_earlier[box], piece[box])
+    region = np.zeros_like(piece)
+    region[box] = piece[box] & (from_this < from_earlier)
+    return region
 
 
 def _on_grid(tap: Tap, full_shape: tuple[int, int], shape: tuple[int, int]) -> tuple[int, int]:

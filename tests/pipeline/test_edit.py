@@ -295,6 +295,31 @@ def test_a_tap_at_a_thin_missed_margin_fixes_the_margin_not_the_backdrop_of_its_
     assert (edited[wall & (outside <= 4)] > 0.5).sum() > 50  # a band along the outline came in
 
 
+def test_an_erase_on_what_a_keep_tap_leaked_into_takes_back_only_that_tap_s_change():
+    """A red bowl on a rug of its very colour; the cutout missed the bowl's lower right and the model
+    is unsure of the rest (0.6), so neither colours nor the model bound a keep tap there: it takes the
+    rug too. An erase on the rug then takes back part of what that keep tap changed, and never the
+    bowl the cutout had: grown over the whole subject it took a third of the bowl."""
+    image, bowl, _ = scene()
+    rows, cols = np.indices(bowl.shape)
+    rug = rows >= 150
+    image[rug & ~bowl] = RED + np.random.default_rng(1).normal(0, 0.01, (int((rug & ~bowl).sum()), 3))
+    shown = bowl & ~((rows > 120) & (cols > 150))
+    model = np.where(shown, 0.6, 1e-5).astype(np.float32)
+    source = EditSource(image, model, shown.astype(np.float32))
+    keep = Tap(170, 140, keep=True)
+    leaked = refine_alpha(source, [keep])
+    assert (leaked[rug & ~bowl] > 0.5).mean() > 0.9  # the keep tap leaked into the rug
+    edited = refine_alpha(source, [keep, Tap(60, 165, keep=False)])
+    assert (edited[shown] > 0.5).mean() > 0.99  # the bowl the cutout had stays whole
+    assert edited[bowl & ~shown].min() > 0.5  # and so does what the keep tap rightly added
+    assert edited[rug & (cols < 60)].max() < 0.5  # the rug near the erase went
+    # A keep tap on what that erase took back takes back a share of it, not the whole rug again.
+    again = refine_alpha(source, [keep, Tap(60, 165, keep=False), Tap(100, 220, keep=True)])
+    assert again[219:222, 99:102].min() > 0.5
+    assert again[disk(bowl.shape, 165, 60, 12) & rug].max() < 0.5
+
+
 def test_marks_are_replayable_and_a_session_gives_the_same_alpha():
     image, bowl, spoon = scene()
     alpha = (bowl | spoon).astype(np.float32)
