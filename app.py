@@ -20,7 +20,7 @@ from bot.campaigns import CampaignStore
 from bot.channels.icons import icon_blueprint
 from bot.channels.line import LineChannel
 from bot.channels.messenger import MessengerChannel
-from bot.conversation import Conversation
+from bot.conversation import Conversation, LaneClosed
 from bot.lane import WaitLane
 from bot.results import UrlBuilder
 from bot.web.api import web_blueprint
@@ -190,7 +190,7 @@ def start_background(app: Flask, settings: Settings, pipeline: Pipeline, convers
         while not stop.wait(settings.lease_s):
             try:
                 conversation.resume_abandoned()
-            except RuntimeError:  # the IO lane is shut down: this process is stopping
+            except LaneClosed:  # this process is stopping
                 return
             except Exception:  # noqa: BLE001 - the next period tries again
                 log.exception("taking over abandoned jobs failed")

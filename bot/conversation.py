@@ -106,6 +106,10 @@ def shows_progress(event: PhotoReceived) -> bool:
     return event.set_index <= 1 or event.set_index == event.set_total
 
 
+class LaneClosed(RuntimeError):
+    """The IO lane is shut down (this process is stopping): a job can no longer be started here."""
+
+
 @dataclass
 class Conversation(PhotoSetSteps, EditSteps):
     settings: Settings
@@ -168,9 +172,9 @@ class Conversation(PhotoSetSteps, EditSteps):
             self._active.add(job_id)
         try:
             return self.io.submit(self._guarded, self.process, job_id)
-        except RuntimeError:  # the IO lane is shut down (this process is stopping): leave the job to others
+        except RuntimeError as error:  # the executor refuses work once shut down: leave the job to others
             self._release(job_id)
-            raise
+            raise LaneClosed(f"job {job_id} not started: the IO lane is shut down") from error
 
     def _release(self, job_id: str) -> None:
         with self._active_lock:

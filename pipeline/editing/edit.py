@@ -383,7 +383,7 @@ def _replay_mark(grid: EditGrid, replay: Replay, mark: Mark) -> None:
         replay.owner[region] = len(replay.taps)
         replay.taps.append((y, x))
         replay.hard[region] = 0  # a later tap frees pixels an earlier stroke held
-        replay.points[max(0, y - TAP_HOLD):y + TAP_HOLD + 1, max(0, x - TAP_HOLD):x + TAP_HOLD + 1] = -opposite
+        replay.points[_held_square(y, x)] = -opposite
     replay.edited |= region & (replay.state != mark.keep)
     replay.flipped |= region  # the band is solved with these at the side the mark set
     replay.state[region] = mark.keep
@@ -400,22 +400,26 @@ def _take_back(grid: EditGrid, replay: Replay, earlier: int, y: int, x: int) -> 
     longer joined to the earlier tap's point goes whole."""
     changed = (replay.owner == earlier) & (replay.state == replay.state[y, x])
     piece = component_at(changed, y, x)
-    earlier_y, earlier_x = replay.taps[earlier]
-    near_earlier = np.zeros_like(piece)
-    near_earlier[max(0, earlier_y - TAP_HOLD):earlier_y + TAP_HOLD + 1,
-                 max(0, earlier_x - TAP_HOLD):earlier_x + TAP_HOLD + 1] = True
-    near_earlier &= piece
-    if not near_earlier.any():
+    earlier_point = np.zeros_like(piece)
+    earlier_point[_held_square(*replay.taps[earlier])] = True
+    earlier_point &= piece
+    if not earlier_point.any():
         return piece
     rows, cols = np.flatnonzero(piece.any(axis=1)), np.flatnonzero(piece.any(axis=0))
     box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    inside = piece[box]
     colour = ndimage.gaussian_filter(grid.image[box], sigma=(SMOOTHING, SMOOTHING, 0)) * COLOUR_WEIGHT
-    this_seed = disk(piece.shape, y, x, TAP_SEED_RADIUS)[box] & piece[box]
-    from_this = geodesic_distance(colour, this_seed, piece[box])
-    from_earlier = geodesic_distance(colour, near_earlier[box], piece[box])
+    this_seed = disk(inside.shape, y - rows[0], x - cols[0], TAP_SEED_RADIUS) & inside
+    nearer_this = (geodesic_distance(colour, this_seed, inside)
+                   < geodesic_distance(colour, earlier_point[box], inside))
     region = np.zeros_like(piece)
-    region[box] = piece[box] & (from_this < from_earlier)
+    region[box] = inside & nearer_this
     return region
+
+
+def _held_square(y: int, x: int) -> tuple[slice, slice]:
+    """The square of grid pixels around a tap's point that later taps cannot flip back."""
+    return slice(max(0, y - TAP_HOLD), y + TAP_HOLD + 1), slice(max(0, x - TAP_HOLD), x + TAP_HOLD + 1)
 
 
 def _on_grid(tap: Tap, full_shape: tuple[int, int], shape: tuple[int, int]) -> tuple[int, int]:
