@@ -129,6 +129,7 @@ class Segmented:
     person: object  # the person matte at the working grid where it sees the mask's subject, else None
     person_seconds: float = 0.0
     small_image: object = None  # the photo at the working grid, where made already (on the device on the torch path)
+    asked: object = None  # torch path: the second opinion asked ahead (torch_path.second_opinion.Asked), or None
 
 
 @dataclass
@@ -153,7 +154,8 @@ class Pipeline:
                  threads: int | None = None, device: str | None = None, segment_side: int | None = None,
                  keep_aspect: bool | None = None, refine_threads: int | None = None,
                  fine_views: bool | None = None, person_matte: bool | None = None,
-                 refine_stack: int | None = None, overlap_batches: bool | None = None) -> None:
+                 refine_stack: int | None = None, overlap_batches: bool | None = None,
+                 second_opinion_ahead: bool | None = None) -> None:
         """segment_side: long side of the segmentation input, below the model's native side (None: native).
 
         keep_aspect: segment at the photo's aspect ratio rather than the stretched square (None: default).
@@ -166,6 +168,9 @@ class Pipeline:
         overlap_batches: on the torch path, start_cutout_batch hands a batch's refinements to the
             refine pool and returns, so the next batch is segmented meanwhile (None:
             CUTOUT_OVERLAP_BATCHES, on).
+        second_opinion_ahead: on the torch path, the second opinion is asked on the pipeline thread for
+            the whole batch, from a replayed graph (pipeline/torch_path/second_opinion.py; None:
+            CUTOUT_SECOND_OPINION_AHEAD, on), instead of eagerly by each refinement that needs it.
         """
         self.model_dir = model_dir
         self.cache_dir = cache_dir
@@ -182,6 +187,11 @@ class Pipeline:
         self.refine_threads = default_refine_threads(self.device) if refine_threads is None else refine_threads
         self.refine_stack = default_refine_stack() if refine_stack is None else max(1, refine_stack)
         self.overlap_batches = default_overlap_batches() if overlap_batches is None else overlap_batches
+        if second_opinion_ahead is None:
+            from pipeline.torch_path.second_opinion import default_second_opinion_ahead
+
+            second_opinion_ahead = self.uses_torch and default_second_opinion_ahead()
+        self.second_opinion_ahead = second_opinion_ahead
         self._pool: ThreadPoolExecutor | None = None
 
     @property
@@ -196,11 +206,13 @@ class Pipeline:
                 if self.uses_torch:
                     from pipeline.torch_path.segment import TorchSegmenter
 
-                    # Graphs for the main model, captured at warm-up; a second model, asked now and
-                    # then from the refine threads, runs eagerly (a capture beside their work fails).
+                    # Graphs for the main model and the second opinion asked ahead (both asked on the
+                    # pipeline thread, where captures wait for a quiet moment); a model asked from the
+                    # refine threads runs eagerly (a capture beside their work fails).
+                    graphed = name == DEFAULT_MODEL or (name == SECOND_OPINION_MODEL and self.second_opinion_ahead)
                     self._segmenters[name] = TorchSegmenter(spec, path, self.torch_device, keep_aspect=self.keep_aspect,
                                                             fine_views=self.fine_views, input_side=self.segment_side,
-                                                            cuda_graphs=None if name == DEFAULT_MODEL else False)
+                                                            cuda_graphs=None if graphed else False)
                 else:
                     self._segmenters[name] = Segmenter(spec, path, self.threads, input_side=self.segment_side,
                                                          keep_aspect=self.keep_aspect, fine_views=self.fine_views)
@@ -252,7 +264,11 @@ class Pipeline:
                 matter.warm(segmenter.phone_shapes(segmenter.input_size[0]), max_batch=max_batch)
         if options.assist_model:
             self.segmenter(options.assist_model)
-        self.second_opinion_segmenter()  # asked now and then: loaded now, not in a user's request
+        second = self.second_opinion_segmenter()  # asked now and then: loaded now, not in a user's request
+        if self.device == "cuda" and self.second_opinion_ahead and second is not None and hasattr(second, "warm"):
+            # Asked ahead for a batch's undecided photos (a few in a batch): captured at start-up for
+            # the phone shapes, not at a quiet moment made under load.
+            second.warm(second.phone_shapes(second.input_size[0]), max_batch=max_batch)
 
     def cutout(self, image: np.ndarray, options: CutoutOptions = CutoutOptions()) -> CutoutResult:
         return self.cutout_batch([image], options)[0]
@@ -324,9 +340,11 @@ class Pipeline:
             timings = {"segment": seconds}
             if one.person_seconds:
                 timings["person_matte"] = one.person_seconds
+            if one.asked is not None and one.asked.seconds:
+                timings["second_opinion_ahead"] = one.asked.seconds
             with self._device_work(on_device):
                 result = self._refine(images[index], one.mask, assists[index], options, timings, photos[index],
-                                      person=one.person, small_image=one.small_image)
+                                      person=one.person, small_image=one.small_image, asked=one.asked)
             result.notes[:0] = segment_notes[index]
             return result
 
@@ -350,6 +368,7 @@ class Pipeline:
 
         with torch.inference_mode():
             groups, persons, small_images, took = self._segment_stacks(images, options, segment_notes, photos)
+            asked = self._second_opinions_ahead(groups, persons, small_images, True)
         seconds = (time.perf_counter() - started - took) / len(images)
         stacks = []  # (the group, its rows) per stack
         for group in groups:
@@ -369,7 +388,8 @@ class Pipeline:
                 return refine_stack_on_device(
                     self, [images[index] for index in indices], group.photos[part], group.masks[part], options,
                     first_small.stack[part] if first_small else None,
-                    None if person_stack is None else person_stack[part], heard, matting_pool)
+                    None if person_stack is None else person_stack[part], heard, matting_pool,
+                    None if asked[indices[0]] is None else [asked[index] for index in indices])
 
         # Stacks side by side in the refine pool; a lone stack mattes its photos side by side there instead.
         pool = self._refine_pool()
@@ -408,6 +428,7 @@ class Pipeline:
 
             with torch.inference_mode():
                 groups, persons, small_images, took = self._segment_stacks(images, options, notes, photos)
+                asked = self._second_opinions_ahead(groups, persons, small_images, photos is not None)
                 rows = Rows(groups, "masks")
                 masks = [rows.row(index) for index in range(len(images))]
                 if photos is None:  # refined on the host: masks and person mattes come back
@@ -415,8 +436,8 @@ class Pipeline:
                     persons = [None if p is None else resolved(p).cpu().numpy() for p in persons]
                     small_images = [None] * len(images)
             seconds = took / max(1, len(images))
-            return [Segmented(mask, person, seconds, small_image)
-                    for mask, person, small_image in zip(masks, persons, small_images)]
+            return [Segmented(mask, person, seconds, small_image, one_asked)
+                    for mask, person, small_image, one_asked in zip(masks, persons, small_images, asked)]
         segmented = []
         for image, photo_notes in zip(images, notes):
             # The photo at the working grid, once: ISNet's input, the person matte's and the refinement's.
@@ -444,6 +465,16 @@ class Pipeline:
         if finer:
             segmenter.mix_fine_views(device_photos, Rows(groups, "masks"), finer, notes)
         return groups, persons, small_images, took
+
+    def _second_opinions_ahead(self, groups: list, persons: list, small_images: list, on_device: bool) -> list:
+        """Each photo's second opinion asked on the pipeline thread (torch_path.second_opinion.ask_ahead)
+        where the refinement runs on the device and asking ahead is on; else None each (asked later)."""
+        count = sum(len(group.indices) for group in groups)
+        if not (on_device and self.second_opinion_ahead):
+            return [None] * count
+        from pipeline.torch_path.second_opinion import ask_ahead
+
+        return ask_ahead(self, groups, persons, small_images)
 
     def person_opinion(self, image: np.ndarray, mask: np.ndarray, options: CutoutOptions, notes: list[str],
                        small_image: np.ndarray | None = None) -> tuple[np.ndarray | None, float]:
@@ -536,15 +567,16 @@ class Pipeline:
 
     def _refine(self, image: np.ndarray, mask, assist: np.ndarray | None, options: CutoutOptions,
                 timings: dict[str, float], photo=None, person: np.ndarray | None = None,
-                small_image: np.ndarray | None = None) -> CutoutResult:
+                small_image: np.ndarray | None = None, asked=None) -> CutoutResult:
         """One photo's cutout from its model mask. On the torch path (pipeline/torch_path/chain.py) the
         mask may be a device tensor and `photo` the image already on the device. person: the person
         matte at the working grid, where it sees the mask's subject; small_image: the photo at the
-        working grid, where the caller has it (both from Pipeline.segment)."""
+        working grid, where the caller has it; asked: the second opinion asked ahead, on the torch
+        path (all from Pipeline.segment)."""
         if self._refines_on_device(options):
             from pipeline.torch_path.chain import refine_on_device
 
-            return refine_on_device(self, image, mask, options, timings, photo, person, small_image)
+            return refine_on_device(self, image, mask, options, timings, photo, person, small_image, asked)
         notes: list[str] = []
         height, width = image.shape[:2]
         work_h, work_w = self.working_size(image.shape, mask.shape)

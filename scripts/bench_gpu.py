@@ -15,6 +15,7 @@ Sections (each one's failure is reported and the run goes on):
 - ablations: the saturated products load without the person matte, and with fewer client threads.
 - processes: the same load over several service processes sharing the GPU (--processes).
 - the CPU path (onnxruntime, every core of this machine) for the same lone requests.
+- ahead: the second opinion asked on the pipeline thread beside each refinement asking it (session 25).
 - a torch profile of one batch-64 forward pass (top kernels).
 Photos, cropped to 4:3 (a phone photo's shape) and resized to 1 and 12 MP: products = DIS5K dev's
 object photos (the 22 MP car first), portraits = the alphamatting.com inputs (hair: the matting path). Prints markdown; writes results.json and bench_gpu.md under --out.
@@ -335,6 +336,73 @@ def overlapped(pipeline: Pipeline, products: list[bytes], portraits: list[bytes]
     return answers
 
 
+def second_opinion_ahead(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], big: list[bytes],
+                         out: Path, batch: int, lone: int, parity_photos: list[Path] = ()) -> dict:
+    """Session 25's change beside what it replaces, on one warm pipeline: the second opinion asked on
+    the pipeline thread for the batch's undecided photos from a replayed graph
+    (pipeline/torch_path/second_opinion.py) beside each refinement asking it eagerly. The cutouts of
+    both are saved (alphas_ahead.npz, alphas_later.npz; own sizes too) for a photo-by-photo comparison
+    with each other and with the CPU path; then the service's rates and lone requests, shipped settings."""
+    answers: dict = {}
+
+    def measure(label: str, run: Callable[[], dict]) -> None:
+        """One measurement; a failure is recorded and the others go on; what is done so far is saved
+        after each (a run cut short by its time limit still returns it)."""
+        started = time.perf_counter()
+        try:
+            answers[label] = run()
+        except Exception as error:
+            answers[label] = {"failed": f"{type(error).__name__}: {error}", "trace": traceback.format_exc()[-1500:]}
+        if isinstance(answers[label], dict):
+            answers[label]["section_s"] = round(time.perf_counter() - started, 1)
+        print(f"  {label}: {json.dumps(answers[label])[:600]}", flush=True)
+        (out / "ahead_so_far.json").write_text(json.dumps(answers, indent=1, default=str))
+
+    def at_own_sizes(name: str) -> dict:
+        alphas = {path.name: np.round(pipeline.cutout(decode_image(path.read_bytes(), **LIMITS)).alpha * 255)
+                  .astype(np.uint8) for path in parity_photos}
+        np.savez_compressed(out / f"alphas_own_sizes_{name}.npz", **alphas)
+        return {"photos": len(alphas)}
+
+    second = pipeline.second_opinion_segmenter()
+    graphed = second is not None and getattr(getattr(second, "network", None), "enabled", False)
+
+    def use(ahead: bool) -> None:
+        """Asked ahead from graphs, or as before: by the refinement, eagerly."""
+        pipeline.second_opinion_ahead = ahead
+        if graphed:
+            second.network.enabled = ahead
+
+    def both(label: str, run: Callable[[], dict]) -> None:
+        for ahead in (False, True):
+            use(ahead)
+            measure(f"{label}, {'ahead' if ahead else 'asked in the refinement'}", run)
+
+    for ahead in (False, True):
+        use(ahead)
+        name = "ahead" if ahead else "later"
+        measure(f"parity {name}", lambda: parity(pipeline, products[:16] + portraits[:8], out / f"alphas_{name}.npz"))
+        if parity_photos:
+            measure(f"parity at own sizes {name}", lambda: at_own_sizes(name))
+    saved = {name: np.load(out / f"alphas_{name}.npz") for name in ("ahead", "later")
+             if (out / f"alphas_{name}.npz").exists()}
+    if len(saved) == 2:
+        differences = [np.abs(saved["ahead"][key].astype(int) - saved["later"][key]) for key in saved["later"].files]
+        answers["parity, ahead beside later (8-bit levels)"] = {
+            "largest": int(max(d.max() for d in differences)), "mean": float(np.mean([d.mean() for d in differences])),
+            "pixels off by > 2 levels (%)": 100 * float(np.mean([(d > 2).mean() for d in differences]))}
+        print(f"  parity {answers['parity, ahead beside later (8-bit levels)']}", flush=True)
+    both(f"saturated 1MP products, batch {batch}", lambda: saturated(pipeline, products, batch, clients=2 * batch))
+    both(f"saturated 1MP portraits, batch {batch}", lambda: saturated(pipeline, portraits, batch, clients=2 * batch))
+    use(True)
+    measure("saturated 12MP products, batch 8", lambda: saturated(pipeline, big, 8, clients=16))
+    measure("lone 1MP products", lambda: lone_requests(pipeline, products[:lone + 2]))
+    measure("lone 1MP portraits", lambda: lone_requests(pipeline, portraits[:lone + 2]))
+    measure("lone 12MP products", lambda: lone_requests(pipeline, big[:4], warm=2))
+    answers["peak_gpu_gb"] = peak_gpu_gb()
+    return answers
+
+
 def segmentation(pipeline: Pipeline, batches: tuple[int, ...], variants: bool = True) -> list[dict]:
     import torch
 
@@ -475,6 +543,13 @@ def main() -> int:
     batches = tuple(int(b) for b in args.batches.split(","))
     started = time.perf_counter()
     pipeline = Pipeline(device=args.device)
+    second = pipeline.second_opinion_segmenter() if getattr(pipeline, "second_opinion_ahead", False) else None
+    if second is not None and hasattr(second, "warm"):  # its captures timed apart (session 20 saw a slow start)
+        second_started = time.perf_counter()
+        second.warm(second.phone_shapes(second.input_size[0]), max_batch=max(batches))
+        sync()
+        results["second_opinion_warm_s"] = time.perf_counter() - second_started
+        print(json.dumps({"second_opinion_warm_s": results["second_opinion_warm_s"]}), flush=True)
     warm_up(pipeline, max(batches))
     results["load_s"] = time.perf_counter() - started  # models, cuDNN's searches and the graph captures
     results["refine_threads"] = pipeline.refine_threads
@@ -508,6 +583,7 @@ def main() -> int:
     own_sizes = sorted((args.photo_dir / "own_sizes").glob("*")) if args.photo_dir else []
     section("overlapped", lambda: overlapped(pipeline, products, portraits, big, args.out, batches, args.lone, own_sizes,
                                              args.quick))
+    section("ahead", lambda: second_opinion_ahead(pipeline, products, portraits, big, args.out, 16, args.lone, own_sizes))
     if pipeline.device == "cuda":
         section("refine_graphs", lambda: refine_graphs(pipeline, products, portraits, big, max(batches), args.out))
     if not args.skip_cpu:

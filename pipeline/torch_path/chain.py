@@ -55,12 +55,13 @@ def working_stacks(pipeline: Pipeline, group: SizeGroup) -> tuple[torch.Tensor, 
 def refine_on_device(pipeline: Pipeline, image: np.ndarray, mask, options: CutoutOptions,
                      timings: dict[str, float], photo: torch.Tensor | None = None,
                      person: np.ndarray | torch.Tensor | None = None,
-                     small_image: torch.Tensor | None = None) -> CutoutResult:
+                     small_image: torch.Tensor | None = None, asked=None) -> CutoutResult:
     """One photo's cutout from its model mask: refine_stack_on_device on a stack of one. mask: (H, W)
     array or device tensor at the network's grid; photo: `image` already on the device as (3, h, w), if
     the caller has it; person: the person matte at the working grid; small_image: the photo at the
-    working grid on the device, where made already (both from Pipeline.segment). `timings` gets the
-    stages' seconds and is the result's."""
+    working grid on the device, where made already (both from Pipeline.segment); asked: the second
+    opinion asked ahead (torch_path.second_opinion.Asked), None where the refinement asks it itself.
+    `timings` gets the stages' seconds and is the result's."""
     from pipeline.torch_path.segment import resolved
 
     device = pipeline.torch_device
@@ -74,7 +75,8 @@ def refine_on_device(pipeline: Pipeline, image: np.ndarray, mask, options: Cutou
             person = person.to(device) if isinstance(person, torch.Tensor) else _on(device, person)
     result = refine_stack_on_device(pipeline, [image], photo[None], mask[None], options,
                                     None if small_image is None else small_image[None],
-                                    None if person is None else person[None], [person is not None])[0]
+                                    None if person is None else person[None], [person is not None],
+                                    asked=None if asked is None else [asked])[0]
     timings.update(result.timings)
     result.timings = timings
     return result
@@ -88,14 +90,16 @@ PIXELS_PER_PASS = 100_000_000
 def refine_stack_on_device(pipeline: Pipeline, images: list[np.ndarray], photos: torch.Tensor, masks: torch.Tensor,
                            options: CutoutOptions, small_images: torch.Tensor | None = None,
                            persons: torch.Tensor | None = None, heard: list[bool] | None = None,
-                           pool=None) -> list[CutoutResult]:
+                           pool=None, asked: list | None = None) -> list[CutoutResult]:
     """The refinement (Pipeline._refine's steps) for a stack of photos of one size, every step on the
     whole stack: under load
     each torch call gives the GIL away (docs/performance.md), and one photo's refinement is ~900 of
     them. images: the (h, w, 3) photos; photos: the same on the device, (n, 3, h, w); masks: (n, H, W)
     model masks; small_images: the photos at the working grid, where made already; persons: (n, h', w')
     person mattes at the working grid, listened to where heard[i]. Photos with soft zones to matte are
-    matted one by one (the NumPy gate, Pipeline._matte_soft_zones), side by side in `pool`."""
+    matted one by one (the NumPy gate, Pipeline._matte_soft_zones), side by side in `pool`. asked: each
+    photo's second opinion asked ahead on the pipeline thread (torch_path.second_opinion.Asked); None:
+    asked here, where a photo's decisions call for it."""
     rows = max(1, PIXELS_PER_PASS // (images[0].shape[0] * images[0].shape[1]))
     results: list[CutoutResult] = []
     for start in range(0, len(images), rows):
@@ -103,13 +107,14 @@ def refine_stack_on_device(pipeline: Pipeline, images: list[np.ndarray], photos:
         results += _refine_stack(pipeline, images[part], photos[part], masks[part], options,
                                  None if small_images is None else small_images[part],
                                  None if persons is None else persons[part],
-                                 [False] * len(images[part]) if heard is None else heard[part], pool)
+                                 [False] * len(images[part]) if heard is None else heard[part], pool,
+                                 None if asked is None else asked[part])
     return results
 
 
 def _refine_stack(pipeline: Pipeline, images: list[np.ndarray], photos: torch.Tensor, masks: torch.Tensor,
                   options: CutoutOptions, small_images: torch.Tensor | None, persons: torch.Tensor | None,
-                  heard: list[bool], pool) -> list[CutoutResult]:
+                  heard: list[bool], pool, asked: list | None = None) -> list[CutoutResult]:
     from pipeline.cutout import MIN_SOFT_ZONE_SHARE, CutoutResult
 
     count = len(images)
@@ -131,11 +136,18 @@ def _refine_stack(pipeline: Pipeline, images: list[np.ndarray], photos: torch.Te
             f"decide at {work}", partial(_decide, work),
             (photos if needs_photos else None, masks, small_images, persons, listened),
             read=lambda outputs: (*(output.clone() for output in outputs[:-1]), outputs[-1].tolist()))
-        # The person matte, where heard, is a portrait's second opinion already.
-        asked = [i for i, (_, _, unsure) in enumerate(decisions) if unsure and not heard[i]]
-        if asked:  # rare: a few portraits and objects in a hundred
+        # The person matte, where heard, is a portrait's second opinion already. Asked ahead, the
+        # pipeline thread's answers stand (the same question on the same mask).
+        if asked is None:
+            unsure = [i for i, (_, _, doubt) in enumerate(decisions) if doubt and not heard[i]]
+            answers = None
+        else:
+            unsure = [i for i, one in enumerate(asked) if one.answer is not None]
+            answers = [asked[i].answer for i in unsure]
+        if unsure:  # rare: a few portraits and objects in a hundred
             alpha, transition, matter, decisions = _heed_second_opinion(pipeline, small_images, alpha, transition,
-                                                                        matter, decisions, asked, notes, timings)
+                                                                        matter, decisions, unsure, notes, timings,
+                                                                        answers)
         matted = torch.zeros_like(matter)
         to_matte = [i for i, (share, _, _) in enumerate(decisions)
                     if options.matting and share >= MIN_SOFT_ZONE_SHARE]
@@ -166,25 +178,31 @@ def _refine_stack(pipeline: Pipeline, images: list[np.ndarray], photos: torch.Te
 
 def _heed_second_opinion(pipeline: Pipeline, small_images: torch.Tensor, alpha: torch.Tensor,
                          transition: torch.Tensor, matter: torch.Tensor, decisions: list, asked: list[int],
-                         notes: list[list[str]], timings: list[dict[str, float]]) -> tuple:
+                         notes: list[list[str]], timings: list[dict[str, float]], answers: list | None = None) -> tuple:
     """Pipeline._second_opinion for the stack's photos `asked` (ISNet undecided deep inside what it
     drew): U²-Net-p's confident opinion taken there, the soft regions and decisions made again.
-    Eager (a rare path): the second model runs without captured graphs, beside the refine threads."""
+    answers: U²-Net-p's masks at the working grid for those photos, asked ahead on the pipeline
+    thread (Rows); None: asked here, eagerly, beside the refine threads (no capture can be made here)."""
     from pipeline.second_opinion import MIN_RAISED_SHARE, SECOND_OPINION_MODEL, SECOND_SURE
-    from pipeline.torch_path.segment import DevicePhotos
+    from pipeline.torch_path.segment import DevicePhotos, resolved
 
     started = time.perf_counter()
-    segmenter = pipeline.second_opinion_segmenter()
-    if segmenter is None:
-        return alpha, transition, matter, decisions
     work = tuple(alpha.shape[-2:])
-    # The stack's photos are of one size: one group in, its stack of masks out (no call per photo).
-    groups, _ = segmenter.first_view_groups(DevicePhotos([(list(range(len(asked))), small_images[asked])]))
-    second = on_device.resize(groups[0].masks, *work).clamp(0, 1)
+    if answers is not None:  # Rows; of one stack (the stack's photos are of one size): one call, not one a photo
+        same = all(answer.stack is answers[0].stack for answer in answers)
+        second = answers[0].stack[[answer.row for answer in answers]] if same else \
+            torch.stack([resolved(answer) for answer in answers])
+    else:
+        segmenter = pipeline.second_opinion_segmenter()
+        if segmenter is None:
+            return alpha, transition, matter, decisions
+        # The stack's photos are of one size: one group in, its stack of masks out (no call per photo).
+        groups, _ = segmenter.first_view_groups(DevicePhotos([(list(range(len(asked))), small_images[asked])]))
+        second = on_device.resize(groups[0].masks, *work).clamp(0, 1)
     chosen = alpha[asked]
     raised = on_device.undecided(chosen) & (second >= SECOND_SURE)
     shares = raised.float().mean(dim=(-2, -1)).tolist()
-    for row, share in zip(asked, shares):
+    for row, share in zip(asked, shares):  # asked ahead: the pipeline thread's share is added by the caller
         timings[row]["second_opinion"] = (time.perf_counter() - started) / len(asked)
     heeded = [place for place, share in enumerate(shares) if share >= MIN_RAISED_SHARE]
     if not heeded:

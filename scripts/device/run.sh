@@ -6,7 +6,7 @@ if [ ! -f /root/models/isnet-medium-fp16.onnx ]; then
   cat /root/stash/isnet.xz.part00 .gpu/b/isnet.xz.part01 | xz -d -T0 > /root/models/isnet-medium-fp16.onnx
   cp /root/stash/rvm_mobilenetv3_fp32.onnx /root/stash/u2netp.onnx /root/models/
 fi
-sha256sum /root/models/* | tee $OUT/models.txt
+sha256sum /root/models/*
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/b/*.whl
 export PYTHONPATH=/tmp/site CUTOUT_MODEL_DIR=/root/models CUTOUT_CACHE_DIR=/root/cache PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.used,clocks.sm --format=csv | tee $OUT/gpu.txt
@@ -19,10 +19,12 @@ echo "exit $?"; date -u
 python3 - <<'PY'
 import json, os
 r = json.load(open(os.environ["OUT"] + "/results.json")) if os.path.exists(os.environ["OUT"] + "/results.json") else {}
-if "overlapped" not in r and os.path.exists(os.environ["OUT"] + "/overlapped_so_far.json"):
-    r["overlapped"] = json.load(open(os.environ["OUT"] + "/overlapped_so_far.json"))
-print("load_s", r.get("load_s"), "refine_threads", r.get("refine_threads"))
-for section in ("overlapped", "processes"):
+for section in ("overlapped", "ahead"):  # a run cut short: what its section had saved so far
+    if section not in r and os.path.exists(os.environ["OUT"] + f"/{section}_so_far.json"):
+        r[section] = json.load(open(os.environ["OUT"] + f"/{section}_so_far.json"))
+print("load_s", r.get("load_s"), "second_opinion_warm_s", r.get("second_opinion_warm_s"),
+      "refine_threads", r.get("refine_threads"))
+for section in ("overlapped", "processes", "ahead"):
     g = r.get(section, {})
     if "failed" in g:
         print(section, g)

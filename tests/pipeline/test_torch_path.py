@@ -301,3 +301,39 @@ def test_batches_overlapping_on_the_pipeline_thread_give_the_same_cutouts(torch_
         assert np.array_equal(future.result(30).alpha, reference.alpha)
     in_place = Pipeline(device="cpu").start_cutout_batch([image[:120].copy()], CutoutOptions())
     assert not isinstance(in_place[0], Future) and in_place[0].alpha.shape == (120, image.shape[1])
+
+
+def test_the_second_opinion_is_asked_ahead_on_the_pipeline_thread_with_the_same_answer(torch_pipeline):
+    """GT27's yarn asks U²-Net-p. Asked ahead (the default), the second model runs on the thread
+    that segments the batch, once per network shape, and the refine threads only take its answer;
+    the cutouts are those of each refinement asking it itself (to the network's rounding: photos of
+    one shape share a forward pass ahead, each has its own later)."""
+    import threading
+
+    yarn = load("GT27", 800)[0]
+    plain = load("GT04", 320)[0]
+    second = torch_pipeline.second_opinion_segmenter()
+    forward = second._forward
+    askers: list[str] = []
+    second._forward = lambda batch: askers.append(threading.current_thread().name) or forward(batch)
+    try:
+        answers = {}
+        for ahead in (False, True):
+            torch_pipeline.second_opinion_ahead = ahead
+            askers.clear()
+            results = [future.result(120) for future in torch_pipeline.start_cutout_batch([yarn, plain])]
+            answers[ahead] = (results, list(askers))
+    finally:
+        del second._forward
+        torch_pipeline.second_opinion_ahead = True
+    (asked_later, later_threads), (asked_ahead, ahead_threads) = answers[False], answers[True]
+    asked = [index for index, later in enumerate(asked_later) if "second_opinion" in later.timings]
+    assert 0 in asked and len(later_threads) == len(asked)  # each refinement that asked, once
+    assert all(name.startswith("refine") for name in later_threads)
+    assert ahead_threads == [threading.current_thread().name] * len(ahead_threads)
+    assert 1 <= len(ahead_threads) <= len(asked)  # one pass per network shape, not per photo
+    assert any(note.startswith("u2netp decided") for note in asked_ahead[0].notes)
+    for index, (ahead, later) in enumerate(zip(asked_ahead, asked_later)):
+        assert ("second_opinion_ahead" in ahead.timings) == (index in asked)
+        difference = np.abs(ahead.alpha - later.alpha)
+        assert difference.mean() < 1e-4 and (difference > 2 / 255).mean() < 1e-3 and ahead.notes == later.notes
