@@ -395,6 +395,8 @@ def second_opinion_ahead(pipeline: Pipeline, products: list[bytes], portraits: l
     both(f"saturated 1MP products, batch {batch}", lambda: saturated(pipeline, products, batch, clients=2 * batch))
     both(f"saturated 1MP portraits, batch {batch}", lambda: saturated(pipeline, portraits, batch, clients=2 * batch))
     use(True)
+    measure(f"saturated 1MP products, batch {2 * batch}, ahead",
+            lambda: saturated(pipeline, products, 2 * batch, clients=4 * batch))
     measure("saturated 12MP products, batch 8", lambda: saturated(pipeline, big, 8, clients=16))
     measure("lone 1MP products", lambda: lone_requests(pipeline, products[:lone + 2]))
     measure("lone 1MP portraits", lambda: lone_requests(pipeline, portraits[:lone + 2]))
