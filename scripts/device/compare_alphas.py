@@ -24,14 +24,18 @@ from pipeline.cutout import Pipeline  # noqa: E402
 from pipeline.decode import decode_image  # noqa: E402
 
 
+def key(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"  # products_1mp/00.jpg and portraits_1mp/00.jpg are two photos
+
+
 def cpu_alphas(paths: list[Path], cache: Path) -> dict[str, np.ndarray]:
-    """The CPU path's 8-bit alphas for `paths`, cut out once and kept in `cache`."""
+    """The CPU path's 8-bit alphas for `paths` (by key()), cut out once and kept in `cache`."""
     if cache.exists():
         kept = np.load(cache)
-        if set(kept.files) == {path.name for path in paths}:
+        if set(kept.files) == {key(path) for path in paths}:
             return {name: kept[name] for name in kept.files}
     pipeline = Pipeline(device="cpu")
-    alphas = {path.name: np.round(pipeline.cutout(decode_image(path.read_bytes())).alpha * 255).astype(np.uint8)
+    alphas = {key(path): np.round(pipeline.cutout(decode_image(path.read_bytes())).alpha * 255).astype(np.uint8)
               for path in paths}
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(cache, **alphas)
@@ -67,7 +71,7 @@ def main() -> int:
     paths = sorted((args.photo_dir / "products_1mp").glob("*.jpg")) + sorted((args.photo_dir / "portraits_1mp").glob("*.jpg"))
     gpu = np.load(args.gpu)
     cpu = cpu_alphas(paths, args.cache / "photos.npz")
-    rows = [difference_row(f"{path.parent.name}/{path.name}", gpu[f"arr_{index}"], cpu[path.name])
+    rows = [difference_row(key(path), gpu[f"arr_{index}"], cpu[key(path)])
             for index, path in enumerate(paths) if f"arr_{index}" in gpu.files]
     for kind in ("products", "portraits"):
         mine = [row for row in rows if row["photo"].startswith(kind)]
@@ -80,13 +84,14 @@ def main() -> int:
         own_paths = [args.photo_dir / "own_sizes" / name for name in own.files]
         cpu_own = cpu_alphas(own_paths, args.cache / "own_sizes.npz")
         for name in own.files:
-            row = difference_row(name, own[name], cpu_own[name])
+            row = difference_row(name, own[name], cpu_own[f"own_sizes/{name}"])
             known = truth_of(name, args.data)
             scores = ""
             if known is not None:
                 truth, metric = known
                 score = metrics.sad if metric == "sad" else metrics.mae
-                scores = f", {metric.upper()} GPU {score(own[name] / 255.0, truth):.4f} / CPU {score(cpu_own[name] / 255.0, truth):.4f}"
+                cpu_score = score(cpu_own[f"own_sizes/{name}"] / 255.0, truth)
+                scores = f", {metric.upper()} GPU {score(own[name] / 255.0, truth):.4f} / CPU {cpu_score:.4f}"
             print(f"{name}: mean |difference| {row['mean_levels']:.3f} levels, IoU {row['iou_at_half']:.4f}{scores}")
     return 0
 
