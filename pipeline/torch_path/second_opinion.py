@@ -13,6 +13,7 @@ its answer at the working grid. The refinement only decides what to take from it
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import TYPE_CHECKING
@@ -27,6 +28,8 @@ from pipeline.torch_path.segment import DevicePhotos, Row
 if TYPE_CHECKING:
     from pipeline.cutout import Pipeline
     from pipeline.torch_path.segment import SizeGroup
+
+log = logging.getLogger(__name__)
 
 
 def default_second_opinion_ahead() -> bool:
@@ -78,7 +81,11 @@ def ask_ahead(pipeline: Pipeline, groups: list[SizeGroup], persons: list, small_
     for place, asked in asking.items():
         stacks.append((list(range(numbered, numbered + len(asked))), views[place][0][[row for row, _ in asked]]))
         numbered += len(asked)
-    second_groups, _ = segmenter.first_view_groups(DevicePhotos(stacks))
+    try:
+        second_groups, _ = segmenter.first_view_groups(DevicePhotos(stacks))
+    except Exception:  # an opinion the cutout can do without: the batch goes on (as with the model unavailable)
+        log.exception("second opinion failed for %d photo(s); ISNet's undecided regions kept as drawn", numbered)
+        return [NOT_ASKED] * count
     answers: list[Asked] = [NOT_ASKED] * count
     seconds = (time.perf_counter() - started) / sum(len(asked) for asked in asking.values())
     for (place, asked), second_group in zip(asking.items(), second_groups):

@@ -337,3 +337,17 @@ def test_the_second_opinion_is_asked_ahead_on_the_pipeline_thread_with_the_same_
         assert ("second_opinion_ahead" in ahead.timings) == (index in asked)
         difference = np.abs(ahead.alpha - later.alpha)
         assert difference.mean() < 1e-4 and (difference > 2 / 255).mean() < 1e-3 and ahead.notes == later.notes
+
+
+def test_a_second_opinion_that_fails_ahead_leaves_the_batch_cut_out_with_isnet_alone(torch_pipeline, caplog):
+    """The second opinion is optional: if U²-Net-p fails on the pipeline thread, the batch's photos are
+    still cut out (ISNet's undecided regions as drawn, as with the model unavailable) and it is logged."""
+    yarn = load("GT27", 800)[0]
+    second = torch_pipeline.second_opinion_segmenter()
+    second.first_view_groups = lambda photos: (_ for _ in ()).throw(RuntimeError("CUDA error: out of memory"))
+    try:
+        result = torch_pipeline.cutout_batch([yarn])[0]
+    finally:
+        del second.first_view_groups
+    assert result.subject_found and not any(note.startswith("u2netp decided") for note in result.notes)
+    assert "second opinion failed" in caplog.text

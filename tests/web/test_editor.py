@@ -387,6 +387,24 @@ def test_expired_and_tampered_editor_links_are_refused(make_app, line_double, po
     assert client.get(local(link)).status_code == 410
 
 
+def test_an_editor_link_expires_with_its_result_and_is_the_same_whenever_it_is_asked(tmp_path):
+    """The token's expiry is the result's, to the second: links asked for at different moments of its
+    life (a page asking twice, a card re-sent) are one link, and it is refused from that second on."""
+    from bot.edits import EditLinks
+    from storage.jobs import Job
+    from storage.urls import ExpiredToken, UrlSigner
+
+    settings = Settings(data_dir=tmp_path, result_ttl_s=3600)
+    links = EditLinks(settings, UrlSigner(b"k" * 32, 3600), jobs=None)
+    job = Job(id="j1", kind="cutout", channel="web", user_id="u", payload={}, created_at=1_000_000.75)
+    tokens = {links.token(job, now=now) for now in (1_000_000.9, 1_000_001.2, 1_000_500.99, 1_003_000.5)}
+    assert len(tokens) == 1
+    token = tokens.pop()
+    assert links.job_id(token, now=1_003_600.0) == "j1"  # the result's last whole second
+    with pytest.raises(ExpiredToken):
+        links.job_id(token, now=1_003_601.0)
+
+
 def test_liff_link_when_configured(make_app, line_double, portrait_jpeg):
     app = make_app(line_liff_id="1657000000-AbCdEfGh")
     client = app.test_client()
