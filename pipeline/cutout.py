@@ -82,6 +82,12 @@ def default_overlap_batches() -> bool:
     return os.environ.get("CUTOUT_OVERLAP_BATCHES", "1") != "0"
 
 
+def default_second_opinion_ahead() -> bool:
+    """CUTOUT_SECOND_OPINION_AHEAD=0: on the torch path each refinement asks U²-Net-p itself, eagerly,
+    instead of the pipeline thread asking it for the batch (pipeline/torch_path/second_opinion.py)."""
+    return os.environ.get("CUTOUT_SECOND_OPINION_AHEAD", "1") != "0"
+
+
 def default_refine_stack() -> int:
     """CUTOUT_REFINE_STACK=N: the torch path refines photos of one size N at a time as one stack
     (pipeline/torch_path/chain.refine_stack_on_device), the stacks side by side in the refine pool.
@@ -187,11 +193,8 @@ class Pipeline:
         self.refine_threads = default_refine_threads(self.device) if refine_threads is None else refine_threads
         self.refine_stack = default_refine_stack() if refine_stack is None else max(1, refine_stack)
         self.overlap_batches = default_overlap_batches() if overlap_batches is None else overlap_batches
-        if second_opinion_ahead is None:
-            from pipeline.torch_path.second_opinion import default_second_opinion_ahead
-
-            second_opinion_ahead = self.uses_torch and default_second_opinion_ahead()
-        self.second_opinion_ahead = second_opinion_ahead
+        self.second_opinion_ahead = self.uses_torch and (default_second_opinion_ahead() if second_opinion_ahead is None
+                                                         else second_opinion_ahead)
         self._pool: ThreadPoolExecutor | None = None
 
     @property

@@ -10,11 +10,11 @@ person matte was heard, both known on the pipeline thread. So the pipeline threa
 photo's undecided share in one transfer, runs U²-Net-p once per network shape for the photos that
 ask (a replayed graph there, captured at warm-up or at a quiet moment), and hands each refinement
 its answer at the working grid. The refinement only decides what to take from it, as before.
+Off with CUTOUT_SECOND_OPINION_AHEAD=0 (pipeline.cutout.default_second_opinion_ahead).
 """
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import TYPE_CHECKING
 
@@ -30,11 +30,6 @@ if TYPE_CHECKING:
     from pipeline.torch_path.segment import SizeGroup
 
 log = logging.getLogger(__name__)
-
-
-def default_second_opinion_ahead() -> bool:
-    """CUTOUT_SECOND_OPINION_AHEAD=0: on the torch path each refinement asks U²-Net-p itself, eagerly."""
-    return os.environ.get("CUTOUT_SECOND_OPINION_AHEAD", "1") != "0"
 
 
 class Asked:

@@ -349,3 +349,23 @@ def test_library_entry_point_decodes_and_cuts(real_pipeline):
     image = image[::4, ::4]  # small: this checks the wiring, not the quality
     result = pipeline.cutout(image, CutoutOptions(matting=False))
     assert result.alpha.shape == image.shape[:2] and result.subject_found
+
+
+def test_the_cpu_path_cuts_out_where_torch_is_not_installed(real_pipeline):
+    """torch is the [gpu] extra: a CPU-only install (torch absent) must still build the pipeline and
+    cut out. Run in a fresh interpreter where importing torch fails."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import sys; sys.modules['torch'] = None\n"  # `import torch` now raises ImportError
+        "import numpy as np\n"
+        "from pipeline.cutout import Pipeline\n"
+        "image = np.zeros((96, 128, 3), np.float32); image[24:72, 32:96] = (0.9, 0.2, 0.1)\n"
+        "result = Pipeline(device='cpu').cutout(image)\n"
+        "print('cut', result.alpha.shape, 'torch' in sys.modules and sys.modules['torch'] is not None)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "cut (96, 128) False" in done.stdout
