@@ -100,10 +100,9 @@ class EditLinks:
         return job.created_at + self.settings.result_ttl_s
 
     def token(self, job: Job, now: float | None = None) -> str:
-        """The result's editor token: it expires with the result, at the same whole second whenever it
-        is made (so a second request for the link gives the same link)."""
-        now = int(now or time.time())
-        return self.signer.sign(f"edit:{job.id}", ttl_s=max(1, int(self.expires_at(job)) - now), now=now)
+        """The result's editor token: it expires with the result, so a second request for the link
+        gives the same link. `now` is unused (kept for callers that pass it)."""
+        return self.signer.sign(f"edit:{job.id}", expires_at=self.expires_at(job))
 
     def job_id(self, token: str, now: float | None = None) -> str:
         """The result's job id (raises storage.urls.InvalidToken / ExpiredToken)."""

@@ -284,6 +284,32 @@ def refine_graphs(pipeline: Pipeline, products: list[bytes], portraits: list[byt
     return answers
 
 
+def measurer(answers: dict, saved_to: Path) -> Callable[[str, Callable[[], dict]], None]:
+    """measure(label, run): one measurement into `answers`; a failure is recorded and the others go
+    on, and what is done so far is saved to `saved_to` after each (a run cut short by its time limit
+    still returns it)."""
+    def measure(label: str, run: Callable[[], dict]) -> None:
+        started = time.perf_counter()
+        try:
+            answers[label] = run()
+        except Exception as error:
+            answers[label] = {"failed": f"{type(error).__name__}: {error}", "trace": traceback.format_exc()[-1500:]}
+        if isinstance(answers[label], dict):
+            answers[label]["section_s"] = round(time.perf_counter() - started, 1)
+        print(f"  {label}: {json.dumps(answers[label])[:600]}", flush=True)
+        saved_to.write_text(json.dumps(answers, indent=1, default=str))
+    return measure
+
+
+def cut_out_at_own_sizes(pipeline: Pipeline, paths: list[Path], saved_to: Path) -> dict:
+    """Photos at their own sizes, one at a time (those the second opinion decides, say), their 8-bit
+    alphas saved for a photo-by-photo comparison (scripts/device/compare_alphas.py)."""
+    alphas = {path.name: np.round(pipeline.cutout(decode_image(path.read_bytes(), **LIMITS)).alpha * 255)
+              .astype(np.uint8) for path in paths}
+    np.savez_compressed(saved_to, **alphas)
+    return {"photos": len(alphas)}
+
+
 def overlapped(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], big: list[bytes],
                out: Path, batches: tuple[int, ...], lone: int, parity_photos: list[Path] = (),
                quick: bool = False) -> dict:
@@ -295,26 +321,11 @@ def overlapped(pipeline: Pipeline, products: list[bytes], portraits: list[bytes]
     from pipeline.torch_path import matte
 
     answers: dict = {}
-
-    def measure(label: str, run: Callable[[], dict]) -> None:
-        """One measurement; a failure is recorded and the others go on, and what is done so far is
-        saved after each (a run cut short by its time limit still returns it)."""
-        try:
-            answers[label] = run()
-        except Exception as error:
-            answers[label] = {"failed": f"{type(error).__name__}: {error}", "trace": traceback.format_exc()[-1500:]}
-        print(f"  {label}: {json.dumps(answers[label])[:400]}", flush=True)
-        (out / "overlapped_so_far.json").write_text(json.dumps(answers, indent=1, default=str))
-
-    def at_own_sizes() -> dict:  # photos at their own sizes, one at a time (those the second opinion decides, say)
-        alphas = {path.name: np.round(pipeline.cutout(decode_image(path.read_bytes(), **LIMITS)).alpha * 255)
-                  .astype(np.uint8) for path in parity_photos}
-        np.savez_compressed(out / "alphas_own_sizes.npz", **alphas)
-        return {"photos": len(alphas)}
-
+    measure = measurer(answers, out / "overlapped_so_far.json")
     measure("parity", lambda: parity(pipeline, products[:16] + portraits[:8], out / "alphas.npz"))
     if parity_photos:
-        measure("parity at own sizes", at_own_sizes)
+        measure("parity at own sizes",
+                lambda: cut_out_at_own_sizes(pipeline, parity_photos, out / "alphas_own_sizes.npz"))
     first = min(batch for batch in batches if batch > 1)
     for overlap in (True,) if quick else (False, True):
         pipeline.overlap_batches = overlap
@@ -344,26 +355,7 @@ def second_opinion_ahead(pipeline: Pipeline, products: list[bytes], portraits: l
     both are saved (alphas_ahead.npz, alphas_later.npz; own sizes too) for a photo-by-photo comparison
     with each other and with the CPU path; then the service's rates and lone requests, shipped settings."""
     answers: dict = {}
-
-    def measure(label: str, run: Callable[[], dict]) -> None:
-        """One measurement; a failure is recorded and the others go on; what is done so far is saved
-        after each (a run cut short by its time limit still returns it)."""
-        started = time.perf_counter()
-        try:
-            answers[label] = run()
-        except Exception as error:
-            answers[label] = {"failed": f"{type(error).__name__}: {error}", "trace": traceback.format_exc()[-1500:]}
-        if isinstance(answers[label], dict):
-            answers[label]["section_s"] = round(time.perf_counter() - started, 1)
-        print(f"  {label}: {json.dumps(answers[label])[:600]}", flush=True)
-        (out / "ahead_so_far.json").write_text(json.dumps(answers, indent=1, default=str))
-
-    def at_own_sizes(name: str) -> dict:
-        alphas = {path.name: np.round(pipeline.cutout(decode_image(path.read_bytes(), **LIMITS)).alpha * 255)
-                  .astype(np.uint8) for path in parity_photos}
-        np.savez_compressed(out / f"alphas_own_sizes_{name}.npz", **alphas)
-        return {"photos": len(alphas)}
-
+    measure = measurer(answers, out / "ahead_so_far.json")
     second = pipeline.second_opinion_segmenter()
     graphed = second is not None and getattr(getattr(second, "network", None), "enabled", False)
 
@@ -383,7 +375,8 @@ def second_opinion_ahead(pipeline: Pipeline, products: list[bytes], portraits: l
         name = "ahead" if ahead else "later"
         measure(f"parity {name}", lambda: parity(pipeline, products[:16] + portraits[:8], out / f"alphas_{name}.npz"))
         if parity_photos:
-            measure(f"parity at own sizes {name}", lambda: at_own_sizes(name))
+            measure(f"parity at own sizes {name}",
+                    lambda: cut_out_at_own_sizes(pipeline, parity_photos, out / f"alphas_own_sizes_{name}.npz"))
     saved = {name: np.load(out / f"alphas_{name}.npz") for name in ("ahead", "later")
              if (out / f"alphas_{name}.npz").exists()}
     if len(saved) == 2:

@@ -47,8 +47,11 @@ class UrlSigner:
     def _mac(self, payload: bytes) -> bytes:
         return hmac.new(self.secret, payload, hashlib.sha256).digest()[:18]
 
-    def sign(self, key: str, ttl_s: int | None = None, now: float | None = None) -> str:
-        expires = int((now or time.time()) + (ttl_s or self.default_ttl_s))
+    def sign(self, key: str, ttl_s: int | None = None, now: float | None = None,
+             expires_at: float | None = None) -> str:
+        """A token for `key`, valid `ttl_s` (default: the signer's) from `now`, or until the whole
+        second `expires_at` when given (a link that expires with what it opens)."""
+        expires = int(expires_at if expires_at is not None else (now or time.time()) + (ttl_s or self.default_ttl_s))
         payload = f"{key}|{expires}".encode()
         return f"{_b64(payload)}.{_b64(self._mac(payload))}"
 

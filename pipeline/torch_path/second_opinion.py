@@ -22,7 +22,7 @@ import torch
 
 from pipeline.second_opinion import MIN_RAISED_SHARE
 from pipeline.torch_path import refine as on_device
-from pipeline.torch_path.chain import at_working_grid
+from pipeline.torch_path.chain import at_working_grid, working_stacks
 from pipeline.torch_path.segment import DevicePhotos, Row
 
 if TYPE_CHECKING:
@@ -56,11 +56,14 @@ def ask_ahead(pipeline: Pipeline, groups: list[SizeGroup], persons: list, small_
     if segmenter is None:
         return [NOT_ASKED] * count
     started = time.perf_counter()
-    views = []
+    views = []  # each group's (photos, masks after the finer view) at its working grid
     for group in groups:
-        work = pipeline.working_size(group.photos.shape[2:], tuple(group.masks.shape[1:]))
-        made = small_images[group.indices[0]]
-        views.append(at_working_grid(group.photos, group.masks, work, None if made is None else made.stack))
+        made = small_images[group.indices[0]]  # the person matte's copy of the photos there, if it ran
+        if made is None:
+            views.append(working_stacks(pipeline, group))
+        else:
+            work = pipeline.working_size(group.photos.shape[2:], tuple(group.masks.shape[1:]))
+            views.append(at_working_grid(group.photos, group.masks, work, made.stack))
     shares = torch.cat([on_device.undecided(small_masks).float().mean(dim=(-2, -1))
                         for _, small_masks in views]).tolist()  # one read for the batch
     order = [(place, row, index) for place, group in enumerate(groups) for row, index in enumerate(group.indices)]
@@ -82,7 +85,7 @@ def ask_ahead(pipeline: Pipeline, groups: list[SizeGroup], persons: list, small_
         log.exception("second opinion failed for %d photo(s); ISNet's undecided regions kept as drawn", numbered)
         return [NOT_ASKED] * count
     answers: list[Asked] = [NOT_ASKED] * count
-    seconds = (time.perf_counter() - started) / sum(len(asked) for asked in asking.values())
+    seconds = (time.perf_counter() - started) / numbered
     for (place, asked), second_group in zip(asking.items(), second_groups):
         work = tuple(views[place][1].shape[-2:])
         answer = on_device.resize(second_group.masks, *work).clamp(0, 1)

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from evaluation import metrics  # noqa: E402
 from evaluation.benchmark import DEFAULT_DATA  # noqa: E402
+from evaluation.datasets import load_grey  # noqa: E402
 from pipeline.cutout import Pipeline  # noqa: E402
 from pipeline.decode import decode_image  # noqa: E402
 
@@ -48,16 +49,15 @@ def difference_row(name: str, gpu: np.ndarray, cpu: np.ndarray) -> dict:
             "iou_at_half": metrics.iou(gpu / 255.0, cpu / 255.0)}
 
 
-def truth_of(name: str, data: Path) -> tuple[np.ndarray, str] | None:
-    """(the truth in [0, 1], the set's metric) for an own-size photo, where the data has it."""
-    from PIL import Image
+def truths(data: Path) -> dict[str, tuple[Path, str]]:
+    """Each own-size photo's truth and its set's metric, by file name (alphamatting.com: SAD, SOD dev: MAE)."""
+    from evaluation.interactive import samples
 
-    stem = Path(name).stem
-    for path, metric in ((data / "alphamatting_training_lowres" / "gt_alpha" / f"{stem}.png", "sad"),
-                         (data / "sod_dev" / "gt_mask" / f"{stem}.png", "mae")):
-        if path.exists():
-            return np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255.0, metric
-    return None
+    found = {}
+    for set_name, metric, suffix in (("alphamatting", "sad", ".png"), ("sod", "mae", ".jpg")):
+        for sample in samples(data, set_name, None):
+            found[sample.name + suffix] = (sample.truth_path, metric)
+    return found
 
 
 def main() -> int:
@@ -83,12 +83,13 @@ def main() -> int:
         own = np.load(args.own_sizes)
         own_paths = [args.photo_dir / "own_sizes" / name for name in own.files]
         cpu_own = cpu_alphas(own_paths, args.cache / "own_sizes.npz")
+        known_truths = truths(args.data)
         for name in own.files:
             row = difference_row(name, own[name], cpu_own[f"own_sizes/{name}"])
-            known = truth_of(name, args.data)
             scores = ""
-            if known is not None:
-                truth, metric = known
+            if name in known_truths:
+                truth_path, metric = known_truths[name]
+                truth = load_grey(truth_path)
                 score = metrics.sad if metric == "sad" else metrics.mae
                 cpu_score = score(cpu_own[f"own_sizes/{name}"] / 255.0, truth)
                 scores = f", {metric.upper()} GPU {score(own[name] / 255.0, truth):.4f} / CPU {cpu_score:.4f}"
