@@ -59,7 +59,8 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     pipeline = pipeline or Pipeline()
     # On a GPU, batches pay off; on a CPU onnxruntime already uses every core for one image.
     batch_size = settings.batch_size if settings.batch_size > 1 or not pipeline.uses_torch else 16
-    worker = PipelineWorker(settings.queue_size, max_batch=batch_size, max_wait_s=settings.batch_wait_ms / 1000)
+    worker = PipelineWorker(settings.queue_size, max_batch=batch_size, max_wait_s=settings.batch_wait_ms / 1000,
+                            overlap=settings.pipeline_overlap)
     io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="io")
     lane = WaitLane(settings.api_concurrency)
     metrics = Metrics()

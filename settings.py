@@ -32,6 +32,8 @@ class Settings:
     # at most `batch_wait_ms` for more, and only when others are already queued.
     batch_size: int = 1
     batch_wait_ms: int = 5
+    # GPU path: batches whose refinements may still be finishing while the next is segmented.
+    pipeline_overlap: int = 1
     # Per-user flood limit: at most `rate_limit_count` photos per `rate_limit_window_s`.
     rate_limit_count: int = 10
     rate_limit_window_s: int = 60
@@ -112,6 +114,7 @@ class Settings:
             rate_limit_count=_int("CUTOUT_RATE_LIMIT", 10),
             batch_size=_int("CUTOUT_BATCH_SIZE", 1),
             batch_wait_ms=_int("CUTOUT_BATCH_WAIT_MS", 5),
+            pipeline_overlap=_int("CUTOUT_PIPELINE_OVERLAP", 1),
             rate_limit_window_s=_int("CUTOUT_RATE_WINDOW_S", 60),
             album_wait_s=_int("CUTOUT_ALBUM_WAIT_S", 90),
             max_image_bytes=_int("CUTOUT_MAX_IMAGE_BYTES", 20 * 1024 * 1024),

@@ -161,7 +161,7 @@ class Pipeline:
                  keep_aspect: bool | None = None, refine_threads: int | None = None,
                  fine_views: bool | None = None, person_matte: bool | None = None,
                  refine_stack: int | None = None, overlap_batches: bool | None = None,
-                 second_opinion_ahead: bool | None = None) -> None:
+                 second_opinion_ahead: bool | None = None, refine_streams: bool | None = None) -> None:
         """segment_side: long side of the segmentation input, below the model's native side (None: native).
 
         keep_aspect: segment at the photo's aspect ratio rather than the stretched square (None: default).
@@ -177,6 +177,8 @@ class Pipeline:
         second_opinion_ahead: on the torch path, the second opinion is asked on the pipeline thread for
             the whole batch, from a replayed graph (pipeline/torch_path/second_opinion.py; None:
             CUTOUT_SECOND_OPINION_AHEAD, on), instead of eagerly by each refinement that needs it.
+        refine_streams: on a CUDA device, each refine thread's work on a stream of its own
+            (pipeline/torch_path/streams.py; None: CUTOUT_REFINE_STREAMS, on), not all on one.
         """
         self.model_dir = model_dir
         self.cache_dir = cache_dir
@@ -195,6 +197,8 @@ class Pipeline:
         self.overlap_batches = default_overlap_batches() if overlap_batches is None else overlap_batches
         self.second_opinion_ahead = self.uses_torch and (default_second_opinion_ahead() if second_opinion_ahead is None
                                                          else second_opinion_ahead)
+        self.refine_streams = refine_streams
+        self._streams = None  # RefineStreams, made on the first refinement on a CUDA device
         self._pool: ThreadPoolExecutor | None = None
 
     @property
@@ -332,6 +336,8 @@ class Pipeline:
             if self.refine_stack > 1 and hasattr(self.segmenter(options.model), "first_view_groups"):
                 return self._cut_out_stacks(images, photos, options, segment_notes, report, started)
         segmented = self.segment(images, options, segment_notes, photos if on_device else None)
+        streams = self._refine_streams(on_device)
+        ready = streams.handoff() if streams is not None else None
         assists: list[np.ndarray | None] = [None] * len(images)
         if options.assist_model:
             assists = self._predict_small_all(options.assist_model, images)
@@ -345,7 +351,7 @@ class Pipeline:
                 timings["person_matte"] = one.person_seconds
             if one.asked is not None and one.asked.seconds:
                 timings["second_opinion_ahead"] = one.asked.seconds
-            with self._device_work(on_device):
+            with self._device_work(on_device), self._own_stream(streams, ready):
                 result = self._refine(images[index], one.mask, assists[index], options, timings, photos[index],
                                       person=one.person, small_image=one.small_image, asked=one.asked)
             result.notes[:0] = segment_notes[index]
@@ -372,6 +378,8 @@ class Pipeline:
         with torch.inference_mode():
             groups, persons, small_images, took = self._segment_stacks(images, options, segment_notes, photos)
             asked = self._second_opinions_ahead(groups, persons, small_images, True)
+        streams = self._refine_streams(True)
+        ready = streams.handoff() if streams is not None else None
         seconds = (time.perf_counter() - started - took) / len(images)
         stacks = []  # (the group, its rows) per stack
         for group in groups:
@@ -387,7 +395,7 @@ class Pipeline:
             heard = [persons[index] is not None for index in indices]
             person_stack = next((persons[index].stack for index in indices if persons[index] is not None), None)
             first_small = small_images[indices[0]]
-            with self._device_work(True):
+            with self._device_work(True), self._own_stream(streams, ready):
                 return refine_stack_on_device(
                     self, [images[index] for index in indices], group.photos[part], group.masks[part], options,
                     first_small.stack[part] if first_small else None,
@@ -524,6 +532,24 @@ class Pipeline:
                 persons[index] = listened(Row(matte, row), agreement, notes[index])
                 small_images[index] = Row(small, row)
         return persons, small_images, time.perf_counter() - started
+
+    @staticmethod
+    def _own_stream(streams, ready):
+        """A refinement's device work on its thread's stream after `ready` (nothing where streams are off)."""
+        return contextlib.nullcontext() if streams is None else streams.own_stream(ready)
+
+    def _refine_streams(self, on_device: bool):
+        """RefineStreams where refinements run on a CUDA device with streams on (None elsewhere)."""
+        if not on_device or self.device != "cuda":
+            return None
+        from pipeline.torch_path.streams import RefineStreams, default_refine_streams
+
+        if not (default_refine_streams() if self.refine_streams is None else self.refine_streams):
+            return None
+        with self._lock:
+            if self._streams is None:
+                self._streams = RefineStreams(self.torch_device)
+            return self._streams
 
     def _refine_pool(self, at_least_one: bool = False) -> ThreadPoolExecutor | None:
         """Threads that refine a batch's images side by side (None: one after another, unless

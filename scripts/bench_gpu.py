@@ -16,6 +16,7 @@ Sections (each one's failure is reported and the run goes on):
 - processes: the same load over several service processes sharing the GPU (--processes).
 - the CPU path (onnxruntime, every core of this machine) for the same lone requests.
 - ahead: the second opinion asked on the pipeline thread beside each refinement asking it (session 25).
+- tuning: the refine threads' own CUDA streams, batches finishing behind, refine threads, batch 32 (session 26).
 - a torch profile of one batch-64 forward pass (top kernels).
 Photos, cropped to 4:3 (a phone photo's shape) and resized to 1 and 12 MP: products = DIS5K dev's
 object photos (the 22 MP car first), portraits = the alphamatting.com inputs (hair: the matting path). Prints markdown; writes results.json and bench_gpu.md under --out.
@@ -152,10 +153,11 @@ def lone_requests(pipeline: Pipeline, jpegs: list[bytes], warm: int = 2) -> dict
 
 
 def saturated(pipeline: Pipeline, jpegs: list[bytes], batch: int, clients: int,
-              before_timing: Callable[[], None] = lambda: None) -> dict:
+              before_timing: Callable[[], None] = lambda: None, overlap: int = 1) -> dict:
     """Throughput the way the service runs: clients decode + encode, the pipeline thread batches.
-    before_timing runs after the warm-up (the processes' section lines their timed runs up with it)."""
-    worker = PipelineWorker(queue_size=len(jpegs) + 8, max_batch=batch, max_wait_s=0.005)
+    before_timing runs after the warm-up (the processes' section lines their timed runs up with it).
+    overlap: batches still finishing behind the one segmented (PipelineWorker)."""
+    worker = PipelineWorker(queue_size=len(jpegs) + 8, max_batch=batch, max_wait_s=0.005, overlap=overlap)
     worker.start()
     options = CutoutOptions()
     lock = threading.Lock()
@@ -398,6 +400,87 @@ def second_opinion_ahead(pipeline: Pipeline, products: list[bytes], portraits: l
     return answers
 
 
+class GpuBusy:
+    """The GPU's utilisation (share of time a kernel ran), sampled by nvidia-smi every 100 ms while
+    the block runs; mean is None where nvidia-smi is missing."""
+
+    def __enter__(self) -> "GpuBusy":
+        import subprocess
+
+        self.mean = None
+        try:
+            self._sampler = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                              "-lms", "100"], stdout=subprocess.PIPE, text=True)
+        except OSError:
+            self._sampler = None
+        return self
+
+    def __exit__(self, *_) -> None:
+        if self._sampler is None:
+            return
+        self._sampler.terminate()
+        samples = [int(line) for line in self._sampler.communicate(timeout=10)[0].split() if line.strip().isdigit()]
+        self.mean = round(statistics.fmean(samples), 1) if samples else None
+
+
+def tuning(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], big: list[bytes], out: Path,
+           lone: int, parity_photos: list[Path] = ()) -> dict:
+    """Session 26: each refine thread on a CUDA stream of its own (pipeline/torch_path/streams.py)
+    beside all on the default stream, with one or two batches finishing behind the one segmented, 16
+    or 8 refine threads, batches of 16 or 32; the GPU's utilisation sampled in each. The cutouts with
+    and without streams are saved for a photo-by-photo comparison."""
+    answers: dict = {}
+    measure = measurer(answers, out / "tuning_so_far.json")
+
+    def configure(streams: bool, threads: int) -> None:
+        pipeline.refine_streams = streams
+        if pipeline.refine_threads != threads:
+            old, pipeline._pool = pipeline._pool, None
+            pipeline.refine_threads = threads
+            if old is not None:
+                old.shutdown(wait=True)
+
+    def busy(run: Callable[[], dict]) -> Callable[[], dict]:
+        def measured() -> dict:
+            with GpuBusy() as gpu:
+                answer = run()
+            return {**answer, "gpu_busy_percent": gpu.mean}
+        return measured
+
+    for streams in (False, True):
+        configure(streams, 16)
+        name = "streams" if streams else "one stream"
+        measure(f"parity {name}", lambda: parity(pipeline, products[:16] + portraits[:8], out / f"alphas_{name}.npz"))
+        if parity_photos:
+            measure(f"parity at own sizes {name}",
+                    lambda: cut_out_at_own_sizes(pipeline, parity_photos, out / f"alphas_own_sizes_{name}.npz"))
+    saved = [np.load(out / f"alphas_{name}.npz") for name in ("one stream", "streams")]
+    differences = [np.abs(saved[1][key].astype(int) - saved[0][key]) for key in saved[0].files]
+    answers["parity, streams beside one stream (8-bit levels)"] = {
+        "largest": int(max(d.max() for d in differences)), "mean": float(np.mean([d.mean() for d in differences])),
+        "photos identical": sum(int(d.max() == 0) for d in differences), "photos": len(differences)}
+    print(f"  parity {answers['parity, streams beside one stream (8-bit levels)']}", flush=True)
+    for streams, threads, overlap, batch in ((False, 16, 1, 16), (True, 16, 1, 16), (True, 16, 2, 16),
+                                             (True, 8, 1, 16), (True, 8, 2, 16), (False, 16, 2, 16),
+                                             (True, 16, 2, 32), (True, 8, 2, 32)):
+        configure(streams, threads)
+        label = (f"saturated 1MP products, batch {batch}, {'streams' if streams else 'one stream'}, "
+                 f"{threads} refine threads, overlap {overlap}")
+        measure(label, busy(lambda: saturated(pipeline, products, batch, clients=2 * batch, overlap=overlap)))
+    for streams in (False, True):
+        configure(streams, 16)
+        name = "streams" if streams else "one stream"
+        for overlap in (1, 2):
+            measure(f"saturated 1MP portraits, batch 16, {name}, overlap {overlap}",
+                    busy(lambda: saturated(pipeline, portraits, 16, clients=32, overlap=overlap)))
+        measure(f"saturated 12MP products, batch 8, {name}", lambda: saturated(pipeline, big, 8, clients=16))
+        measure(f"lone 1MP products, {name}", lambda: lone_requests(pipeline, products[:lone + 2]))
+        measure(f"lone 1MP portraits, {name}", lambda: lone_requests(pipeline, portraits[:lone + 2]))
+    configure(True, 16)
+    answers["peak_gpu_gb"] = peak_gpu_gb()
+    return answers
+
+
 def segmentation(pipeline: Pipeline, batches: tuple[int, ...], variants: bool = True) -> list[dict]:
     import torch
 
@@ -579,6 +662,7 @@ def main() -> int:
     section("overlapped", lambda: overlapped(pipeline, products, portraits, big, args.out, batches, args.lone, own_sizes,
                                              args.quick))
     section("ahead", lambda: second_opinion_ahead(pipeline, products, portraits, big, args.out, 16, args.lone, own_sizes))
+    section("tuning", lambda: tuning(pipeline, products, portraits, big, args.out, args.lone, own_sizes))
     if pipeline.device == "cuda":
         section("refine_graphs", lambda: refine_graphs(pipeline, products, portraits, big, max(batches), args.out))
     if not args.skip_cpu:

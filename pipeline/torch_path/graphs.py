@@ -127,6 +127,7 @@ class GraphedForward:
         self._captured: OrderedDict[tuple, tuple] = OrderedDict()
         self.pool = pool or MemoryPool()
         self._lock = threading.Lock()
+        self._used = None  # an event after the last replay's copies (graphs._Instance.used)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         with self._lock:
@@ -169,9 +170,12 @@ class GraphedForward:
                 self._captured.popitem(last=False)
         self._captured.move_to_end(key)
         replay, static_input, static_output = captured
+        _wait_for(self._used)  # the last replay's copies, launched on another thread's stream
         static_input[:count].copy_(batch)
         replay()
-        return static_output[:count].clone()
+        answer = static_output[:count].clone()
+        self._used = _recorded_after((static_input,))
+        return answer
 
     def _capture(self, batch: torch.Tensor, size: int) -> tuple:
         """-> (replay, static input, static output) for batches padded to `size`."""
@@ -198,12 +202,31 @@ def _signature(value) -> tuple | None:
 
 
 class _Instance:
-    """One capture of a step: its replay and static buffers, used by one thread at a time."""
+    """One capture of a step: its replay and static buffers, used by one thread at a time. used: an
+    event after its last user's work, on that user's stream (refine threads may each have their own,
+    pipeline/torch_path/streams.py): the next user's stream waits for it before writing the buffers."""
 
-    __slots__ = ("replay", "inputs", "outputs")
+    __slots__ = ("replay", "inputs", "outputs", "used")
 
     def __init__(self, replay: Callable[[], None], inputs: tuple, outputs: tuple) -> None:
         self.replay, self.inputs, self.outputs = replay, inputs, outputs
+        self.used = None
+
+
+def _wait_for(event) -> None:
+    """This thread's stream waits for `event` (a previous user's work on another stream), if any."""
+    if event is not None:
+        torch.cuda.current_stream().wait_event(event)
+
+
+def _recorded_after(tensors) -> object | None:
+    """An event after the work launched so far on this thread's stream, where `tensors` are on a GPU."""
+    first = next((tensor for tensor in tensors if tensor is not None), None)
+    if first is None or first.device.type != "cuda":
+        return None
+    event = torch.cuda.Event()
+    event.record(torch.cuda.current_stream(first.device))
+    return event
 
 
 class GraphedSteps:
@@ -243,12 +266,14 @@ class GraphedSteps:
         if instance is None:
             return read(step(*inputs))
         try:
+            _wait_for(instance.used)
             for static, value in zip(instance.inputs, inputs):
                 if static is not None:
                     static.copy_(value)
             instance.replay()
             return read(instance.outputs)
         finally:
+            instance.used = _recorded_after(instance.inputs)
             self._give_back(key, instance)
 
     def capture_wanted(self) -> int:

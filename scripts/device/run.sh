@@ -19,18 +19,18 @@ echo "exit $?"; date -u
 python3 - <<'PY'
 import json, os
 r = json.load(open(os.environ["OUT"] + "/results.json")) if os.path.exists(os.environ["OUT"] + "/results.json") else {}
-for section in ("overlapped", "ahead"):  # a run cut short: what its section had saved so far
+for section in ("overlapped", "ahead", "tuning"):  # a run cut short: what its section had saved so far
     if section not in r and os.path.exists(os.environ["OUT"] + f"/{section}_so_far.json"):
         r[section] = json.load(open(os.environ["OUT"] + f"/{section}_so_far.json"))
 print("load_s", r.get("load_s"), "second_opinion_warm_s", r.get("second_opinion_warm_s"),
       "refine_threads", r.get("refine_threads"))
-for section in ("overlapped", "processes", "ahead"):
+for section in ("overlapped", "processes", "ahead", "tuning"):
     g = r.get(section, {})
     if "failed" in g:
         print(section, g)
     for name, v in g.items():
         if isinstance(v, dict) and "images_per_s" in v:
-            print(f"{name}: {v['images_per_s']:.1f}/s busy {v.get('pipeline_thread_busy')} {v.get('stages_ms_mean', v.get('stages_ms_mean_first_process'))}")
+            print(f"{name}: {v['images_per_s']:.1f}/s busy {v.get('pipeline_thread_busy')} gpu {v.get('gpu_busy_percent')} {v.get('stages_ms_mean', v.get('stages_ms_mean_first_process'))}")
         elif isinstance(v, dict) and "before_png_ms_p50" in v:
             print(f"{name}: p50 {v['before_png_ms_p50']:.1f} ms (with PNG {v['total_ms_p50']:.1f}) {v['stages_ms_p50']}")
         else:

@@ -295,3 +295,26 @@ def test_stacks_refine_exactly_as_photo_by_photo(torch_pipeline, stacked_pipelin
         assert mine.notes == theirs.notes
         assert np.array_equal(mine.alpha, theirs.alpha) and np.array_equal(mine.foreground, theirs.foreground)
         assert np.array_equal(mine.mask, theirs.mask)
+
+
+def test_refine_streams_are_inert_off_the_gpu_and_steps_record_no_events_for_cpu_tensors():
+    """The refine threads' own streams (pipeline/torch_path/streams.py) exist only on CUDA: on the CPU
+    the handoff is None and own_stream runs its block in place; replayed steps on CPU tensors leave no
+    event for the next user to wait on (a CUDA event on a CPU build would raise)."""
+    from pipeline.cutout import Pipeline
+    from pipeline.torch_path.streams import RefineStreams
+
+    streams = RefineStreams("cpu")
+    assert not streams.active and streams.handoff() is None
+    ran = []
+    with streams.own_stream(streams.handoff()):
+        ran.append(torch.ones(2).sum().item())
+    assert ran == [2.0]
+    assert Pipeline(device="torch-cpu", refine_streams=True)._refine_streams(True) is None
+    steps = StepsReplayedOnCpu(enabled=True, capture_after=1, instances=1)
+    inputs = (torch.rand((1, 4, 4)), torch.rand((1, 4, 4)))
+    steps.run("doubled", doubled, inputs, read=lambda outputs: None)
+    assert steps.capture_wanted() == 1
+    answer = steps.run("doubled", doubled, inputs, read=lambda outputs: outputs[0].clone())
+    assert torch.equal(answer, inputs[0] * 2)
+    assert all(instance.used is None for free in steps._free.values() for instance in free)
