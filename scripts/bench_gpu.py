@@ -423,8 +423,32 @@ class GpuBusy:
         self.mean = round(statistics.fmean(samples), 1) if samples else None
 
 
+def tuning_alternating(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], lone: int, measure,
+                       configure, busy, answers: dict) -> dict:
+    """The tuning run's second call: one stream beside streams at 8 refine threads, batch 16, one batch
+    finishing behind, taken in turn (A B A B) after a run that makes the refinement's captures, so
+    neither side pays them or the machine's drift."""
+    configure(False, 8)
+    measure("captures (not a finding)", lambda: saturated(pipeline, products, 16, clients=32))
+    for round in (1, 2):
+        for streams in (False, True):
+            configure(streams, 8)
+            name = "streams" if streams else "one stream"
+            measure(f"saturated 1MP products, batch 16, {name}, 8 refine threads, round {round}",
+                    busy(lambda: saturated(pipeline, products, 16, clients=32)))
+    for streams in (False, True):
+        configure(streams, 8)
+        name = "streams" if streams else "one stream"
+        measure(f"saturated 1MP portraits, batch 16, {name}, 8 refine threads",
+                busy(lambda: saturated(pipeline, portraits, 16, clients=32)))
+    configure(True, 8)
+    measure("lone 1MP products, streams", lambda: lone_requests(pipeline, products[:lone + 2]))
+    measure("lone 1MP portraits, streams", lambda: lone_requests(pipeline, portraits[:lone + 2]))
+    return answers
+
+
 def tuning(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], big: list[bytes], out: Path,
-           lone: int, parity_photos: list[Path] = ()) -> dict:
+           lone: int, parity_photos: list[Path] = (), alternating: bool = False) -> dict:
     """Session 26: each refine thread on a CUDA stream of its own (pipeline/torch_path/streams.py)
     beside all on the default stream, with one or two batches finishing behind the one segmented, 16
     or 8 refine threads, batches of 16 or 32; the GPU's utilisation sampled in each. The cutouts with
@@ -447,6 +471,8 @@ def tuning(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], bi
             return {**answer, "gpu_busy_percent": gpu.mean}
         return measured
 
+    if alternating:
+        return tuning_alternating(pipeline, products, portraits, lone, measure, configure, busy, answers)
     for streams in (False, True):
         configure(streams, 16)
         name = "streams" if streams else "one stream"
@@ -662,7 +688,8 @@ def main() -> int:
     section("overlapped", lambda: overlapped(pipeline, products, portraits, big, args.out, batches, args.lone, own_sizes,
                                              args.quick))
     section("ahead", lambda: second_opinion_ahead(pipeline, products, portraits, big, args.out, 16, args.lone, own_sizes))
-    section("tuning", lambda: tuning(pipeline, products, portraits, big, args.out, args.lone, own_sizes))
+    section("tuning", lambda: tuning(pipeline, products, portraits, big, args.out, args.lone, own_sizes,
+                                     alternating=os.environ.get("TUNING") == "alternating"))
     if pipeline.device == "cuda":
         section("refine_graphs", lambda: refine_graphs(pipeline, products, portraits, big, max(batches), args.out))
     if not args.skip_cpu:
