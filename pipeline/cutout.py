@@ -70,10 +70,12 @@ def default_segment_side() -> int | None:
 
 
 def default_refine_threads(device: str) -> int:
+    """CUTOUT_REFINE_THREADS, else half the cores on a GPU host (an H200, session 26: 8 of 16 refined
+    36.4 products/s, 16 refined 27.5; fewer threads leave the GIL to the pipeline thread) and one on the CPU."""
     configured = os.environ.get("CUTOUT_REFINE_THREADS")
     if configured:
         return max(1, int(configured))
-    return max(1, os.cpu_count() or 1) if device == "cuda" else 1
+    return max(1, (os.cpu_count() or 2) // 2) if device == "cuda" else 1
 
 
 def default_overlap_batches() -> bool:
@@ -166,7 +168,7 @@ class Pipeline:
 
         keep_aspect: segment at the photo's aspect ratio rather than the stretched square (None: default).
         refine_threads: images of one batch refined side by side (None: CUTOUT_REFINE_THREADS, else
-        every core on the GPU path and one on the CPU path).
+        half the cores on the GPU path and one on the CPU path).
         fine_views: large photos also asked at the model's finer side (None: CUTOUT_FINE_VIEW, on).
         person_matte: the person matte's second opinion on hair (None: CUTOUT_PERSON_MATTE, on).
         refine_stack: on the torch path, photos of one size refined together as a stack (None:

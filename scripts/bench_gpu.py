@@ -475,12 +475,12 @@ def tuning(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], bi
         return tuning_alternating(pipeline, products, portraits, lone, measure, configure, busy, answers)
     for streams in (False, True):
         configure(streams, 16)
-        name = "streams" if streams else "one stream"
+        name = "streams" if streams else "one_stream"  # file names without spaces: the device tool returns those
         measure(f"parity {name}", lambda: parity(pipeline, products[:16] + portraits[:8], out / f"alphas_{name}.npz"))
         if parity_photos:
             measure(f"parity at own sizes {name}",
                     lambda: cut_out_at_own_sizes(pipeline, parity_photos, out / f"alphas_own_sizes_{name}.npz"))
-    saved = [np.load(out / f"alphas_{name}.npz") for name in ("one stream", "streams")]
+    saved = [np.load(out / f"alphas_{name}.npz") for name in ("one_stream", "streams")]
     differences = [np.abs(saved[1][key].astype(int) - saved[0][key]) for key in saved[0].files]
     answers["parity, streams beside one stream (8-bit levels)"] = {
         "largest": int(max(d.max() for d in differences)), "mean": float(np.mean([d.mean() for d in differences])),
