@@ -245,6 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print("cutout: no images found in the inputs", file=sys.stderr)
         return 2
+    missing = [path for path, _ in files if not path.exists()]
+    if len(missing) == len(files):  # nothing to cut out: said at once, without loading the models
+        for path in missing:
+            print(f"cutout: {path}: no such file", file=sys.stderr)
+        return 1
     if folder_mode and args.output and args.output.suffix.lower() in IMAGE_SUFFIXES:
         print("cutout: several inputs need -o to be a folder", file=sys.stderr)
         return 2

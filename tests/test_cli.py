@@ -51,7 +51,7 @@ def test_folder_batch_continues_past_a_bad_file(tmp_path, real_pipeline):
 
 def test_clear_errors_for_bad_arguments(tmp_path):
     missing = run(str(tmp_path / "nope.jpg"), cwd=tmp_path)
-    assert missing.returncode == 1 and "nope.jpg" in missing.stderr
+    assert missing.returncode == 1 and "nope.jpg: no such file" in missing.stderr
     bad_bg = run(str(tmp_path / "nope.jpg"), "--bg", "not-a-colour", cwd=tmp_path)
     assert bad_bg.returncode == 2 and "bad --bg" in bad_bg.stderr
 
