@@ -90,6 +90,12 @@ def default_second_opinion_ahead() -> bool:
     return os.environ.get("CUTOUT_SECOND_OPINION_AHEAD", "1") != "0"
 
 
+def default_refine_streams() -> bool:
+    """CUTOUT_REFINE_STREAMS=0: on a CUDA device every refine thread on torch's default stream, not
+    each on its own (pipeline/torch_path/streams.py)."""
+    return os.environ.get("CUTOUT_REFINE_STREAMS", "1") != "0"
+
+
 def default_refine_stack() -> int:
     """CUTOUT_REFINE_STACK=N: the torch path refines photos of one size N at a time as one stack
     (pipeline/torch_path/chain.refine_stack_on_device), the stacks side by side in the refine pool.
@@ -199,7 +205,8 @@ class Pipeline:
         self.overlap_batches = default_overlap_batches() if overlap_batches is None else overlap_batches
         self.second_opinion_ahead = self.uses_torch and (default_second_opinion_ahead() if second_opinion_ahead is None
                                                          else second_opinion_ahead)
-        self.refine_streams = refine_streams
+        self.refine_streams = self.device == "cuda" and (default_refine_streams() if refine_streams is None
+                                                         else refine_streams)
         self._streams = None  # RefineStreams, made on the first refinement on a CUDA device
         self._pool: ThreadPoolExecutor | None = None
 
@@ -338,8 +345,7 @@ class Pipeline:
             if self.refine_stack > 1 and hasattr(self.segmenter(options.model), "first_view_groups"):
                 return self._cut_out_stacks(images, photos, options, segment_notes, report, started)
         segmented = self.segment(images, options, segment_notes, photos if on_device else None)
-        streams = self._refine_streams(on_device)
-        ready = streams.handoff() if streams is not None else None
+        on_own_stream = self._refinement_streams(on_device)
         assists: list[np.ndarray | None] = [None] * len(images)
         if options.assist_model:
             assists = self._predict_small_all(options.assist_model, images)
@@ -353,7 +359,7 @@ class Pipeline:
                 timings["person_matte"] = one.person_seconds
             if one.asked is not None and one.asked.seconds:
                 timings["second_opinion_ahead"] = one.asked.seconds
-            with self._device_work(on_device), self._own_stream(streams, ready):
+            with self._device_work(on_device), on_own_stream():
                 result = self._refine(images[index], one.mask, assists[index], options, timings, photos[index],
                                       person=one.person, small_image=one.small_image, asked=one.asked)
             result.notes[:0] = segment_notes[index]
@@ -380,8 +386,7 @@ class Pipeline:
         with torch.inference_mode():
             groups, persons, small_images, took = self._segment_stacks(images, options, segment_notes, photos)
             asked = self._second_opinions_ahead(groups, persons, small_images, True)
-        streams = self._refine_streams(True)
-        ready = streams.handoff() if streams is not None else None
+        on_own_stream = self._refinement_streams(True)
         seconds = (time.perf_counter() - started - took) / len(images)
         stacks = []  # (the group, its rows) per stack
         for group in groups:
@@ -397,7 +402,7 @@ class Pipeline:
             heard = [persons[index] is not None for index in indices]
             person_stack = next((persons[index].stack for index in indices if persons[index] is not None), None)
             first_small = small_images[indices[0]]
-            with self._device_work(True), self._own_stream(streams, ready):
+            with self._device_work(True), on_own_stream():
                 return refine_stack_on_device(
                     self, [images[index] for index in indices], group.photos[part], group.masks[part], options,
                     first_small.stack[part] if first_small else None,
@@ -535,19 +540,22 @@ class Pipeline:
                 small_images[index] = Row(small, row)
         return persons, small_images, time.perf_counter() - started
 
-    @staticmethod
-    def _own_stream(streams, ready):
-        """A refinement's device work on its thread's stream after `ready` (nothing where streams are off)."""
-        return contextlib.nullcontext() if streams is None else streams.own_stream(ready)
+    def _refinement_streams(self, on_device: bool) -> Callable[[], contextlib.AbstractContextManager]:
+        """Called on the pipeline thread once a batch is segmented: -> a context for each of the batch's
+        refinements, its device work on its thread's own stream after the segmentation
+        (pipeline/torch_path/streams.py); a context that does nothing where streams are off."""
+        streams = self._refine_streams(on_device)
+        if streams is None:
+            return contextlib.nullcontext
+        ready = streams.handoff()
+        return lambda: streams.own_stream(ready)
 
     def _refine_streams(self, on_device: bool):
         """RefineStreams where refinements run on a CUDA device with streams on (None elsewhere)."""
-        if not on_device or self.device != "cuda":
+        if not (on_device and self.refine_streams):
             return None
-        from pipeline.torch_path.streams import RefineStreams, default_refine_streams
+        from pipeline.torch_path.streams import RefineStreams
 
-        if not (default_refine_streams() if self.refine_streams is None else self.refine_streams):
-            return None
         with self._lock:
             if self._streams is None:
                 self._streams = RefineStreams(self.torch_device)

@@ -44,7 +44,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from evaluation.benchmark import DEFAULT_DATA  # noqa: E402
-from pipeline.cutout import CutoutOptions, Pipeline  # noqa: E402
+from pipeline.cutout import CutoutOptions, Pipeline, default_refine_threads  # noqa: E402
 from pipeline.decode import decode_image  # noqa: E402
 from pipeline.outputs.render import Background, render  # noqa: E402
 from pipeline.worker import PipelineWorker  # noqa: E402
@@ -379,13 +379,9 @@ def second_opinion_ahead(pipeline: Pipeline, products: list[bytes], portraits: l
         if parity_photos:
             measure(f"parity at own sizes {name}",
                     lambda: cut_out_at_own_sizes(pipeline, parity_photos, out / f"alphas_own_sizes_{name}.npz"))
-    saved = {name: np.load(out / f"alphas_{name}.npz") for name in ("ahead", "later")
-             if (out / f"alphas_{name}.npz").exists()}
-    if len(saved) == 2:
-        differences = [np.abs(saved["ahead"][key].astype(int) - saved["later"][key]) for key in saved["later"].files]
-        answers["parity, ahead beside later (8-bit levels)"] = {
-            "largest": int(max(d.max() for d in differences)), "mean": float(np.mean([d.mean() for d in differences])),
-            "pixels off by > 2 levels (%)": 100 * float(np.mean([(d > 2).mean() for d in differences]))}
+    if all((out / f"alphas_{name}.npz").exists() for name in ("ahead", "later")):
+        answers["parity, ahead beside later (8-bit levels)"] = alphas_beside(out / "alphas_later.npz",
+                                                                             out / "alphas_ahead.npz")
         print(f"  parity {answers['parity, ahead beside later (8-bit levels)']}", flush=True)
     both(f"saturated 1MP products, batch {batch}", lambda: saturated(pipeline, products, batch, clients=2 * batch))
     both(f"saturated 1MP portraits, batch {batch}", lambda: saturated(pipeline, portraits, batch, clients=2 * batch))
@@ -423,28 +419,55 @@ class GpuBusy:
         self.mean = round(statistics.fmean(samples), 1) if samples else None
 
 
-def tuning_alternating(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], lone: int, measure,
-                       configure, busy, answers: dict) -> dict:
+def alphas_beside(first: Path, second: Path) -> dict:
+    """Two parity files (the same photos cut out two ways) compared photo by photo, in 8-bit levels."""
+    before, after = np.load(first), np.load(second)
+    differences = [np.abs(after[key].astype(int) - before[key]) for key in before.files]
+    return {"largest": int(max(d.max() for d in differences)), "mean": float(np.mean([d.mean() for d in differences])),
+            "pixels off by > 2 levels (%)": 100 * float(np.mean([(d > 2).mean() for d in differences])),
+            "photos identical": sum(int(d.max() == 0) for d in differences), "photos": len(differences)}
+
+
+def refine_with(pipeline: Pipeline, streams: bool, threads: int) -> None:
+    """The warm pipeline's refinements from now on: on streams of their own or not, in a pool of `threads`."""
+    pipeline.refine_streams = streams
+    if pipeline.refine_threads != threads:
+        old, pipeline._pool = pipeline._pool, None
+        pipeline.refine_threads = threads
+        if old is not None:
+            old.shutdown(wait=True)
+
+
+def with_gpu_busy(run: Callable[[], dict]) -> Callable[[], dict]:
+    """run, its answer with the GPU's mean utilisation while it ran added."""
+    def measured() -> dict:
+        with GpuBusy() as gpu:
+            answer = run()
+        return {**answer, "gpu_busy_percent": gpu.mean}
+    return measured
+
+
+def tuning_alternating(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], lone: int,
+                       measure: Callable[[str, Callable[[], dict]], None]) -> None:
     """The tuning run's second call: one stream beside streams at 8 refine threads, batch 16, one batch
     finishing behind, taken in turn (A B A B) after a run that makes the refinement's captures, so
     neither side pays them or the machine's drift."""
-    configure(False, 8)
+    refine_with(pipeline, False, 8)
     measure("captures (not a finding)", lambda: saturated(pipeline, products, 16, clients=32))
     for round in (1, 2):
         for streams in (False, True):
-            configure(streams, 8)
+            refine_with(pipeline, streams, 8)
             name = "streams" if streams else "one stream"
             measure(f"saturated 1MP products, batch 16, {name}, 8 refine threads, round {round}",
-                    busy(lambda: saturated(pipeline, products, 16, clients=32)))
+                    with_gpu_busy(lambda: saturated(pipeline, products, 16, clients=32)))
     for streams in (False, True):
-        configure(streams, 8)
+        refine_with(pipeline, streams, 8)
         name = "streams" if streams else "one stream"
         measure(f"saturated 1MP portraits, batch 16, {name}, 8 refine threads",
-                busy(lambda: saturated(pipeline, portraits, 16, clients=32)))
-    configure(True, 8)
+                with_gpu_busy(lambda: saturated(pipeline, portraits, 16, clients=32)))
+    refine_with(pipeline, True, 8)
     measure("lone 1MP products, streams", lambda: lone_requests(pipeline, products[:lone + 2]))
     measure("lone 1MP portraits, streams", lambda: lone_requests(pipeline, portraits[:lone + 2]))
-    return answers
 
 
 def tuning(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], big: list[bytes], out: Path,
@@ -455,54 +478,36 @@ def tuning(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], bi
     and without streams are saved for a photo-by-photo comparison."""
     answers: dict = {}
     measure = measurer(answers, out / "tuning_so_far.json")
-
-    def configure(streams: bool, threads: int) -> None:
-        pipeline.refine_streams = streams
-        if pipeline.refine_threads != threads:
-            old, pipeline._pool = pipeline._pool, None
-            pipeline.refine_threads = threads
-            if old is not None:
-                old.shutdown(wait=True)
-
-    def busy(run: Callable[[], dict]) -> Callable[[], dict]:
-        def measured() -> dict:
-            with GpuBusy() as gpu:
-                answer = run()
-            return {**answer, "gpu_busy_percent": gpu.mean}
-        return measured
-
     if alternating:
-        return tuning_alternating(pipeline, products, portraits, lone, measure, configure, busy, answers)
+        tuning_alternating(pipeline, products, portraits, lone, measure)
+        return answers
     for streams in (False, True):
-        configure(streams, 16)
+        refine_with(pipeline, streams, 16)
         name = "streams" if streams else "one_stream"  # file names without spaces: the device tool returns those
         measure(f"parity {name}", lambda: parity(pipeline, products[:16] + portraits[:8], out / f"alphas_{name}.npz"))
         if parity_photos:
             measure(f"parity at own sizes {name}",
                     lambda: cut_out_at_own_sizes(pipeline, parity_photos, out / f"alphas_own_sizes_{name}.npz"))
-    saved = [np.load(out / f"alphas_{name}.npz") for name in ("one_stream", "streams")]
-    differences = [np.abs(saved[1][key].astype(int) - saved[0][key]) for key in saved[0].files]
-    answers["parity, streams beside one stream (8-bit levels)"] = {
-        "largest": int(max(d.max() for d in differences)), "mean": float(np.mean([d.mean() for d in differences])),
-        "photos identical": sum(int(d.max() == 0) for d in differences), "photos": len(differences)}
+    answers["parity, streams beside one stream (8-bit levels)"] = alphas_beside(out / "alphas_one_stream.npz",
+                                                                                out / "alphas_streams.npz")
     print(f"  parity {answers['parity, streams beside one stream (8-bit levels)']}", flush=True)
     for streams, threads, overlap, batch in ((False, 16, 1, 16), (True, 16, 1, 16), (True, 16, 2, 16),
                                              (True, 8, 1, 16), (True, 8, 2, 16), (False, 16, 2, 16),
                                              (True, 16, 2, 32), (True, 8, 2, 32)):
-        configure(streams, threads)
+        refine_with(pipeline, streams, threads)
         label = (f"saturated 1MP products, batch {batch}, {'streams' if streams else 'one stream'}, "
                  f"{threads} refine threads, overlap {overlap}")
-        measure(label, busy(lambda: saturated(pipeline, products, batch, clients=2 * batch, overlap=overlap)))
+        measure(label, with_gpu_busy(lambda: saturated(pipeline, products, batch, clients=2 * batch, overlap=overlap)))
     for streams in (False, True):
-        configure(streams, 16)
+        refine_with(pipeline, streams, 16)
         name = "streams" if streams else "one stream"
         for overlap in (1, 2):
             measure(f"saturated 1MP portraits, batch 16, {name}, overlap {overlap}",
-                    busy(lambda: saturated(pipeline, portraits, 16, clients=32, overlap=overlap)))
+                    with_gpu_busy(lambda: saturated(pipeline, portraits, 16, clients=32, overlap=overlap)))
         measure(f"saturated 12MP products, batch 8, {name}", lambda: saturated(pipeline, big, 8, clients=16))
         measure(f"lone 1MP products, {name}", lambda: lone_requests(pipeline, products[:lone + 2]))
         measure(f"lone 1MP portraits, {name}", lambda: lone_requests(pipeline, portraits[:lone + 2]))
-    configure(True, 16)
+    refine_with(pipeline, True, default_refine_threads(pipeline.device))  # the shipped settings again
     answers["peak_gpu_gb"] = peak_gpu_gb()
     return answers
 

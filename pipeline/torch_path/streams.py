@@ -13,20 +13,15 @@ Ordering across streams is made explicit, the allocator's way (torch.cuda stream
 - a refinement's stream is synchronised when it ends, before its thread leaves DEVICE_GATE.working()
   (a capture then never overlaps a refinement's kernels) and before the batch's tensors, made on the
   pipeline thread's stream, can be freed and reused by that stream.
-Off the GPU (the CPU path, torch on the CPU) both are no-ops.
+Off the GPU (the CPU path, torch on the CPU) both are no-ops. Off with CUTOUT_REFINE_STREAMS=0
+(pipeline.cutout.default_refine_streams).
 """
 from __future__ import annotations
 
-import os
 import threading
 from contextlib import contextmanager
 
 import torch
-
-
-def default_refine_streams() -> bool:
-    """CUTOUT_REFINE_STREAMS=0: every refine thread on torch's default stream, as before session 26."""
-    return os.environ.get("CUTOUT_REFINE_STREAMS", "1") != "0"
 
 
 class RefineStreams:
@@ -72,4 +67,3 @@ class RefineStreams:
                 yield
         finally:
             stream.synchronize()
-
