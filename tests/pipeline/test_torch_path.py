@@ -25,10 +25,26 @@ def cpu_pipeline(real_pipeline):
     return Pipeline()
 
 
-def test_torch_segmentation_matches_onnxruntime(cpu_pipeline, torch_pipeline):
+# Where the two paths are compared with each other, not with a truth, both ask ISNet at this smaller
+# side (CUTOUT_SEGMENT_SIDE): the same code on both, a quarter of the network's work.
+PARITY_SIDE = 512
+
+
+@pytest.fixture(scope="module")
+def small_side_torch(real_pipeline):
+    torch.set_num_threads(2)
+    return Pipeline(device="torch-cpu", segment_side=PARITY_SIDE)
+
+
+@pytest.fixture(scope="module")
+def small_side_cpu(real_pipeline):
+    return Pipeline(segment_side=PARITY_SIDE)
+
+
+def test_torch_segmentation_matches_onnxruntime(small_side_cpu, small_side_torch):
     images = [load(name, 320)[0] for name in ("GT04", "GT01")] + [load("GT01", 320)[0][:200]]  # two shapes
-    theirs = cpu_pipeline.segmenter("isnet")
-    ours = torch_pipeline.segmenter("isnet")
+    theirs = small_side_cpu.segmenter("isnet")
+    ours = small_side_torch.segmenter("isnet")
     reference = [theirs.predict_small(image) for image in images]
     batched = ours.predict_small_batch(images)  # one forward pass per network shape
     assert {mask.shape for mask in batched} == {mask.shape for mask in reference} and len(set(m.shape for m in batched)) == 2
@@ -90,13 +106,13 @@ def troll_small():
     return load("GT04", 240)
 
 
-def test_whole_torch_pipeline_on_cpu(torch_pipeline, cpu_pipeline, troll_small):
+def test_whole_torch_pipeline_on_cpu(small_side_torch, small_side_cpu, troll_small):
     image, truth, _ = troll_small
-    ours = torch_pipeline.cutout_batch([image, image[:, ::-1].copy()], CutoutOptions())
-    reference = cpu_pipeline.cutout(image, CutoutOptions())
+    ours = small_side_torch.cutout_batch([image, image[:, ::-1].copy()], CutoutOptions())
+    reference = small_side_cpu.cutout(image, CutoutOptions())
     assert len(ours) == 2 and ours[0].alpha.shape == truth.shape
     assert metrics.sad(ours[0].alpha, truth) < 1.1 * metrics.sad(reference.alpha, truth) + 0.5
-    single = torch_pipeline.cutout(image, CutoutOptions())
+    single = small_side_torch.cutout(image, CutoutOptions())
     assert np.abs(single.alpha - ours[0].alpha).mean() < 1e-3  # batching changes nothing per image
     mirrored_error = np.abs(ours[1].alpha[:, ::-1] - ours[0].alpha).mean()
     assert mirrored_error < np.abs(ours[1].alpha - ours[0].alpha).mean()  # results stay with their images
@@ -106,8 +122,8 @@ def test_whole_torch_pipeline_on_cpu(torch_pipeline, cpu_pipeline, troll_small):
 def test_batch_refined_side_by_side_gives_the_same_cutouts(troll_small):
     image, _, _ = troll_small
     images = [image, image[:, ::-1].copy(), image[::-1].copy()]
-    alone = Pipeline(refine_threads=1).cutout_batch(images, CutoutOptions())
-    side_by_side = Pipeline(refine_threads=3)
+    alone = Pipeline(refine_threads=1, segment_side=PARITY_SIDE).cutout_batch(images, CutoutOptions())
+    side_by_side = Pipeline(refine_threads=3, segment_side=PARITY_SIDE)
     assert side_by_side._refine_pool() is not None
     together = side_by_side.cutout_batch(images, CutoutOptions())
     for one, other in zip(alone, together):  # in order, and unchanged by the threads
@@ -287,15 +303,15 @@ def test_reading_convergence_every_few_steps_stops_matting_where_every_step_woul
         assert not torch.equal(every_step, more_steps)  # the steps past convergence would have moved it
 
 
-def test_batches_overlapping_on_the_pipeline_thread_give_the_same_cutouts(torch_pipeline, troll_small):
+def test_batches_overlapping_on_the_pipeline_thread_give_the_same_cutouts(small_side_torch, troll_small):
     """start_cutout_batch segments on the calling (pipeline) thread and refines in the pool: its
     futures answer as cutout_batch does, each with its own photo; the CPU path answers in place."""
     from concurrent.futures import Future
 
     image, _, _ = troll_small
     photos = [image, image[:, ::-1].copy()]  # one size: one batch, refined side by side
-    expected = torch_pipeline.cutout_batch(photos)
-    handed = torch_pipeline.start_cutout_batch(photos)
+    expected = small_side_torch.cutout_batch(photos)
+    handed = small_side_torch.start_cutout_batch(photos)
     assert all(isinstance(one, Future) for one in handed)
     for future, reference in zip(handed, expected):
         assert np.array_equal(future.result(30).alpha, reference.alpha)

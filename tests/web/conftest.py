@@ -15,14 +15,20 @@ def small_photo() -> bytes:
 
 
 @pytest.fixture
-def make_api(tmp_path, real_pipeline):
+def api_pipeline(delivery_pipeline):
+    """The pipeline make_api's apps run on (a module whose measures need ISNet's native side overrides it)."""
+    return delivery_pipeline
+
+
+@pytest.fixture
+def make_api(tmp_path, api_pipeline):
     """make_api(**settings) -> a Flask test client of a fresh app; its pipeline thread stops after the test."""
     apps = []
 
     def factory(**overrides):
         values = dict(data_dir=tmp_path / "var", warm_up=False)
         values.update(overrides)
-        app = create_app(Settings(**values), pipeline=real_pipeline)
+        app = create_app(Settings(**values), pipeline=api_pipeline)
         apps.append(app)
         return app.test_client()
 
