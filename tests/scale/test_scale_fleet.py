@@ -20,8 +20,7 @@ import requests
 from PIL import Image
 
 from dispatch.leases import owner_pid
-from tests.conftest import (DELIVERY_SEGMENT_SIDE, LINE_SECRET, LINE_TOKEN, jpeg_bytes, line_body, line_signature,
-                            shared_image)
+from tests.conftest import LINE_SECRET, LINE_TOKEN, jpeg_bytes, line_body, line_signature, shared_image
 from tests.doubles.line_platform import LinePlatformDouble
 from tests.gunicorn_server import GunicornServer
 from tests.servers.celery_worker import ProcfileProcess
@@ -73,7 +72,7 @@ def test_fleet_gives_every_user_exactly_one_cutout_through_a_worker_kill(
         "CUTOUT_QUEUE_URL": redis_server.url(), "CUTOUT_SIGNING_SECRET": "fleet-test-secret",
         "CUTOUT_RATE_LIMIT": "1000",
         # Delivery is under test, not quality: a quicker model pass, one core per worker.
-        "CUTOUT_SEGMENT_SIDE": str(DELIVERY_SEGMENT_SIDE), "CUTOUT_THREADS": "1", "CUTOUT_LOADING_RENEW_S": "0",
+        "CUTOUT_SEGMENT_SIDE": "320", "CUTOUT_THREADS": "1", "CUTOUT_LOADING_RENEW_S": "0",
         # Short leases and a frequent sweep, so a vanished worker's job comes back within seconds.
         "CUTOUT_LEASE_S": "6", "CUTOUT_SWEEP_EVERY_S": "2",
     }
