@@ -43,18 +43,20 @@ def real_pipeline():
     return pipeline
 
 
-# ISNet's long side for tests of delivery (chat, page, API): the same models and code, asked at a
-# smaller input (the shipped CUTOUT_SEGMENT_SIDE setting), so a cutout costs ~0.9 s instead of
-# ~1.8 s on two cores. Cutout quality is tested at the native side with `real_pipeline`.
-DELIVERY_SEGMENT_SIDE = 512
+# ISNet's long side for tests of delivery (chat, page, API) and of one path against another (torch
+# vs onnxruntime): the same models and code, asked at a smaller input (the shipped
+# CUTOUT_SEGMENT_SIDE setting), so a cutout costs ~0.9 s instead of ~1.8 s on two cores. Cutout
+# quality is tested at the native side with `real_pipeline`.
+SMALL_SEGMENT_SIDE = 512
 
 
 @pytest.fixture(scope="session")
-def delivery_pipeline(real_pipeline):
-    """The real pipeline at a smaller segmentation side, for tests of what is delivered, not how well."""
+def small_side_pipeline(real_pipeline):
+    """The real pipeline at SMALL_SEGMENT_SIDE, for tests of what is delivered (or of one path against
+    another), not of how well."""
     from pipeline.cutout import Pipeline
 
-    pipeline = Pipeline(segment_side=DELIVERY_SEGMENT_SIDE)
+    pipeline = Pipeline(segment_side=SMALL_SEGMENT_SIDE)
     pipeline.warm_up()
     return pipeline
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import DELIVERY_SEGMENT_SIDE, jpeg_bytes, shared_image
+from tests.conftest import SMALL_SEGMENT_SIDE, jpeg_bytes, shared_image
 
 CUTOUT = str(Path(sys.executable).parent / "cutout")
 
@@ -45,7 +45,7 @@ def test_folder_batch_continues_past_a_bad_file(tmp_path, real_pipeline):
     (photos / "a.jpg").write_bytes(jpeg_bytes(shared_image("GT01"), 300))
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 nope")
     done = run(str(photos), "-o", str(tmp_path / "out"), "--bg", "white", "-q", cwd=tmp_path,
-               env={"CUTOUT_SEGMENT_SIDE": str(DELIVERY_SEGMENT_SIDE)})  # the batch's errors under test
+               env={"CUTOUT_SEGMENT_SIDE": str(SMALL_SEGMENT_SIDE)})  # the batch's errors under test
     assert done.returncode == 1
     assert "broken.jpg" in done.stderr and "damaged" in done.stderr and "1 of 2 images failed" in done.stderr
     result = Image.open(tmp_path / "out" / "a.jpg")
@@ -74,11 +74,12 @@ def test_models_fetch_names_what_was_tried(tmp_path):
 # In-process runs of cli.main on the session's loaded models: each costs one cutout, not a model load.
 
 @pytest.fixture
-def cutout_main(delivery_pipeline, monkeypatch):
+def cutout_main(small_side_pipeline, monkeypatch):
     import cli
 
     # The module, not the package's `cutout` function of the same name.
-    monkeypatch.setattr(sys.modules[type(delivery_pipeline).__module__], "Pipeline", lambda **kwargs: delivery_pipeline)
+    cutout_module = sys.modules[type(small_side_pipeline).__module__]
+    monkeypatch.setattr(cutout_module, "Pipeline", lambda **kwargs: small_side_pipeline)
     return cli.main
 
 
@@ -184,7 +185,7 @@ def test_recursive_keeps_sub_folders(tmp_path, cutout_main, capsys):
     assert "writing 2 images" in capsys.readouterr().err
 
 
-def test_parallel_jobs_share_one_pipeline(tmp_path, cutout_main, delivery_pipeline, monkeypatch, capsys):
+def test_parallel_jobs_share_one_pipeline(tmp_path, cutout_main, small_side_pipeline, monkeypatch, capsys):
     photos = tmp_path / "photos"
     small_photo(photos / "a.jpg", "GT05", 120)
     small_photo(photos / "b.jpg", "GT02", 120)
@@ -192,13 +193,13 @@ def test_parallel_jobs_share_one_pipeline(tmp_path, cutout_main, delivery_pipeli
 
     # With -j 2 the first two files must be in the shared pipeline at the same moment.
     meet = threading.Barrier(2, timeout=60)
-    plain = delivery_pipeline.cutout
+    plain = small_side_pipeline.cutout
 
     def cutout_together(*args, **kwargs):
         meet.wait()
         return plain(*args, **kwargs)
 
-    monkeypatch.setattr(delivery_pipeline, "cutout", cutout_together)
+    monkeypatch.setattr(small_side_pipeline, "cutout", cutout_together)
     assert cutout_main([str(photos), "-o", str(tmp_path / "parallel"), "-q", "--no-matting", "-j", "2"]) == 0
     for name in ("a.png", "b.png"):
         serial = np.asarray(Image.open(tmp_path / "serial" / name), dtype=np.int16)

@@ -16,10 +16,11 @@ PHOTOS = {"key.jpg": "dis5k_te_dev/image/te2-key-2168174621.jpg", "boat.jpg": "s
 
 
 @pytest.fixture
-def cutout_main(delivery_pipeline, monkeypatch):
+def cutout_main(small_side_pipeline, monkeypatch):
     import cli
 
-    monkeypatch.setattr(sys.modules[type(delivery_pipeline).__module__], "Pipeline", lambda **kwargs: delivery_pipeline)
+    cutout_module = sys.modules[type(small_side_pipeline).__module__]
+    monkeypatch.setattr(cutout_module, "Pipeline", lambda **kwargs: small_side_pipeline)
     return cli.main
 
 

@@ -16,8 +16,8 @@ from PIL import Image
 from tests.channel_drivers import URL_IN_TEXT, chat_app, local_path, stop_chat_app
 
 
-def test_photo_cutout_then_background_choice(driver, tmp_path, delivery_pipeline, portrait_jpeg):
-    app = chat_app(driver, tmp_path, delivery_pipeline)
+def test_photo_cutout_then_background_choice(driver, tmp_path, small_side_pipeline, portrait_jpeg):
+    app = chat_app(driver, tmp_path, small_side_pipeline)
     client = app.test_client()
     try:
         driver.send_photo(client, portrait_jpeg, user="Uscenario1")
@@ -86,8 +86,8 @@ def test_photo_cutout_then_background_choice(driver, tmp_path, delivery_pipeline
         stop_chat_app(app)
 
 
-def test_mask_card_and_english(driver, tmp_path, delivery_pipeline, portrait_jpeg):
-    app = chat_app(driver, tmp_path, delivery_pipeline, default_language="en",
+def test_mask_card_and_english(driver, tmp_path, small_side_pipeline, portrait_jpeg):
+    app = chat_app(driver, tmp_path, small_side_pipeline, default_language="en",
                    brand_colors=("#e60012=Festive red", "#2e7d32"))
     client = app.test_client()
     try:

@@ -91,11 +91,12 @@ def basic(password: str) -> dict:
     return {"Authorization": "Basic " + base64.b64encode(f"manager:{password}".encode()).decode()}
 
 
-def test_admin_is_closed_without_credentials(tmp_path, delivery_pipeline):
-    closed = create_app(Settings(data_dir=tmp_path / "a", warm_up=False), pipeline=delivery_pipeline).test_client()
+def test_admin_is_closed_without_credentials(tmp_path, small_side_pipeline):
+    closed = create_app(Settings(data_dir=tmp_path / "a", warm_up=False), pipeline=small_side_pipeline).test_client()
     assert closed.get("/admin").status_code == 403
     assert closed.get("/admin", headers=basic("anything")).status_code == 403
-    app = create_app(Settings(data_dir=tmp_path / "b", warm_up=False, admin_password="s3cret"), pipeline=delivery_pipeline)
+    app = create_app(Settings(data_dir=tmp_path / "b", warm_up=False, admin_password="s3cret"),
+                     pipeline=small_side_pipeline)
     client = app.test_client()
     assert client.get("/admin").status_code == 401
     assert client.get("/admin", headers=basic("wrong")).status_code == 401
@@ -122,8 +123,8 @@ def create_campaign_via_admin(client, auth) -> None:
     assert bad.status_code == 400 and "transparency" in bad.get_data(as_text=True)
 
 
-def test_manager_creates_campaign_and_user_gets_framed_selfie(driver, tmp_path, delivery_pipeline, portrait_jpeg):
-    app = chat_app(driver, tmp_path, delivery_pipeline, admin_password="s3cret")
+def test_manager_creates_campaign_and_user_gets_framed_selfie(driver, tmp_path, small_side_pipeline, portrait_jpeg):
+    app = chat_app(driver, tmp_path, small_side_pipeline, admin_password="s3cret")
     client = app.test_client()
     auth = basic("s3cret")
     try:
@@ -182,7 +183,7 @@ def driver_send_text(driver, client, text: str, user: str) -> None:
                            headers={"X-Hub-Signature-256": messenger_signature(body)}).status_code == 200
 
 
-def test_entry_points_line_postback_and_messenger_ref_and_yaml(tmp_path, delivery_pipeline):
+def test_entry_points_line_postback_and_messenger_ref_and_yaml(tmp_path, small_side_pipeline):
     (tmp_path / "frame.png").write_bytes(png(frame_overlay()))
     (tmp_path / "campaigns.yaml").write_text(
         "campaigns:\n"
@@ -192,7 +193,7 @@ def test_entry_points_line_postback_and_messenger_ref_and_yaml(tmp_path, deliver
     line, messenger = LineDriver(), MessengerDriver()
     settings = Settings(data_dir=tmp_path / "var", warm_up=False, campaigns_file=str(tmp_path / "campaigns.yaml"),
                         **line.settings(), **{k: v for k, v in messenger.settings().items()})
-    app = create_app(settings, pipeline=delivery_pipeline)
+    app = create_app(settings, pipeline=small_side_pipeline)
     client = app.test_client()
     try:
         campaigns = app.extensions["cutout"]["campaigns"]
@@ -216,10 +217,11 @@ def test_entry_points_line_postback_and_messenger_ref_and_yaml(tmp_path, deliver
         messenger.stop()
 
 
-def test_admin_preview_of_a_damaged_photo_answers_cant_read(tmp_path, delivery_pipeline):
+def test_admin_preview_of_a_damaged_photo_answers_cant_read(tmp_path, small_side_pipeline):
     from tests.damaged_files import DAMAGED_KINDS, damaged_file
 
-    app = create_app(Settings(data_dir=tmp_path / "var", warm_up=False, admin_password="s3cret"), pipeline=delivery_pipeline)
+    app = create_app(Settings(data_dir=tmp_path / "var", warm_up=False, admin_password="s3cret"),
+                     pipeline=small_side_pipeline)
     client = app.test_client()
     form = {"slug": "summer", "title": "Summer", "enabled": "1", "keywords": "summer"}
     assert client.post("/admin/campaigns", data=form, headers=basic("s3cret")).status_code == 303
@@ -231,9 +233,9 @@ def test_admin_preview_of_a_damaged_photo_answers_cant_read(tmp_path, delivery_p
     assert app.extensions["cutout"]["worker"].stats.succeeded == 0
 
 
-def test_admin_password_guessing_is_throttled_per_client(tmp_path, delivery_pipeline):
+def test_admin_password_guessing_is_throttled_per_client(tmp_path, small_side_pipeline):
     app = create_app(Settings(data_dir=tmp_path / "var", warm_up=False, admin_password="s3cret",
-                              admin_login_attempts=5), pipeline=delivery_pipeline)
+                              admin_login_attempts=5), pipeline=small_side_pipeline)
     client = app.test_client()
     assert client.get("/admin").status_code == 401  # a browser's first visit is no guess
     statuses = [client.get("/admin", headers=basic(f"guess{n}")).status_code for n in range(60)]

@@ -33,9 +33,9 @@ def download(client, url: str) -> Image.Image:
     return Image.open(io.BytesIO(answer.data))
 
 
-def test_line_presets_make_files_of_the_exact_sizes(tmp_path, delivery_pipeline, small_photo):
+def test_line_presets_make_files_of_the_exact_sizes(tmp_path, small_side_pipeline, small_photo):
     driver = LineDriver()
-    app = chat_app(driver, tmp_path, delivery_pipeline)
+    app = chat_app(driver, tmp_path, small_side_pipeline)
     client, user = app.test_client(), "Upresets"
     try:
         driver.send_photo(client, small_photo, user)
@@ -99,9 +99,9 @@ def test_line_presets_make_files_of_the_exact_sizes(tmp_path, delivery_pipeline,
         stop_chat_app(app, driver)
 
 
-def test_messenger_story_preset(tmp_path, delivery_pipeline, small_photo):
+def test_messenger_story_preset(tmp_path, small_side_pipeline, small_photo):
     driver = MessengerDriver()
-    app = chat_app(driver, tmp_path, delivery_pipeline)
+    app = chat_app(driver, tmp_path, small_side_pipeline)
     client, user = app.test_client(), "7209000000000001"
     try:
         driver.send_photo(client, small_photo, user)

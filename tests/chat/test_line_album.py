@@ -34,11 +34,11 @@ def buttons(card: dict) -> dict[str, str]:
     return {label: value for label, _, value in card["buttons"]}
 
 
-def test_an_album_of_12_is_one_request_with_one_summary_zip_and_apply_to_all(tmp_path, delivery_pipeline,
+def test_an_album_of_12_is_one_request_with_one_summary_zip_and_apply_to_all(tmp_path, small_side_pipeline,
                                                                                album_photos):
     driver = LineDriver()
     # A limit of 3 photos a minute: 12 photos sent one by one would be refused; as one set they are not.
-    app = chat_app(driver, tmp_path, delivery_pipeline, rate_limit_count=3)
+    app = chat_app(driver, tmp_path, small_side_pipeline, rate_limit_count=3)
     client, user = app.test_client(), "Ualbum12"
     jobs = app.extensions["cutout"]["jobs"]
     try:
@@ -90,10 +90,10 @@ def test_an_album_of_12_is_one_request_with_one_summary_zip_and_apply_to_all(tmp
         stop_chat_app(app, driver)
 
 
-def test_a_set_whose_last_photo_never_arrives_is_answered_after_the_wait(tmp_path, delivery_pipeline, album_photos):
+def test_a_set_whose_last_photo_never_arrives_is_answered_after_the_wait(tmp_path, small_side_pipeline, album_photos):
     """Photo 2 is damaged and photo 3 of 3 never comes: one summary lists both, in the user's language."""
     driver = LineDriver()
-    app = chat_app(driver, tmp_path, delivery_pipeline, album_wait_s=3)
+    app = chat_app(driver, tmp_path, small_side_pipeline, album_wait_s=3)
     client, user = app.test_client(), "Ualbumlate"
     try:
         started = time.monotonic()
@@ -110,9 +110,9 @@ def test_a_set_whose_last_photo_never_arrives_is_answered_after_the_wait(tmp_pat
         stop_chat_app(app, driver)
 
 
-def test_messenger_photos_in_one_message_are_one_set(tmp_path, delivery_pipeline, album_photos):
+def test_messenger_photos_in_one_message_are_one_set(tmp_path, small_side_pipeline, album_photos):
     driver = MessengerDriver()
-    app = chat_app(driver, tmp_path, delivery_pipeline)
+    app = chat_app(driver, tmp_path, small_side_pipeline)
     client, user = app.test_client(), "7209000000000777"
     try:
         driver.send_album(client, album_photos[:2], user)
@@ -139,7 +139,7 @@ def test_messenger_photos_in_one_message_are_one_set(tmp_path, delivery_pipeline
         stop_chat_app(app, driver)
 
 
-def test_a_set_accepted_by_a_process_that_died_is_answered_once_after_restart(tmp_path, delivery_pipeline,
+def test_a_set_accepted_by_a_process_that_died_is_answered_once_after_restart(tmp_path, small_side_pipeline,
                                                                               album_photos, s3_server, s3_env):
     """The webhook recorded the set (its photos, its album job, who belongs), then the process died
     before working on any of it: the next process resumes them and sends the one summary; LINE
@@ -147,7 +147,7 @@ def test_a_set_accepted_by_a_process_that_died_is_answered_once_after_restart(tm
     the shared blob store, here S3 (moto's server)."""
     driver = LineDriver()
     blob_url = f"s3://{s3_server.new_bucket()}/cutout"
-    first = chat_app(driver, tmp_path, delivery_pipeline, blob_url=blob_url)
+    first = chat_app(driver, tmp_path, small_side_pipeline, blob_url=blob_url)
     first.extensions["cutout"]["conversation"].dispatch = lambda job_id: None  # dies right after accepting
     blobs, written = first.extensions["cutout"]["conversation"].blobs, []
     put = blobs.put
@@ -159,7 +159,7 @@ def test_a_set_accepted_by_a_process_that_died_is_answered_once_after_restart(tm
     assert first.extensions["cutout"]["jobs"].counts_by_status() == {"queued": 3}
 
     time.sleep(0.05)  # the next process boots later than the jobs were made
-    second = chat_app(driver, tmp_path, delivery_pipeline, blob_url=blob_url)
+    second = chat_app(driver, tmp_path, small_side_pipeline, blob_url=blob_url)
     try:
         carousel, summary = driver.conversation(2, timeout=120)
         assert len(carousel["cards"]) == 2 and summary["title"] == "2 張照片都去背好了！"
@@ -180,11 +180,11 @@ def test_a_set_accepted_by_a_process_that_died_is_answered_once_after_restart(tm
         stop_chat_app(second, driver)
 
 
-def test_a_set_without_index_and_total_counts_once_and_is_answered_photo_by_photo(tmp_path, delivery_pipeline):
+def test_a_set_without_index_and_total_counts_once_and_is_answered_photo_by_photo(tmp_path, small_side_pipeline):
     """LINE for Android 11.15 and older sends a set's id only: its photos are one request for the
     rate limit (no "too fast" at a limit of 2), each answered on its own (here: damaged files)."""
     driver = LineDriver()
-    app = chat_app(driver, tmp_path, delivery_pipeline, rate_limit_count=2)
+    app = chat_app(driver, tmp_path, small_side_pipeline, rate_limit_count=2)
     client, user = app.test_client(), "Uoldandroid"
     try:
         driver.send_album(client, [b"not a photo"] * 4, user, numbered=False)

@@ -34,11 +34,11 @@ def make_settings(tmp_path, double, **overrides) -> Settings:
 
 
 @pytest.fixture
-def make_app(tmp_path, line_double, delivery_pipeline):
+def make_app(tmp_path, line_double, small_side_pipeline):
     apps = []
 
     def factory(**overrides):
-        app = create_app(make_settings(tmp_path, line_double, **overrides), pipeline=delivery_pipeline)
+        app = create_app(make_settings(tmp_path, line_double, **overrides), pipeline=small_side_pipeline)
         apps.append(app)
         return app
 
@@ -248,7 +248,7 @@ def test_flood_is_rate_limited(make_app, line_double):
     assert sum("太快" in t for t in texts) >= 1
 
 
-def test_restart_resumes_a_pending_job(tmp_path, line_double, delivery_pipeline, portrait_jpeg):
+def test_restart_resumes_a_pending_job(tmp_path, line_double, small_side_pipeline, portrait_jpeg):
     from bot.events import ImageSource, PhotoReceived
     from storage.jobs import SqliteJobStore
 
@@ -260,7 +260,7 @@ def test_restart_resumes_a_pending_job(tmp_path, line_double, delivery_pipeline,
     job = jobs.create("photo", "line", "Urestart", event.to_dict(), dedupe_key="line:evt-restart")
     jobs.mark_started(job.id)
 
-    app = create_app(settings, pipeline=delivery_pipeline)
+    app = create_app(settings, pipeline=small_side_pipeline)
     try:
         sent = sent_to(line_double, "Urestart", 1)
         # The reply token is long gone: LINE refuses it, the card is pushed.
@@ -272,7 +272,7 @@ def test_restart_resumes_a_pending_job(tmp_path, line_double, delivery_pipeline,
         app.extensions["cutout"]["worker"].stop()
 
 
-def test_processes_sharing_the_job_table_take_each_job_once(tmp_path, line_double, delivery_pipeline, portrait_jpeg):
+def test_processes_sharing_the_job_table_take_each_job_once(tmp_path, line_double, small_side_pipeline, portrait_jpeg):
     """Several gunicorn workers (GUNICORN_WORKERS > 1) share one job table and each resumes at boot.
     A job a dead process left behind is answered once, whichever worker boots; one a live process
     holds is left to it; one whose holder died on this host is taken at once; one whose holder
@@ -305,7 +305,7 @@ def test_processes_sharing_the_job_table_take_each_job_once(tmp_path, line_doubl
     orphaned = accepted("orphaned", holder=f"{host}:{gone.pid}:boot")  # its holder died on this host
     stale = accepted("stale", holder="another-host:7:boot", lease_s=1.0)  # not renewed since
 
-    apps = [create_app(settings, pipeline=delivery_pipeline) for _ in range(2)]  # two workers, booting together
+    apps = [create_app(settings, pipeline=small_side_pipeline) for _ in range(2)]  # two workers, booting together
     try:
         taken = [left, orphaned, stale]
         assert wait_until(lambda: all(jobs.get(job.id).status.value == "finished" for job in taken), 120)

@@ -9,7 +9,7 @@ import requests
 from PIL import Image
 
 from tests.channel_drivers import flat_line_message
-from tests.conftest import (DELIVERY_SEGMENT_SIDE, LINE_SECRET, LINE_TOKEN, jpeg_bytes, line_body, line_signature,
+from tests.conftest import (LINE_SECRET, LINE_TOKEN, SMALL_SEGMENT_SIDE, jpeg_bytes, line_body, line_signature,
                             shared_image)
 from storage.jobs import SqliteJobStore
 from tests.doubles.line_platform import LinePlatformDouble
@@ -81,7 +81,7 @@ def test_kill_9_while_slow_replies_are_in_flight_gives_each_user_exactly_one_cut
     double.delay_s["/v2/bot/message/reply"] = 5.0  # LINE delivers at once but answers 5 s later
     env = {"CUTOUT_DATA_DIR": str(tmp_path / "var"), "LINE_CHANNEL_SECRET": LINE_SECRET,
            "LINE_CHANNEL_ACCESS_TOKEN": LINE_TOKEN, "LINE_API_BASE_URL": double.base_url,
-           "CUTOUT_SEGMENT_SIDE": str(DELIVERY_SEGMENT_SIDE)}  # delivery is under test, not quality
+           "CUTOUT_SEGMENT_SIDE": str(SMALL_SEGMENT_SIDE)}  # delivery is under test, not quality
     photo = jpeg_bytes(shared_image("GT04"), 320)
     token_users: dict[str, str] = {}
     users = [f"Ukill{index}" for index in range(10)]

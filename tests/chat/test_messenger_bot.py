@@ -11,9 +11,9 @@ from tests.channel_drivers import (MESSENGER_VERIFY, MessengerDriver, chat_app, 
 
 
 @pytest.fixture
-def setup(tmp_path, delivery_pipeline):
+def setup(tmp_path, small_side_pipeline):
     driver = MessengerDriver()
-    app = chat_app(driver, tmp_path, delivery_pipeline)
+    app = chat_app(driver, tmp_path, small_side_pipeline)
     yield app.test_client(), driver
     stop_chat_app(app, driver)
 
@@ -120,9 +120,9 @@ def test_a_resend_continues_after_the_messages_meta_accepted(tmp_path):
 
 
 @pytest.fixture
-def slow_setup(tmp_path, delivery_pipeline):
+def slow_setup(tmp_path, small_side_pipeline):
     driver = MessengerDriver()
-    app = chat_app(driver, tmp_path, delivery_pipeline, loading_renew_s=0.2)
+    app = chat_app(driver, tmp_path, small_side_pipeline, loading_renew_s=0.2)
     yield app, driver
     stop_chat_app(app, driver)
 

@@ -9,6 +9,7 @@ from pipeline.cutout import CutoutOptions, Pipeline
 from pipeline.matting.closed_form import estimate_alpha
 from pipeline.matting.trimap import make_trimap
 from pipeline.segment import photo_shaped_size
+from tests.conftest import SMALL_SEGMENT_SIDE
 from tests.pipeline.test_pipeline_stages import load
 
 torch = pytest.importorskip("torch", reason="torch not installed: the [gpu] extra is needed for the torch path")
@@ -25,25 +26,17 @@ def cpu_pipeline(real_pipeline):
     return Pipeline()
 
 
-# Where the two paths are compared with each other, not with a truth, both ask ISNet at this smaller
-# side (CUTOUT_SEGMENT_SIDE): the same code on both, a quarter of the network's work.
-PARITY_SIDE = 512
-
-
+# Where the two paths are compared with each other, not with a truth, both ask ISNet at the smaller
+# side (the CPU path: conftest's small_side_pipeline).
 @pytest.fixture(scope="module")
 def small_side_torch(real_pipeline):
     torch.set_num_threads(2)
-    return Pipeline(device="torch-cpu", segment_side=PARITY_SIDE)
+    return Pipeline(device="torch-cpu", segment_side=SMALL_SEGMENT_SIDE)
 
 
-@pytest.fixture(scope="module")
-def small_side_cpu(real_pipeline):
-    return Pipeline(segment_side=PARITY_SIDE)
-
-
-def test_torch_segmentation_matches_onnxruntime(small_side_cpu, small_side_torch):
+def test_torch_segmentation_matches_onnxruntime(small_side_pipeline, small_side_torch):
     images = [load(name, 320)[0] for name in ("GT04", "GT01")] + [load("GT01", 320)[0][:200]]  # two shapes
-    theirs = small_side_cpu.segmenter("isnet")
+    theirs = small_side_pipeline.segmenter("isnet")
     ours = small_side_torch.segmenter("isnet")
     reference = [theirs.predict_small(image) for image in images]
     batched = ours.predict_small_batch(images)  # one forward pass per network shape
@@ -106,10 +99,10 @@ def troll_small():
     return load("GT04", 240)
 
 
-def test_whole_torch_pipeline_on_cpu(small_side_torch, small_side_cpu, troll_small):
+def test_whole_torch_pipeline_on_cpu(small_side_torch, small_side_pipeline, troll_small):
     image, truth, _ = troll_small
     ours = small_side_torch.cutout_batch([image, image[:, ::-1].copy()], CutoutOptions())
-    reference = small_side_cpu.cutout(image, CutoutOptions())
+    reference = small_side_pipeline.cutout(image, CutoutOptions())
     assert len(ours) == 2 and ours[0].alpha.shape == truth.shape
     assert metrics.sad(ours[0].alpha, truth) < 1.1 * metrics.sad(reference.alpha, truth) + 0.5
     single = small_side_torch.cutout(image, CutoutOptions())
@@ -122,8 +115,8 @@ def test_whole_torch_pipeline_on_cpu(small_side_torch, small_side_cpu, troll_sma
 def test_batch_refined_side_by_side_gives_the_same_cutouts(troll_small):
     image, _, _ = troll_small
     images = [image, image[:, ::-1].copy(), image[::-1].copy()]
-    alone = Pipeline(refine_threads=1, segment_side=PARITY_SIDE).cutout_batch(images, CutoutOptions())
-    side_by_side = Pipeline(refine_threads=3, segment_side=PARITY_SIDE)
+    alone = Pipeline(refine_threads=1, segment_side=SMALL_SEGMENT_SIDE).cutout_batch(images, CutoutOptions())
+    side_by_side = Pipeline(refine_threads=3, segment_side=SMALL_SEGMENT_SIDE)
     assert side_by_side._refine_pool() is not None
     together = side_by_side.cutout_batch(images, CutoutOptions())
     for one, other in zip(alone, together):  # in order, and unchanged by the threads

@@ -75,7 +75,7 @@ def test_with_the_broker_down_the_job_is_kept_and_the_sweep_sends_it(tmp_path, p
     assert requeue_abandoned(jobs, sent.append, requeue_after_s=0.5) == []  # just sent: waits again
 
 
-def test_a_worker_runs_a_job_only_under_its_lease(tmp_path, postgres_url, delivery_pipeline):
+def test_a_worker_runs_a_job_only_under_its_lease(tmp_path, postgres_url, small_side_pipeline):
     from dispatch.worker_runtime import WorkerRuntime
     from tests.conftest import jpeg_bytes, shared_image
 
@@ -85,7 +85,7 @@ def test_a_worker_runs_a_job_only_under_its_lease(tmp_path, postgres_url, delive
                             line_channel_secret=LINE_SECRET, line_channel_access_token=LINE_TOKEN,
                             line_api_base_url=double.base_url, loading_renew_s=0)
         runtime = WorkerRuntime(settings)
-        runtime.pipeline = runtime.conversation.pipeline = delivery_pipeline
+        runtime.pipeline = runtime.conversation.pipeline = small_side_pipeline
         double.add_content("w1", jpeg_bytes(shared_image("GT05"), 256))
         event = PhotoReceived(channel="line", user_id="Uworker", event_id="E-w1", timestamp=time.time(),
                               reply_token="token-w1", source=ImageSource("line_content", "w1"))

@@ -15,9 +15,9 @@ def small_photo() -> bytes:
 
 
 @pytest.fixture
-def api_pipeline(delivery_pipeline):
+def api_pipeline(small_side_pipeline):
     """The pipeline make_api's apps run on (a module whose measures need ISNet's native side overrides it)."""
-    return delivery_pipeline
+    return small_side_pipeline
 
 
 @pytest.fixture

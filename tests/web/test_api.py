@@ -207,7 +207,7 @@ def test_health_metrics_openapi_and_page(make_api):
     assert client.get("/backdrops/studio.jpg").mimetype == "image/jpeg"
 
 
-def test_api_through_gunicorn_is_byte_correct(tmp_path, small_photo, delivery_pipeline):
+def test_api_through_gunicorn_is_byte_correct(tmp_path, small_photo, real_pipeline):
     server = GunicornServer({"CUTOUT_DATA_DIR": str(tmp_path / "var")}).start()
     try:
         response = requests.post(server.base_url + "/api/v1/removebg", files={"image_file": ("t.jpg", small_photo)},

@@ -13,7 +13,7 @@ from PIL import Image
 from app import create_app
 from pipeline.decode import decode_image
 from settings import Settings
-from tests.conftest import DELIVERY_SEGMENT_SIDE, jpeg_bytes, shared_image
+from tests.conftest import SMALL_SEGMENT_SIDE, jpeg_bytes, shared_image
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def torch_cpu_pipeline(real_pipeline):
     pytest.importorskip("torch")
     from pipeline.cutout import Pipeline
 
-    return Pipeline(device="torch-cpu", segment_side=DELIVERY_SEGMENT_SIDE)  # delivery under test, not quality
+    return Pipeline(device="torch-cpu", segment_side=SMALL_SEGMENT_SIDE)  # delivery under test, not quality
 
 
 def test_requests_sent_together_each_get_their_own_cutout(tmp_path, torch_cpu_pipeline):

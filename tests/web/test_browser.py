@@ -41,7 +41,7 @@ def artefacts(request, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, delivery_pipeline):
+def server(tmp_path_factory, real_pipeline):
     gunicorn = GunicornServer({"CUTOUT_DATA_DIR": str(tmp_path_factory.mktemp("var")), "CUTOUT_PAGE_RATE_LIMIT": "200"})
     gunicorn.env["PUBLIC_BASE_URL"] = gunicorn.base_url  # link-preview tags point at this server
     gunicorn.start()

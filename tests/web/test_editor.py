@@ -56,14 +56,14 @@ def line_double():
 
 
 @pytest.fixture
-def make_app(tmp_path, line_double, delivery_pipeline):
+def make_app(tmp_path, line_double, small_side_pipeline):
     apps = []
 
     def factory(**overrides):
         values = dict(data_dir=tmp_path / "var", public_base_url="https://cutout.test", line_channel_secret=LINE_SECRET,
                       line_channel_access_token=LINE_TOKEN, line_api_base_url=line_double.base_url, warm_up=False)
         values.update(overrides)
-        app = create_app(Settings(**values), pipeline=delivery_pipeline)
+        app = create_app(Settings(**values), pipeline=small_side_pipeline)
         apps.append(app)
         return app
 
@@ -431,11 +431,11 @@ def test_messenger_card_opens_the_editor_in_a_tall_webview():
     assert buttons[1]["webview_height_ratio"] == "tall" and buttons[1]["url"] == "https://cutout.test/edit/abc"
 
 
-def test_messenger_save_sends_the_corrected_cutout_with_the_send_api(tmp_path, delivery_pipeline, two_objects):
+def test_messenger_save_sends_the_corrected_cutout_with_the_send_api(tmp_path, small_side_pipeline, two_objects):
     from tests.channel_drivers import MessengerDriver, chat_app, check_messenger_message, stop_chat_app
 
     driver = MessengerDriver()
-    app = chat_app(driver, tmp_path, delivery_pipeline)
+    app = chat_app(driver, tmp_path, small_side_pipeline)
     client = app.test_client()
     try:
         driver.send_photo(client, two_objects, user="7203456789000042")

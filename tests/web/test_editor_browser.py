@@ -37,7 +37,7 @@ def line_double():
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, line_double, delivery_pipeline):
+def server(tmp_path_factory, line_double, real_pipeline):
     gunicorn = GunicornServer({"CUTOUT_DATA_DIR": str(tmp_path_factory.mktemp("var")), "LINE_CHANNEL_SECRET": LINE_SECRET,
                                "LINE_CHANNEL_ACCESS_TOKEN": LINE_TOKEN, "LINE_API_BASE_URL": line_double.base_url})
     gunicorn.env["PUBLIC_BASE_URL"] = gunicorn.base_url

@@ -212,12 +212,12 @@ def test_page_jobs_need_the_page_pass_and_share_the_page_quota(make_page):
     assert api.status_code == 429
 
 
-def test_another_process_answers_from_the_stored_state(make_page, troll, delivery_pipeline):
+def test_another_process_answers_from_the_stored_state(make_page, troll, small_side_pipeline):
     client = make_page()
     job = submit(client, troll).get_json()["id"]
     wait(client, job)
     shared = client.application.extensions["cutout"]
-    other = PageJobs(shared["settings"], delivery_pipeline, PipelineWorker(), CutoutOptions(), shared["blobs"],
+    other = PageJobs(shared["settings"], small_side_pipeline, PipelineWorker(), CutoutOptions(), shared["blobs"],
                      shared["metrics"])
     stored = other.get(job)
     assert stored is not None and stored.state == "done" and stored.name == "troll"
@@ -254,10 +254,10 @@ def test_the_final_state_is_stored_before_this_process_reports_it(make_page, tro
     assert all(state not in ("done", "failed") for _, state in reported_while_writing), reported_while_writing
 
 
-def test_the_pipeline_reports_each_stage(delivery_pipeline):
+def test_the_pipeline_reports_each_stage(small_side_pipeline):
     stages = []
     photo = np.asarray(Image.open(io.BytesIO(jpeg_bytes(shared_image("GT04"), 160))), dtype=np.float32) / 255
-    delivery_pipeline.cutout_batch([photo], CutoutOptions(matting=False),
+    small_side_pipeline.cutout_batch([photo], CutoutOptions(matting=False),
                                on_stage=lambda index, stage: stages.append((index, stage)))
     assert stages == [(0, "segmenting"), (0, "refining")]
 
