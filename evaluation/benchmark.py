@@ -88,11 +88,12 @@ def peak_rss_gb() -> float:
 
 def one_view_mask(pipeline: Pipeline, options: CutoutOptions, image: np.ndarray, result) -> np.ndarray:
     """The raw model mask the gate compares against: the model's first view alone (what ISNet draws
-    at its native side). Photos the pipeline also asked at the finer side are asked once more."""
+    at its native side, one pass). Photos the pipeline also asked at the finer side or mirrored are
+    asked once more."""
     segmenter = pipeline.segmenter(options.model)
-    if not segmenter.asks_twice(*image.shape[:2]):
+    if not segmenter.asks_twice(*image.shape[:2]) and not segmenter.mirror_views:
         return result.mask
-    return segmenter.predict(image, fine_view=False)
+    return segmenter.predict(image, fine_view=False, mirror=False)
 
 
 def square_segmenter(pipeline: Pipeline, options: CutoutOptions) -> Segmenter | None:
@@ -271,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", action="store_true", help="also score the rembg-style baseline (slow)")
     parser.add_argument("--square", action="store_true", help="also score the raw mask at the model's square")
     parser.add_argument("--assist", default=None, help="score with this assist model fused in (e.g. u2netp)")
+    parser.add_argument("--mirror", action="store_true",
+                        help="with the mirror views on (CUTOUT_MIRROR_VIEW=on: each view also asked of the mirrored photo)")
     parser.add_argument("--rows", type=Path, default=None,
                         help="write every image's scores here as JSON (to compare two runs image by image)")
     parser.add_argument("--against", type=Path, default=None,
@@ -284,12 +287,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     earlier = json.loads(args.against.read_text()) if args.against else {}
     options = CutoutOptions(assist_model=args.assist)
-    pipeline = Pipeline()
+    pipeline = Pipeline(mirror_views=True if args.mirror else None)
     pipeline.warm_up(options)
     sets = args.sets.split(",")
     every_row: dict[str, dict[str, list[dict]]] = {}
     print(f"benchmark {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPU cores, device {pipeline.device}, "
-          f"options {options}")
+          f"options {options}, mirror views {'on' if pipeline.mirror_views else 'off'}")
     if "alphamatting" in sets:
         square = square_segmenter(pipeline, CutoutOptions()) if args.square else None
         rows = run_alphamatting(pipeline, args.data / "alphamatting_training_lowres", args.limit, args.baseline,

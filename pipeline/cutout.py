@@ -41,7 +41,7 @@ from pipeline.matting.trimap import UNKNOWN, make_soft_zone_trimap
 from pipeline.person_matte import (PERSON_MODEL, PersonMatter, blend_person_matte, default_person_matte, listened,
                                    person_matte_if_agreeing)
 from pipeline.second_opinion import MIN_RAISED_SHARE, SECOND_OPINION_MODEL, heed_second_opinion, undecided
-from pipeline.segment import Segmenter, default_fine_views, resize_float
+from pipeline.segment import MIRRORED_MODELS, Segmenter, default_fine_views, default_mirror_views, resize_float
 from pipeline.upsample import guided_upsample, in_bands, resize_rows
 
 if TYPE_CHECKING:
@@ -169,7 +169,8 @@ class Pipeline:
                  keep_aspect: bool | None = None, refine_threads: int | None = None,
                  fine_views: bool | None = None, person_matte: bool | None = None,
                  refine_stack: int | None = None, overlap_batches: bool | None = None,
-                 second_opinion_ahead: bool | None = None, refine_streams: bool | None = None) -> None:
+                 second_opinion_ahead: bool | None = None, refine_streams: bool | None = None,
+                 mirror_views: bool | None = None) -> None:
         """segment_side: long side of the segmentation input, below the model's native side (None: native).
 
         keep_aspect: segment at the photo's aspect ratio rather than the stretched square (None: default).
@@ -187,6 +188,9 @@ class Pipeline:
             CUTOUT_SECOND_OPINION_AHEAD, on), instead of eagerly by each refinement that needs it.
         refine_streams: on a CUDA device, each refine thread's work on a stream of its own
             (pipeline/torch_path/streams.py; None: CUTOUT_REFINE_STREAMS, on), not all on one.
+        mirror_views: the main model also asked of each photo's mirror image, the two views averaged
+            where they agree (pipeline.segment.with_mirror; None: CUTOUT_MIRROR_VIEW, off): better
+            cutouts on every development set for one more network pass per view.
         """
         self.model_dir = model_dir
         self.cache_dir = cache_dir
@@ -195,6 +199,7 @@ class Pipeline:
         self.segment_side = segment_side or default_segment_side()
         self.keep_aspect = default_keep_aspect() if keep_aspect is None else keep_aspect
         self.fine_views = default_fine_views() if fine_views is None else fine_views
+        self.mirror_views = default_mirror_views() if mirror_views is None else mirror_views
         self.person_matte = default_person_matte() if person_matte is None else person_matte
         self._segmenters: dict[str, Segmenter] = {}
         self._person_matter: PersonMatter | TorchPersonMatter | None = None
@@ -219,6 +224,7 @@ class Pipeline:
             if name not in self._segmenters:
                 spec = get_spec(name)
                 path = ensure_model(spec, self.model_dir, self.cache_dir)
+                mirrored = self.mirror_views and name in MIRRORED_MODELS
                 if self.uses_torch:
                     from pipeline.torch_path.segment import TorchSegmenter
 
@@ -228,10 +234,12 @@ class Pipeline:
                     graphed = name == DEFAULT_MODEL or (name == SECOND_OPINION_MODEL and self.second_opinion_ahead)
                     self._segmenters[name] = TorchSegmenter(spec, path, self.torch_device, keep_aspect=self.keep_aspect,
                                                             fine_views=self.fine_views, input_side=self.segment_side,
-                                                            cuda_graphs=None if graphed else False)
+                                                            cuda_graphs=None if graphed else False,
+                                                            mirror_views=mirrored)
                 else:
                     self._segmenters[name] = Segmenter(spec, path, self.threads, input_side=self.segment_side,
-                                                         keep_aspect=self.keep_aspect, fine_views=self.fine_views)
+                                                         keep_aspect=self.keep_aspect, fine_views=self.fine_views,
+                                                         mirror_views=mirrored)
             return self._segmenters[name]
 
     def person_matter(self) -> PersonMatter | TorchPersonMatter | None:

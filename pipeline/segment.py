@@ -42,9 +42,31 @@ FINE_VIEW_MIN_ZOOM = 1.5
 VIEW_AGREEMENT = 0.8
 
 
+# The mirror view (a quality switch, off by default: one more network pass per view): each view of
+# the main model is also asked of the mirrored photo, and the two averaged where they agree on the
+# subject (VIEW_AGREEMENT); where they do not, the view is kept as it is. Measured for ISNet only
+# (docs/quality.md, session 28): better on all three development sets.
+MIRRORED_MODELS = frozenset({"isnet"})
+
+
 def default_fine_views() -> bool:
     """CUTOUT_FINE_VIEW=off asks every photo once (a speed switch: ~1.6 s less at 12 MP on 2 cores)."""
     return os.environ.get("CUTOUT_FINE_VIEW", "on").lower() not in ("off", "0", "false", "no")
+
+
+def default_mirror_views() -> bool:
+    """CUTOUT_MIRROR_VIEW=on asks the mirrored photo too (~1.35 s more at 1 MP, ~3.1 s at 12 MP on 2 cores)."""
+    return os.environ.get("CUTOUT_MIRROR_VIEW", "off").lower() in ("on", "1", "true", "yes")
+
+
+def with_mirror(view: np.ndarray, mirror: np.ndarray) -> np.ndarray:
+    """A view and the mirrored photo's view (flipped back): their mean where they agree on the subject.
+
+    The network's errors at an outline differ between a photo and its mirror image; what both see
+    is kept, what only one sees is halved. Two answers about *what* the subject is are not mixed."""
+    if subject_agreement(view, mirror) < VIEW_AGREEMENT:
+        return view
+    return 0.5 * (view + mirror)
 
 
 def wants_fine_view(height: int, width: int, first_side: int, fine_side: int | None) -> bool:
@@ -139,16 +161,18 @@ class Segmenter:
     freed get the stretched square. Where the photo shape finds no subject, the square is asked
     too (the shape the model was trained on). Photos with more detail than the first view sees
     are also asked at the model's finer side, and the two views mixed where the first doubts
-    (`mix_views`). The mask is resized back to the photo. With `flip_average` the mirrored image
-    is predicted too and the two masks are averaged.
+    (`mix_views`). The mask is resized back to the photo. With `mirror_views` every view is also asked
+    of the mirrored photo (`with_mirror`).
     """
 
     def __init__(self, spec: ModelSpec, model_path: Path, threads: int | None = None,
-                 input_side: int | None = None, keep_aspect: bool = True, fine_views: bool = True) -> None:
+                 input_side: int | None = None, keep_aspect: bool = True, fine_views: bool = True,
+                 mirror_views: bool = False) -> None:
         """input_side: long side of the network input, smaller than native to trade quality for speed.
 
         keep_aspect: run at the photo's aspect ratio where the graph allows it (False: always square).
         fine_views: ask large photos at the model's finer side too (spec.fine_side; needs keep_aspect).
+        mirror_views: ask every view of the mirrored photo too (`with_mirror`).
         """
         import onnxruntime as ort  # imported here so the CLI's --help stays fast
 
@@ -162,6 +186,7 @@ class Segmenter:
         # 2.46 -> 2.04 GB and 1.44 -> 1.26 GB after a 1 MP one, for ~0.05 s more per ISNet run.
         options.enable_cpu_mem_arena = False
         self.spec = spec
+        self.mirror_views = mirror_views
         geometry = input_geometry(spec, model_path, input_side, keep_aspect, fine_views)
         self.input_size, self.size_multiple = geometry.input_size, geometry.size_multiple
         self.keep_aspect, self.fine_side = geometry.keep_aspect, geometry.fine_side
@@ -198,57 +223,60 @@ class Segmenter:
             output = (output - low) / np.maximum(high - low, 1e-6)
         return np.clip(output, 0.0, 1.0).astype(np.float32)
 
-    def predict(self, image: np.ndarray, flip_average: bool = False, fine_view: bool = True) -> np.ndarray:
+    def predict(self, image: np.ndarray, fine_view: bool = True, mirror: bool = True) -> np.ndarray:
         """(h, w, 3) RGB in [0, 1] -> (h, w) soft mask in [0, 1]."""
         height, width = image.shape[:2]
-        return np.clip(resize_float(self.predict_small(image, flip_average, fine_view), width, height), 0.0, 1.0)
+        return np.clip(resize_float(self.predict_small(image, fine_view, mirror=mirror), width, height), 0.0, 1.0)
 
-    def predict_small(self, image: np.ndarray, flip_average: bool = False, fine_view: bool = True,
-                      notes: list[str] | None = None) -> np.ndarray:
+    def predict_small(self, image: np.ndarray, fine_view: bool = True, notes: list[str] | None = None,
+                      mirror: bool = True) -> np.ndarray:
         """(h, w, 3) RGB in [0, 1] -> the soft mask at the network's resolution (the photo's aspect).
 
         fine_view=False: the first view alone, even for a photo that would be asked at the finer side.
-        notes: told what the finer view did, where it was asked."""
-        mask, may_look_finer = self.first_view(image, flip_average)
+        notes: told what the finer view did, where it was asked. mirror=False: no mirrored view, even
+        with mirror_views on (the benchmark's raw mask: what the network draws in one pass).
+        """
+        mask, may_look_finer = self.first_view(image, mirror=mirror)
         if fine_view and may_look_finer:
-            mask = self.finer_look(image, mask, flip_average, notes)
+            mask = self.finer_look(image, mask, notes)
         return mask
 
-    def first_view(self, image: np.ndarray, flip_average: bool = False,
-                   resized: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+    def first_view(self, image: np.ndarray, resized: np.ndarray | None = None,
+                   mirror: bool = True) -> tuple[np.ndarray, bool]:
         """-> (the mask at the network's first view, whether the finer side may be asked too: a large
         photo whose own shape found its subject). resized: the photo already at its network size (a
         12 MP photo takes ~0.2 s to resize on two cores), if the caller has it."""
         height, width = image.shape[:2]
         size = self.network_size(height, width)
         mask = self._predict_at(resized if resized is not None and resized.shape[:2] == size else image, size,
-                                flip_average)
+                                mirror)
         if size != self.input_size and float((mask > 0.5).mean()) < EMPTY_MASK_SHARE:
             # The model was trained on stretched squares; where the photo shape finds nothing, ask
             # that way too (SOD dev: 19 of 196 photos, most of them found at the square).
             log.info("%s found no subject at %s, asking at the square %s", self.spec.name, size, self.input_size)
-            mask = self._predict_at(image, self.input_size, flip_average)
+            mask = self._predict_at(image, self.input_size, mirror)
             # Back to the photo's proportion, so the working grid is the photo's.
             return np.clip(resize_float(mask, size[1], size[0]), 0.0, 1.0), False
         return np.clip(mask, 0.0, 1.0), self.asks_twice(height, width)
 
-    def finer_look(self, image: np.ndarray, first: np.ndarray, flip_average: bool = False,
-                   notes: list[str] | None = None) -> np.ndarray:
+    def finer_look(self, image: np.ndarray, first: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
         """The first view mixed with the finer side's where they agree (`mix_views`), on the first's grid."""
         height, width = image.shape[:2]
         fine_size = photo_shaped_size(height, width, self.fine_side, self.size_multiple or 1)
-        fine = np.clip(resize_float(self._predict_at(image, fine_size, flip_average), first.shape[1], first.shape[0]),
+        fine = np.clip(resize_float(self._predict_at(image, fine_size), first.shape[1], first.shape[0]),
                        0.0, 1.0)
         agreement = subject_agreement(first, fine)
         if notes is not None:
             notes.append(view_note(self.spec.name, self.fine_side, agreement))
         return np.clip(mix_views(first, fine), 0.0, 1.0) if agreement >= VIEW_AGREEMENT else first
 
-    def _predict_at(self, image: np.ndarray, size: tuple[int, int], flip_average: bool) -> np.ndarray:
-        """The mask at network resolution for the image resized to size."""
+    def _predict_at(self, image: np.ndarray, size: tuple[int, int], mirror: bool = True) -> np.ndarray:
+        """The mask at network resolution for the image resized to size (with the mirrored photo's
+        view, `with_mirror`, where mirror_views is on and mirror not refused)."""
         net_input = self.preprocess(image, size)
-        if not flip_average:
-            return self.run_batch(net_input)[0]
-        both = np.concatenate([net_input, net_input[:, :, :, ::-1]], axis=0)
-        masks = self.run_batch(np.ascontiguousarray(both))
-        return 0.5 * (masks[0] + masks[1][:, ::-1])
+        view = self.run_batch(net_input)[0]
+        if not (mirror and self.mirror_views):
+            return view
+        # Two runs, not a batch of two: the graphs freed from their square take one photo at a time.
+        mirrored = self.run_batch(np.ascontiguousarray(net_input[:, :, :, ::-1]))[0][:, ::-1]
+        return with_mirror(view, mirrored)

@@ -140,11 +140,14 @@ class Rows:
 class TorchSegmenter:
     def __init__(self, spec: ModelSpec, model_path: Path, device: str = "cuda", keep_aspect: bool = True,
                  dtype: torch.dtype | None = None, cuda_graphs: bool | None = None, fine_views: bool = True,
-                 input_side: int | None = None) -> None:
-        """input_side: long side of the network input, below the native side (as the CPU Segmenter's)."""
+                 input_side: int | None = None, mirror_views: bool = False) -> None:
+        """input_side: long side of the network input, below the native side (as the CPU Segmenter's).
+        mirror_views: every view also asked of the mirrored photo, in the same forward pass (as the CPU
+        Segmenter's, pipeline.segment.with_mirror)."""
         if spec.task != "salient":
             raise ValueError(f"model {spec.name} is a {spec.task} model, not a segmentation model")
         self.spec = spec
+        self.mirror_views = mirror_views
         self.device = torch.device(device)
         on_cuda = self.device.type == "cuda"
         self.dtype = dtype or (torch.float16 if on_cuda else torch.float32)
@@ -193,6 +196,23 @@ class TorchSegmenter:
             output = (output - low) / (high - low).clamp_min(1e-6)
         return output.clamp(0, 1)
 
+    def _views(self, batch: torch.Tensor) -> torch.Tensor:
+        """`_forward`, and with mirror_views each photo's mask averaged with its mirror's where the two
+        agree on the subject (the CPU path's with_mirror): one forward pass of twice the rows, no host read."""
+        if not self.mirror_views:
+            return self._forward(batch)
+        count = batch.shape[0]
+        both = torch.cat([batch, batch.flip(-1)])
+        if self.device.type == "cuda":
+            both = both.contiguous(memory_format=torch.channels_last)
+        both = self._forward(both)
+        view, mirror = both[:count], both[count:].flip(-1)
+        a, b = view > 0.5, mirror > 0.5
+        union = (a | b).sum(dim=(1, 2, 3))
+        agreement = torch.where(union > 0, (a & b).sum(dim=(1, 2, 3)) / union.clamp_min(1), 1.0)
+        agreed = (agreement >= VIEW_AGREEMENT).view(-1, 1, 1, 1)
+        return torch.where(agreed, 0.5 * (view + mirror), view)
+
     def warm(self, shapes: tuple[tuple[int, int], ...] | None = None, max_batch: int = 1) -> None:
         """Run each network shape once at each batch size up to `max_batch` that a graph is captured for,
         so cuDNN's kernel search and the CUDA graph captures (~2 s per new shape on an H200, the first
@@ -203,7 +223,8 @@ class TorchSegmenter:
             plan += [(shape, min(max_batch, FINE_WARM_BATCH)) for shape in self.phone_shapes(self.fine_side)]
         with torch.inference_mode():
             for shape, largest in plan:
-                for size in self.network.batch_sizes(largest):
+                # With mirror views every pass has twice the rows (`_views`).
+                for size in self.network.batch_sizes(largest * (2 if self.mirror_views else 1)):
                     self._forward(torch.zeros(size, 3, *shape, device=self.device, dtype=self.dtype))
 
     def phone_shapes(self, side: int) -> tuple[tuple[int, int], ...]:
@@ -246,7 +267,7 @@ class TorchSegmenter:
         for places in indices_by(group.network_size for group in groups).values():
             members = [groups[place] for place in places]
             resized = members[0].resized if len(members) == 1 else torch.cat([group.resized for group in members])
-            output = self._forward(self._normalised(resized))[:, 0]
+            output = self._views(self._normalised(resized))[:, 0]
             for group, masks in zip(members, output.split([len(group.indices) for group in members])):
                 group.masks = masks
         # One reading of every mask's subject share: each host read waits for the GPU, and under load
@@ -257,7 +278,7 @@ class TorchSegmenter:
                  if group.network_size != self.input_size and share < EMPTY_MASK_SHARE]
         if empty:
             log.info("%s found no subject in %d photo(s) at their shape, asking at the square", self.spec.name, len(empty))
-            output = self._forward(self._network_input([group.photos[row] for group, row, _ in empty], self.input_size))
+            output = self._views(self._network_input([group.photos[row] for group, row, _ in empty], self.input_size))
             for place, (group, row, _) in enumerate(empty):
                 square = F.interpolate(output[place:place + 1], size=group.network_size, mode="bilinear",
                                        align_corners=False)
@@ -273,7 +294,7 @@ class TorchSegmenter:
         """Each photo's (H, W) mask at its size in `sizes`, one forward pass per distinct size."""
         masks: list[torch.Tensor | None] = [None] * len(images)
         for size, members in indices_by(sizes).items():
-            output = self._forward(self._network_input([images[index] for index in members], size))
+            output = self._views(self._network_input([images[index] for index in members], size))
             for row, index in enumerate(members):
                 masks[index] = output[row, 0]
         return masks  # type: ignore[return-value]
@@ -322,8 +343,8 @@ class TorchSegmenter:
             masks = self.predict_small_tensors(self.upload(images), fine_views, notes)
             return to_host(masks)
 
-    def predict_small(self, image: np.ndarray, flip_average: bool = False, fine_view: bool = True) -> np.ndarray:
-        return _one_photo(lambda batch: self.predict_small_batch(batch, fine_view), image, flip_average)
+    def predict_small(self, image: np.ndarray, fine_view: bool = True) -> np.ndarray:
+        return self.predict_small_batch([image], fine_view)[0]
 
     def predict_batch(self, images: list[np.ndarray], fine_views: bool = True) -> list[np.ndarray]:
         """(h, w, 3) RGB arrays in [0, 1] -> (h, w) float32 masks at each photo's size."""
@@ -334,13 +355,6 @@ class TorchSegmenter:
                 out.append(full[0, 0].clamp(0, 1))
             return to_host(out)
 
-    def predict(self, image: np.ndarray, flip_average: bool = False, fine_view: bool = True) -> np.ndarray:
-        return _one_photo(lambda batch: self.predict_batch(batch, fine_view), image, flip_average)
+    def predict(self, image: np.ndarray, fine_view: bool = True) -> np.ndarray:
+        return self.predict_batch([image], fine_view)[0]
 
-
-def _one_photo(predict_many, image: np.ndarray, flip_average: bool) -> np.ndarray:
-    """One photo's mask from a batch predictor; with flip_average, averaged with its mirror's."""
-    if not flip_average:
-        return predict_many([image])[0]
-    masks = predict_many([image, np.ascontiguousarray(image[:, ::-1])])
-    return 0.5 * (masks[0] + masks[1][:, ::-1])
