@@ -116,7 +116,7 @@ def test_a_large_portrait_the_person_matte_settles_is_not_asked_at_the_finer_sid
     segmenter = real_pipeline.segmenter("isnet")
     asked: list[tuple[int, int]] = []
     predict_at = segmenter._predict_at
-    segmenter._predict_at = lambda image, size, flip: asked.append(size) or predict_at(image, size, flip)
+    segmenter._predict_at = lambda image, size, mirror=True: asked.append(size) or predict_at(image, size, mirror)
     try:
         notes: list[list[str]] = [[]]
         segmented = real_pipeline.segment([large], CutoutOptions(), notes)[0]

@@ -90,7 +90,7 @@ def test_isnet_asks_at_the_square_when_the_photo_shape_finds_no_subject(real_pip
     segmenter = Segmenter(spec, ensure_model(spec))
     asked: list[tuple[int, int]] = []
     predict_at = segmenter._predict_at
-    segmenter._predict_at = lambda image, size, flip: asked.append(size) or predict_at(image, size, flip)
+    segmenter._predict_at = lambda image, size, mirror=True: asked.append(size) or predict_at(image, size, mirror)
 
     segmenter.predict(troll[0])  # a subject: the photo shape is enough
     assert asked == [segmenter.network_size(*troll[0].shape[:2])]
@@ -123,7 +123,7 @@ def test_a_large_photo_is_also_asked_at_the_finer_side_and_the_views_mixed(real_
     segmenter = Segmenter(spec, ensure_model(spec))
     asked: list[tuple[int, int]] = []
     predict_at = segmenter._predict_at
-    segmenter._predict_at = lambda image, size, flip: asked.append(size) or predict_at(image, size, flip)
+    segmenter._predict_at = lambda image, size, mirror=True: asked.append(size) or predict_at(image, size, mirror)
 
     small, _, _ = load("GT04", 1200)  # a 1 MP photo: the first view sees most of its pixels
     segmenter.predict_small(small)
@@ -141,7 +141,7 @@ def test_a_large_photo_is_also_asked_at_the_finer_side_and_the_views_mixed(real_
     assert metrics.iou(resize_float(mask, 1600, truth.shape[0]), truth) > 0.65
 
     # Views that disagree about what the subject is are not mixed: the first one stands.
-    segmenter._predict_at = lambda image, asked_size, flip: (1.0 - fine) if asked_size == fine_size else first
+    segmenter._predict_at = lambda image, asked_size, mirror=True: (1.0 - fine) if asked_size == fine_size else first
     notes.clear()
     assert np.array_equal(segmenter.predict_small(large, notes=notes), first)
     assert "disagreed" in notes[0] and "first view kept" in notes[0]

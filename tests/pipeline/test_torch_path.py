@@ -62,7 +62,7 @@ def test_torch_segmenter_mixes_the_finer_view_like_the_cpu_path(cpu_pipeline, to
     assert len(notes[0]) == 1 and "mixed in" in notes[0][0]
     assert shapes == [ours.network_size(*large.shape[:2]), photo_shaped_size(*large.shape[:2], 1152, 32)]
     theirs = cpu_pipeline.segmenter("isnet").predict_small(large)
-    one_view = cpu_pipeline.segmenter("isnet")._predict_at(large, ours.network_size(*large.shape[:2]), False)
+    one_view = cpu_pipeline.segmenter("isnet")._predict_at(large, ours.network_size(*large.shape[:2]), mirror=False)
     assert mine.shape == theirs.shape
     difference = np.abs(mine - theirs)
     assert difference.mean() < 0.01 and np.quantile(difference, 0.999) < 0.2
