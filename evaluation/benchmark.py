@@ -273,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--square", action="store_true", help="also score the raw mask at the model's square")
     parser.add_argument("--assist", default=None, help="score with this assist model fused in (e.g. u2netp)")
     parser.add_argument("--mirror", action="store_true",
-                        help="with the mirror views on (CUTOUT_MIRROR_VIEW=on: each view also asked of the mirrored photo)")
+                        help="with the mirror views on (CUTOUT_MIRROR_VIEW=on: each view also asked of the "
+                             "mirrored photo)")
     parser.add_argument("--rows", type=Path, default=None,
                         help="write every image's scores here as JSON (to compare two runs image by image)")
     parser.add_argument("--against", type=Path, default=None,

@@ -196,10 +196,11 @@ class TorchSegmenter:
             output = (output - low) / (high - low).clamp_min(1e-6)
         return output.clamp(0, 1)
 
-    def _views(self, batch: torch.Tensor) -> torch.Tensor:
-        """`_forward`, and with mirror_views each photo's mask averaged with its mirror's where the two
-        agree on the subject (the CPU path's with_mirror): one forward pass of twice the rows, no host read."""
-        if not self.mirror_views:
+    def _views(self, batch: torch.Tensor, mirror: bool = True) -> torch.Tensor:
+        """`_forward`, and with mirror_views (unless mirror=False) each photo's mask averaged with its
+        mirror's where the two agree on the subject (the CPU path's with_mirror): one forward pass of
+        twice the rows, no host read."""
+        if not (mirror and self.mirror_views):
             return self._forward(batch)
         count = batch.shape[0]
         both = torch.cat([batch, batch.flip(-1)])
@@ -237,16 +238,17 @@ class TorchSegmenter:
     # --- masks ----------------------------------------------------------------------------------
     @torch.inference_mode()
     def predict_small_tensors(self, images: Sequence[torch.Tensor], fine_views: bool = True,
-                              notes: list[list[str]] | None = None) -> list[torch.Tensor]:
+                              notes: list[list[str]] | None = None, mirror: bool = True) -> list[torch.Tensor]:
         """(3, h, w) tensors in [0, 1] on the device -> (H, W) masks at each photo's network size.
 
         Photos of one network shape share a forward pass. Where the photo shape found no subject
         the square is asked too, as on the CPU path, and its mask brought back to the photo's shape;
         large photos are also asked at the finer side and the views mixed as on the CPU path
-        (`notes[i]` told what the finer view did for photo i).
+        (`notes[i]` told what the finer view did for photo i). mirror=False: no mirrored views, even
+        with mirror_views on (as the CPU Segmenter's).
         """
         photos = DevicePhotos.of(images)
-        groups, may_look_finer = self.first_view_groups(photos)
+        groups, may_look_finer = self.first_view_groups(photos, mirror)
         masks = Rows(groups, "masks")
         fine = [index for index, may in enumerate(may_look_finer) if fine_views and may]
         if fine:
@@ -254,7 +256,7 @@ class TorchSegmenter:
         return [masks[index] for index in range(len(photos))]
 
     @torch.inference_mode()
-    def first_view_groups(self, photos: DevicePhotos) -> tuple[list[SizeGroup], list[bool]]:
+    def first_view_groups(self, photos: DevicePhotos, mirror: bool = True) -> tuple[list[SizeGroup], list[bool]]:
         """Each photo's first view, as the CPU Segmenter.first_view, on stacks: -> (the photos' size
         groups with their first-view masks, whether each photo may be asked at the finer side too).
         A few torch calls per photo size and one forward pass per network shape, whatever the number
@@ -267,7 +269,7 @@ class TorchSegmenter:
         for places in indices_by(group.network_size for group in groups).values():
             members = [groups[place] for place in places]
             resized = members[0].resized if len(members) == 1 else torch.cat([group.resized for group in members])
-            output = self._views(self._normalised(resized))[:, 0]
+            output = self._views(self._normalised(resized), mirror)[:, 0]
             for group, masks in zip(members, output.split([len(group.indices) for group in members])):
                 group.masks = masks
         # One reading of every mask's subject share: each host read waits for the GPU, and under load
@@ -278,7 +280,8 @@ class TorchSegmenter:
                  if group.network_size != self.input_size and share < EMPTY_MASK_SHARE]
         if empty:
             log.info("%s found no subject in %d photo(s) at their shape, asking at the square", self.spec.name, len(empty))
-            output = self._views(self._network_input([group.photos[row] for group, row, _ in empty], self.input_size))
+            output = self._views(self._network_input([group.photos[row] for group, row, _ in empty], self.input_size),
+                                 mirror)
             for place, (group, row, _) in enumerate(empty):
                 square = F.interpolate(output[place:place + 1], size=group.network_size, mode="bilinear",
                                        align_corners=False)
@@ -337,24 +340,25 @@ class TorchSegmenter:
         return DevicePhotos(groups)
 
     def predict_small_batch(self, images: list[np.ndarray], fine_views: bool = True,
-                            notes: list[list[str]] | None = None) -> list[np.ndarray]:
+                            notes: list[list[str]] | None = None, mirror: bool = True) -> list[np.ndarray]:
         """(h, w, 3) RGB arrays in [0, 1] -> (H, W) float32 masks at each photo's network size."""
         with torch.inference_mode():
-            masks = self.predict_small_tensors(self.upload(images), fine_views, notes)
+            masks = self.predict_small_tensors(self.upload(images), fine_views, notes, mirror)
             return to_host(masks)
 
-    def predict_small(self, image: np.ndarray, fine_view: bool = True) -> np.ndarray:
-        return self.predict_small_batch([image], fine_view)[0]
+    def predict_small(self, image: np.ndarray, fine_view: bool = True, mirror: bool = True) -> np.ndarray:
+        return self.predict_small_batch([image], fine_view, mirror=mirror)[0]
 
-    def predict_batch(self, images: list[np.ndarray], fine_views: bool = True) -> list[np.ndarray]:
+    def predict_batch(self, images: list[np.ndarray], fine_views: bool = True, mirror: bool = True) -> list[np.ndarray]:
         """(h, w, 3) RGB arrays in [0, 1] -> (h, w) float32 masks at each photo's size."""
         out = []
         with torch.inference_mode():
-            for image, mask in zip(images, self.predict_small_tensors(self.upload(images), fine_views)):
+            masks = self.predict_small_tensors(self.upload(images), fine_views, mirror=mirror)
+            for image, mask in zip(images, masks):
                 full = F.interpolate(mask[None, None], size=image.shape[:2], mode="bilinear", align_corners=False)
                 out.append(full[0, 0].clamp(0, 1))
             return to_host(out)
 
-    def predict(self, image: np.ndarray, fine_view: bool = True) -> np.ndarray:
-        return self.predict_batch([image], fine_view)[0]
+    def predict(self, image: np.ndarray, fine_view: bool = True, mirror: bool = True) -> np.ndarray:
+        return self.predict_batch([image], fine_view, mirror)[0]
 

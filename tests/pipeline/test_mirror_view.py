@@ -75,6 +75,9 @@ def test_the_torch_path_mirrors_in_the_same_forward_pass_and_agrees_with_the_cpu
     images = [load(name, 320)[0] for name in ("GT04", "GT02")]  # two shapes; at 512 px the troll's mirror disagrees
     mine = ours.predict_small_batch(images)
     assert rows == [2, 2]  # one pass per network shape, each photo with its mirror
+    plain = Pipeline(device="torch-cpu", segment_side=SMALL_SEGMENT_SIDE).segmenter("isnet")
+    assert np.array_equal(ours.predict_small(images[1], mirror=False), plain.predict_small(images[1]))  # one pass
+    assert rows[2:] == [1]
     for image, mask in zip(images, mine):
         theirs = mirrored_pipeline.segmenter("isnet").predict_small(image)
         difference = np.abs(mask - theirs)
