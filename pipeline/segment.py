@@ -238,7 +238,7 @@ class Segmenter:
         """
         mask, may_look_finer = self.first_view(image, mirror=mirror)
         if fine_view and may_look_finer:
-            mask = self.finer_look(image, mask, notes)
+            mask = self.finer_look(image, mask, notes, mirror)
         return mask
 
     def first_view(self, image: np.ndarray, resized: np.ndarray | None = None,
@@ -259,11 +259,12 @@ class Segmenter:
             return np.clip(resize_float(mask, size[1], size[0]), 0.0, 1.0), False
         return np.clip(mask, 0.0, 1.0), self.asks_twice(height, width)
 
-    def finer_look(self, image: np.ndarray, first: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
+    def finer_look(self, image: np.ndarray, first: np.ndarray, notes: list[str] | None = None,
+                   mirror: bool = True) -> np.ndarray:
         """The first view mixed with the finer side's where they agree (`mix_views`), on the first's grid."""
         height, width = image.shape[:2]
         fine_size = photo_shaped_size(height, width, self.fine_side, self.size_multiple or 1)
-        fine = np.clip(resize_float(self._predict_at(image, fine_size), first.shape[1], first.shape[0]),
+        fine = np.clip(resize_float(self._predict_at(image, fine_size, mirror), first.shape[1], first.shape[0]),
                        0.0, 1.0)
         agreement = subject_agreement(first, fine)
         if notes is not None:

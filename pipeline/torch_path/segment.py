@@ -54,6 +54,14 @@ def to_host(tensors: list[torch.Tensor]) -> list[np.ndarray]:
     return arrays
 
 
+def view_agreements(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """pipeline.segment.subject_agreement over the last two dims, on the device (no host read): the IoU
+    of the two masks' subjects cut at 0.5, 1 where neither has one."""
+    a, b = first > 0.5, second > 0.5
+    union = (a | b).sum(dim=(-2, -1))
+    return torch.where(union > 0, (a & b).sum(dim=(-2, -1)) / union.clamp_min(1), 1.0)
+
+
 class DevicePhotos(Sequence):
     """A batch's photos on the device, stacked by size: one (n, 3, h, w) tensor per photo size.
 
@@ -208,10 +216,7 @@ class TorchSegmenter:
             both = both.contiguous(memory_format=torch.channels_last)
         both = self._forward(both)
         view, mirror = both[:count], both[count:].flip(-1)
-        a, b = view > 0.5, mirror > 0.5
-        union = (a | b).sum(dim=(1, 2, 3))
-        agreement = torch.where(union > 0, (a & b).sum(dim=(1, 2, 3)) / union.clamp_min(1), 1.0)
-        agreed = (agreement >= VIEW_AGREEMENT).view(-1, 1, 1, 1)
+        agreed = (view_agreements(view, mirror) >= VIEW_AGREEMENT)[..., None, None]  # (n, 1, 1, 1)
         return torch.where(agreed, 0.5 * (view + mirror), view)
 
     def warm(self, shapes: tuple[tuple[int, int], ...] | None = None, max_batch: int = 1) -> None:
@@ -252,7 +257,7 @@ class TorchSegmenter:
         masks = Rows(groups, "masks")
         fine = [index for index, may in enumerate(may_look_finer) if fine_views and may]
         if fine:
-            self.mix_fine_views(photos, masks, fine, notes)
+            self.mix_fine_views(photos, masks, fine, notes, mirror)
         return [masks[index] for index in range(len(photos))]
 
     @torch.inference_mode()
@@ -293,31 +298,30 @@ class TorchSegmenter:
                 may_look_finer[index] = index not in asked_again and self.asks_twice(*group.photos.shape[2:])
         return groups, may_look_finer
 
-    def _masks_at(self, images: list[torch.Tensor], sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
+    def _masks_at(self, images: list[torch.Tensor], sizes: list[tuple[int, int]],
+                  mirror: bool = True) -> list[torch.Tensor]:
         """Each photo's (H, W) mask at its size in `sizes`, one forward pass per distinct size."""
         masks: list[torch.Tensor | None] = [None] * len(images)
         for size, members in indices_by(sizes).items():
-            output = self._views(self._network_input([images[index] for index in members], size))
+            output = self._views(self._network_input([images[index] for index in members], size), mirror)
             for row, index in enumerate(members):
                 masks[index] = output[row, 0]
         return masks  # type: ignore[return-value]
 
     def mix_fine_views(self, images: Sequence[torch.Tensor], masks, chosen: list[int],
-                       notes: list[list[str]] | None = None) -> None:
+                       notes: list[list[str]] | None = None, mirror: bool = True) -> None:
         """The CPU path's view mixing on the device, for the photos `chosen`, in place in `masks`
         (a list of (H, W) tensors, or Rows of the size groups' stacks)."""
         fine_sizes = [photo_shaped_size(*images[index].shape[1:], self.fine_side, self.size_multiple or 1)
                       for index in chosen]
-        views = self._masks_at([images[index] for index in chosen], fine_sizes)
+        views = self._masks_at([images[index] for index in chosen], fine_sizes, mirror)
         mixed, agreements = [], []
         for index, view in zip(chosen, views):
             first = masks[index]
             # PIL's bilinear reduction (the CPU path's resize_float) averages like an antialiased resize.
             fine = F.interpolate(view[None, None], size=tuple(first.shape), mode="bilinear", align_corners=False,
                                  antialias=True)[0, 0].clamp(0, 1)
-            a, b = first > 0.5, fine > 0.5
-            union = (a | b).sum()
-            agreements.append(torch.where(union > 0, (a & b).sum() / union.clamp_min(1), 1.0))  # as subject_agreement
+            agreements.append(view_agreements(first, fine))
             mixed.append(mix_views(first, fine))
         for index, agreement, mix in zip(chosen, torch.stack(agreements).tolist(), mixed):  # one host read
             if agreement >= VIEW_AGREEMENT:
