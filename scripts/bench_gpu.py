@@ -470,6 +470,47 @@ def tuning_alternating(pipeline: Pipeline, products: list[bytes], portraits: lis
     measure("lone 1MP portraits, streams", lambda: lone_requests(pipeline, portraits[:lone + 2]))
 
 
+def use_mirror(pipeline: Pipeline, on: bool) -> None:
+    """The warm pipeline's ISNet from now on with its mirror view (issue 12's switch) or without; a
+    batch shape first seen with it is captured on its first pass (the captures run below)."""
+    pipeline.mirror_views = on
+    pipeline.segmenter("isnet").mirror_views = on
+
+
+def mirror(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], out: Path, lone: int,
+           batch: int, parity_photos: list[Path] = ()) -> dict:
+    """Session 29: what ISNet's mirror view (CUTOUT_MIRROR_VIEW, off by default because it costs the
+    CPU path 1.8x) costs the GPU path, where the pipeline thread's host work and not the GPU holds the
+    rate: saturated 1 MP products and portraits and lone requests, mirror off and on taken in turn
+    (A B A B) after a run that makes its captures. The cutouts with it are saved for a comparison with
+    the CPU path's mirror (scripts/device/compare_alphas.py with CUTOUT_MIRROR_VIEW=on)."""
+    answers: dict = {}
+    measure = measurer(answers, out / "mirror_so_far.json")
+    use_mirror(pipeline, True)
+    measure("parity mirror", lambda: parity(pipeline, products[:16] + portraits[:8], out / "alphas_mirror.npz"))
+    if parity_photos:
+        measure("parity at own sizes mirror",
+                lambda: cut_out_at_own_sizes(pipeline, parity_photos, out / "alphas_own_sizes_mirror.npz"))
+    measure("captures (not a finding)", lambda: saturated(pipeline, products, batch, clients=2 * batch))
+    for round in (1, 2):
+        for on in (False, True):
+            use_mirror(pipeline, on)
+            measure(f"saturated 1MP products, batch {batch}, mirror {'on' if on else 'off'}, round {round}",
+                    with_gpu_busy(lambda: saturated(pipeline, products, batch, clients=2 * batch)))
+    for on in (False, True):
+        use_mirror(pipeline, on)
+        measure(f"saturated 1MP portraits, batch {batch}, mirror {'on' if on else 'off'}",
+                with_gpu_busy(lambda: saturated(pipeline, portraits, batch, clients=2 * batch)))
+    for on in (False, True):
+        use_mirror(pipeline, on)
+        measure(f"lone 1MP products, mirror {'on' if on else 'off'}", lambda: lone_requests(pipeline, products[:lone + 2]))
+        measure(f"lone 1MP portraits, mirror {'on' if on else 'off'}",
+                lambda: lone_requests(pipeline, portraits[:lone + 2]))
+    use_mirror(pipeline, False)  # the shipped setting again
+    answers["peak_gpu_gb"] = peak_gpu_gb()
+    return answers
+
+
 def tuning(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], big: list[bytes], out: Path,
            lone: int, parity_photos: list[Path] = (), alternating: bool = False) -> dict:
     """Session 26: each refine thread on a CUDA stream of its own (pipeline/torch_path/streams.py)
@@ -693,6 +734,7 @@ def main() -> int:
     section("overlapped", lambda: overlapped(pipeline, products, portraits, big, args.out, batches, args.lone, own_sizes,
                                              args.quick))
     section("ahead", lambda: second_opinion_ahead(pipeline, products, portraits, big, args.out, 16, args.lone, own_sizes))
+    section("mirror", lambda: mirror(pipeline, products, portraits, args.out, args.lone, max(batches), own_sizes))
     section("tuning", lambda: tuning(pipeline, products, portraits, big, args.out, args.lone, own_sizes,
                                      alternating=os.environ.get("TUNING") == "alternating"))
     if pipeline.device == "cuda":

@@ -19,12 +19,12 @@ echo "exit $?"; date -u
 python3 - <<'PY'
 import json, os
 r = json.load(open(os.environ["OUT"] + "/results.json")) if os.path.exists(os.environ["OUT"] + "/results.json") else {}
-for section in ("overlapped", "ahead", "tuning"):  # a run cut short: what its section had saved so far
+for section in ("overlapped", "ahead", "tuning", "mirror"):  # a run cut short: what its section had saved so far
     if section not in r and os.path.exists(os.environ["OUT"] + f"/{section}_so_far.json"):
         r[section] = json.load(open(os.environ["OUT"] + f"/{section}_so_far.json"))
 print("load_s", r.get("load_s"), "second_opinion_warm_s", r.get("second_opinion_warm_s"),
       "refine_threads", r.get("refine_threads"))
-for section in ("overlapped", "processes", "ahead", "tuning"):
+for section in ("overlapped", "processes", "ahead", "tuning", "mirror"):
     g = r.get(section, {})
     if "failed" in g:
         print(section, g)
