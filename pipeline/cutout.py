@@ -189,8 +189,9 @@ class Pipeline:
         refine_streams: on a CUDA device, each refine thread's work on a stream of its own
             (pipeline/torch_path/streams.py; None: CUTOUT_REFINE_STREAMS, on), not all on one.
         mirror_views: the main model also asked of each photo's mirror image, the two views averaged
-            where they agree (pipeline.segment.with_mirror; None: CUTOUT_MIRROR_VIEW, off): better
-            cutouts on every development set for one more network pass per view.
+            where they agree (pipeline.segment.with_mirror; None: CUTOUT_MIRROR_VIEW, else on with a
+            CUDA device, off on the CPU): better cutouts on every development set for one more
+            network pass per view, which the CPU's speed budget cannot pay.
         """
         self.model_dir = model_dir
         self.cache_dir = cache_dir
@@ -199,7 +200,7 @@ class Pipeline:
         self.segment_side = segment_side or default_segment_side()
         self.keep_aspect = default_keep_aspect() if keep_aspect is None else keep_aspect
         self.fine_views = default_fine_views() if fine_views is None else fine_views
-        self.mirror_views = default_mirror_views() if mirror_views is None else mirror_views
+        self.mirror_views = default_mirror_views(self.device) if mirror_views is None else mirror_views
         self.person_matte = default_person_matte() if person_matte is None else person_matte
         self._segmenters: dict[str, Segmenter] = {}
         self._person_matter: PersonMatter | TorchPersonMatter | None = None

@@ -479,13 +479,13 @@ def use_mirror(pipeline: Pipeline, on: bool) -> None:
 
 def mirror(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], out: Path, lone: int,
            batch: int, parity_photos: list[Path] = ()) -> dict:
-    """Session 29: what ISNet's mirror view (CUTOUT_MIRROR_VIEW, off by default because it costs the
-    CPU path 1.8x) costs the GPU path, where the pipeline thread's host work and not the GPU holds the
-    rate: saturated 1 MP products and portraits and lone requests, mirror off and on taken in turn
+    """Session 29: what ISNet's mirror view (CUTOUT_MIRROR_VIEW; it costs the CPU path 1.8x) costs the
+    GPU path, where the pipeline thread's host work and not the GPU holds the rate: saturated 1 MP products and portraits and lone requests, mirror off and on taken in turn
     (A B A B) after a run that makes its captures. The cutouts with it are saved for a comparison with
     the CPU path's mirror (scripts/device/compare_alphas.py with CUTOUT_MIRROR_VIEW=on)."""
     answers: dict = {}
     measure = measurer(answers, out / "mirror_so_far.json")
+    shipped = pipeline.mirror_views
     use_mirror(pipeline, True)
     measure("parity mirror", lambda: parity(pipeline, products[:16] + portraits[:8], out / "alphas_mirror.npz"))
     if parity_photos:
@@ -506,7 +506,7 @@ def mirror(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], ou
         measure(f"lone 1MP products, mirror {'on' if on else 'off'}", lambda: lone_requests(pipeline, products[:lone + 2]))
         measure(f"lone 1MP portraits, mirror {'on' if on else 'off'}",
                 lambda: lone_requests(pipeline, portraits[:lone + 2]))
-    use_mirror(pipeline, False)  # the shipped setting again
+    use_mirror(pipeline, shipped)
     answers["peak_gpu_gb"] = peak_gpu_gb()
     return answers
 

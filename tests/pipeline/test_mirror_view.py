@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.cutout import Pipeline
-from pipeline.segment import photo_shaped_size, with_mirror
+from pipeline.segment import default_mirror_views, photo_shaped_size, with_mirror
 from tests.conftest import SMALL_SEGMENT_SIDE
 from tests.pipeline.test_pipeline_stages import load
 
@@ -30,7 +30,7 @@ def test_isnet_asks_the_mirrored_photo_too_and_averages_the_two(mirrored_pipelin
     monkeypatch.delenv("CUTOUT_MIRROR_VIEW", raising=False)
     image = load("GT02", 320)[0]
     plain = small_side_pipeline.segmenter("isnet")
-    assert not plain.mirror_views and not Pipeline().mirror_views  # off unless asked for
+    assert not plain.mirror_views and not Pipeline().mirror_views  # off on the CPU unless asked for
     mirrored = mirrored_pipeline.segmenter("isnet")
     assert mirrored.mirror_views and not mirrored_pipeline.segmenter("u2netp").mirror_views
     view = plain.predict_small(image)
@@ -41,6 +41,15 @@ def test_isnet_asks_the_mirrored_photo_too_and_averages_the_two(mirrored_pipelin
     assert np.array_equal(mirrored.predict_small(image, mirror=False), view)  # the benchmark's one-pass raw mask
     monkeypatch.setenv("CUTOUT_MIRROR_VIEW", "on")
     assert Pipeline().mirror_views
+
+
+def test_the_mirror_view_is_on_by_default_where_a_gpu_pays_for_it(monkeypatch):
+    monkeypatch.delenv("CUTOUT_MIRROR_VIEW", raising=False)
+    assert default_mirror_views("cuda") and not default_mirror_views("cpu")
+    monkeypatch.setenv("CUTOUT_MIRROR_VIEW", "off")
+    assert not default_mirror_views("cuda")
+    monkeypatch.setenv("CUTOUT_MIRROR_VIEW", "on")
+    assert default_mirror_views("cpu")
 
 
 def test_a_large_photo_has_both_its_views_mirrored(real_pipeline, monkeypatch):
