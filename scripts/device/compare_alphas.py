@@ -2,7 +2,8 @@
 
     python scripts/device/compare_alphas.py GPU_ALPHAS.npz [--own-sizes GPU_OWN.npz] [--photo-dir .gpu/b/photos]
 
-GPU_ALPHAS.npz: scripts/bench_gpu.py's parity file (arr_0.. = products_1mp then portraits_1mp, in
+The CPU path cuts out as the GPU path does by default (the mirror view on; CUTOUT_MIRROR_VIEW=off for
+files made with it off). GPU_ALPHAS.npz: scripts/bench_gpu.py's parity file (arr_0.. = products_1mp then portraits_1mp, in
 file order); the same JPEGs are cut out here by the CPU path (onnxruntime) and the 8-bit alphas
 compared: mean |difference| in levels, pixels off by more than 2 levels, IoU of the 0.5 cuts. Photos
 at their own sizes (own_sizes/) are also scored against their truths on both paths (alphamatting.com
@@ -23,6 +24,7 @@ from evaluation.benchmark import DEFAULT_DATA  # noqa: E402
 from evaluation.datasets import load_grey  # noqa: E402
 from pipeline.cutout import Pipeline  # noqa: E402
 from pipeline.decode import decode_image  # noqa: E402
+from pipeline.segment import default_mirror_views  # noqa: E402
 
 
 def key(path: Path) -> str:
@@ -35,7 +37,8 @@ def cpu_alphas(paths: list[Path], cache: Path) -> dict[str, np.ndarray]:
         kept = np.load(cache)
         if set(kept.files) == {key(path) for path in paths}:
             return {name: kept[name] for name in kept.files}
-    pipeline = Pipeline(device="cpu")
+    # The GPU path's default: with ISNet's mirror view unless CUTOUT_MIRROR_VIEW says otherwise.
+    pipeline = Pipeline(device="cpu", mirror_views=default_mirror_views("cuda"))
     alphas = {key(path): np.round(pipeline.cutout(decode_image(path.read_bytes())).alpha * 255).astype(np.uint8)
               for path in paths}
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -66,8 +69,10 @@ def main() -> int:
     parser.add_argument("--own-sizes", type=Path)
     parser.add_argument("--photo-dir", type=Path, default=ROOT / ".gpu" / "b" / "photos")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--cache", type=Path, default=ROOT / ".gpu" / "cpu_alphas")
+    parser.add_argument("--cache", type=Path, help="default: .gpu/cpu_alphas_mirror, or .gpu/cpu_alphas with "
+                                                    "CUTOUT_MIRROR_VIEW=off (the CPU cutouts made either way)")
     args = parser.parse_args()
+    args.cache = args.cache or ROOT / ".gpu" / ("cpu_alphas_mirror" if default_mirror_views("cuda") else "cpu_alphas")
     paths = sorted((args.photo_dir / "products_1mp").glob("*.jpg")) + sorted((args.photo_dir / "portraits_1mp").glob("*.jpg"))
     gpu = np.load(args.gpu)
     cpu = cpu_alphas(paths, args.cache / "photos.npz")
