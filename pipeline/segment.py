@@ -58,7 +58,7 @@ def default_mirror_views(device: str = "cpu") -> bool:
     """CUTOUT_MIRROR_VIEW=on / off; unset (auto): on where the pipeline runs on a CUDA device. On 2 CPU
     cores the mirrored photo costs ~1.35 s more at 1 MP and ~3.1 s at 12 MP, past the speed budgets;
     on a GPU it is the same forward pass with twice the rows: 9 % of the saturated 1 MP rate on an
-    H200 and no lone latency measurable beside run-to-run noise (docs/performance.md, session 29)."""
+    H200, a lone 1 MP product 59-62 ms before PNG where 51-59 ms without (docs/performance.md, session 29)."""
     setting = os.environ.get("CUTOUT_MIRROR_VIEW", "auto").lower()
     if setting == "auto":
         return device == "cuda"

@@ -480,9 +480,10 @@ def use_mirror(pipeline: Pipeline, on: bool) -> None:
 def mirror(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], out: Path, lone: int,
            batch: int, parity_photos: list[Path] = ()) -> dict:
     """Session 29: what ISNet's mirror view (CUTOUT_MIRROR_VIEW; it costs the CPU path 1.8x) costs the
-    GPU path, where the pipeline thread's host work and not the GPU holds the rate: saturated 1 MP products and portraits and lone requests, mirror off and on taken in turn
-    (A B A B) after a run that makes its captures. The cutouts with it are saved for a comparison with
-    the CPU path's mirror (scripts/device/compare_alphas.py with CUTOUT_MIRROR_VIEW=on)."""
+    GPU path, where the pipeline thread's host work and not the GPU holds the rate: saturated 1 MP
+    products and portraits and lone requests, mirror off and on taken in turn (A B A B) after a run
+    that makes its captures. The cutouts with it are saved for a comparison with the CPU path's
+    mirror (scripts/device/compare_alphas.py)."""
     answers: dict = {}
     measure = measurer(answers, out / "mirror_so_far.json")
     shipped = pipeline.mirror_views
