@@ -153,11 +153,12 @@ def lone_requests(pipeline: Pipeline, jpegs: list[bytes], warm: int = 2) -> dict
 
 
 def saturated(pipeline: Pipeline, jpegs: list[bytes], batch: int, clients: int,
-              before_timing: Callable[[], None] = lambda: None, overlap: int = 1) -> dict:
+              before_timing: Callable[[], None] = lambda: None, overlap: int = 1,
+              worker_class: type[PipelineWorker] = PipelineWorker) -> dict:
     """Throughput the way the service runs: clients decode + encode, the pipeline thread batches.
     before_timing runs after the warm-up (the processes' section lines their timed runs up with it).
     overlap: batches still finishing behind the one segmented (PipelineWorker)."""
-    worker = PipelineWorker(queue_size=len(jpegs) + 8, max_batch=batch, max_wait_s=0.005, overlap=overlap)
+    worker = worker_class(queue_size=len(jpegs) + 8, max_batch=batch, max_wait_s=0.005, overlap=overlap)
     worker.start()
     options = CutoutOptions()
     lock = threading.Lock()
@@ -512,6 +513,48 @@ def mirror(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], ou
     return answers
 
 
+class ProfiledWorker(PipelineWorker):
+    """A PipelineWorker whose thread runs under cProfile: wall time per call, waits for the GIL and
+    for the device included, so the calls that hold the pipeline thread stand out."""
+
+    def work(self, burst: bool = False) -> int:
+        import cProfile
+
+        self.profile = cProfile.Profile()
+        self.profile.enable()
+        try:
+            return super().work(burst)
+        finally:
+            self.profile.disable()
+
+
+def host_profile(pipeline: Pipeline, products: list[bytes], batch: int, out: Path) -> dict:
+    """Issue 18's next lever: the host, not the GPU, holds the saturated rate (sessions 26, 29). The
+    pipeline thread's calls under saturated 1 MP load, by own time and by cumulative time, written to
+    host_profile.txt; the run's rate is lower than an unprofiled one (cProfile's cost per call)."""
+    import io as text_io
+    import pstats
+
+    answers = {"unprofiled": saturated(pipeline, products, batch, clients=2 * batch)}
+    profiled: list[ProfiledWorker] = []
+
+    class Kept(ProfiledWorker):
+        def start(self) -> None:
+            profiled.append(self)
+            super().start()
+
+    answers["profiled"] = saturated(pipeline, products, batch, clients=2 * batch, worker_class=Kept)
+    report = text_io.StringIO()
+    stats = pstats.Stats(profiled[-1].profile, stream=report)
+    stats.sort_stats("tottime").print_stats(40)
+    stats.sort_stats("cumulative").print_stats(40)
+    (out / "host_profile.txt").write_text(report.getvalue())
+    top = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:15]  # (file, line, name): (cc, nc, tt, ct, callers)
+    answers["pipeline thread, own time (s) of the top calls"] = {
+        f"{Path(key[0]).name}:{key[1]} {key[2]}": round(value[2], 3) for key, value in top}
+    return answers
+
+
 def tuning(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], big: list[bytes], out: Path,
            lone: int, parity_photos: list[Path] = (), alternating: bool = False) -> dict:
     """Session 26: each refine thread on a CUDA stream of its own (pipeline/torch_path/streams.py)
@@ -735,6 +778,7 @@ def main() -> int:
     section("overlapped", lambda: overlapped(pipeline, products, portraits, big, args.out, batches, args.lone, own_sizes,
                                              args.quick))
     section("ahead", lambda: second_opinion_ahead(pipeline, products, portraits, big, args.out, 16, args.lone, own_sizes))
+    section("host_profile", lambda: host_profile(pipeline, products, max(batches), args.out))
     section("mirror", lambda: mirror(pipeline, products, portraits, args.out, args.lone, max(batches), own_sizes))
     section("tuning", lambda: tuning(pipeline, products, portraits, big, args.out, args.lone, own_sizes,
                                      alternating=os.environ.get("TUNING") == "alternating"))
