@@ -154,7 +154,7 @@ def lone_requests(pipeline: Pipeline, jpegs: list[bytes], warm: int = 2) -> dict
 
 def saturated(pipeline: Pipeline, jpegs: list[bytes], batch: int, clients: int,
               before_timing: Callable[[], None] = lambda: None, overlap: int = 1,
-              worker_class: type[PipelineWorker] = PipelineWorker) -> dict:
+              worker_class: Callable[..., PipelineWorker] = PipelineWorker) -> dict:
     """Throughput the way the service runs: clients decode + encode, the pipeline thread batches.
     before_timing runs after the warm-up (the processes' section lines their timed runs up with it).
     overlap: batches still finishing behind the one segmented (PipelineWorker)."""
@@ -514,38 +514,39 @@ def mirror(pipeline: Pipeline, products: list[bytes], portraits: list[bytes], ou
 
 
 class ProfiledWorker(PipelineWorker):
-    """A PipelineWorker whose thread runs under cProfile: wall time per call, waits for the GIL and
-    for the device included, so the calls that hold the pipeline thread stand out."""
+    """A PipelineWorker whose thread runs under cProfile (wall time per call, waits for the GIL and for
+    the device included, so the calls that hold the pipeline thread stand out); each run's profile is
+    added to `profiles`."""
+
+    def __init__(self, *args, profiles: list, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.profiles = profiles
 
     def work(self, burst: bool = False) -> int:
         import cProfile
 
-        self.profile = cProfile.Profile()
-        self.profile.enable()
+        profile = cProfile.Profile()
+        profile.enable()
         try:
             return super().work(burst)
         finally:
-            self.profile.disable()
+            profile.disable()
+            self.profiles.append(profile)
 
 
 def host_profile(pipeline: Pipeline, products: list[bytes], batch: int, out: Path) -> dict:
     """Issue 18's next lever: the host, not the GPU, holds the saturated rate (sessions 26, 29). The
     pipeline thread's calls under saturated 1 MP load, by own time and by cumulative time, written to
     host_profile.txt; the run's rate is lower than an unprofiled one (cProfile's cost per call)."""
-    import io as text_io
+    import functools
     import pstats
 
     answers = {"unprofiled": saturated(pipeline, products, batch, clients=2 * batch)}
-    profiled: list[ProfiledWorker] = []
-
-    class Kept(ProfiledWorker):
-        def start(self) -> None:
-            profiled.append(self)
-            super().start()
-
-    answers["profiled"] = saturated(pipeline, products, batch, clients=2 * batch, worker_class=Kept)
-    report = text_io.StringIO()
-    stats = pstats.Stats(profiled[-1].profile, stream=report)
+    profiles: list = []
+    answers["profiled"] = saturated(pipeline, products, batch, clients=2 * batch,
+                                    worker_class=functools.partial(ProfiledWorker, profiles=profiles))
+    report = io.StringIO()
+    stats = pstats.Stats(profiles[-1], stream=report)
     stats.sort_stats("tottime").print_stats(40)
     stats.sort_stats("cumulative").print_stats(40)
     (out / "host_profile.txt").write_text(report.getvalue())

@@ -31,14 +31,13 @@ def key(path: Path) -> str:
     return f"{path.parent.name}/{path.name}"  # products_1mp/00.jpg and portraits_1mp/00.jpg are two photos
 
 
-def cpu_alphas(paths: list[Path], cache: Path) -> dict[str, np.ndarray]:
+def cpu_alphas(paths: list[Path], cache: Path, mirror: bool) -> dict[str, np.ndarray]:
     """The CPU path's 8-bit alphas for `paths` (by key()), cut out once and kept in `cache`."""
     if cache.exists():
         kept = np.load(cache)
         if set(kept.files) == {key(path) for path in paths}:
             return {name: kept[name] for name in kept.files}
-    # The GPU path's default: with ISNet's mirror view unless CUTOUT_MIRROR_VIEW says otherwise.
-    pipeline = Pipeline(device="cpu", mirror_views=default_mirror_views("cuda"))
+    pipeline = Pipeline(device="cpu", mirror_views=mirror)
     alphas = {key(path): np.round(pipeline.cutout(decode_image(path.read_bytes())).alpha * 255).astype(np.uint8)
               for path in paths}
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -72,10 +71,11 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, help="default: .gpu/cpu_alphas_mirror, or .gpu/cpu_alphas with "
                                                     "CUTOUT_MIRROR_VIEW=off (the CPU cutouts made either way)")
     args = parser.parse_args()
-    args.cache = args.cache or ROOT / ".gpu" / ("cpu_alphas_mirror" if default_mirror_views("cuda") else "cpu_alphas")
+    mirror = default_mirror_views("cuda")  # the GPU path's default, unless CUTOUT_MIRROR_VIEW says otherwise
+    args.cache = args.cache or ROOT / ".gpu" / ("cpu_alphas_mirror" if mirror else "cpu_alphas")
     paths = sorted((args.photo_dir / "products_1mp").glob("*.jpg")) + sorted((args.photo_dir / "portraits_1mp").glob("*.jpg"))
     gpu = np.load(args.gpu)
-    cpu = cpu_alphas(paths, args.cache / "photos.npz")
+    cpu = cpu_alphas(paths, args.cache / "photos.npz", mirror)
     rows = [difference_row(key(path), gpu[f"arr_{index}"], cpu[key(path)])
             for index, path in enumerate(paths) if f"arr_{index}" in gpu.files]
     for kind in ("products", "portraits"):
@@ -87,7 +87,7 @@ def main() -> int:
     if args.own_sizes:
         own = np.load(args.own_sizes)
         own_paths = [args.photo_dir / "own_sizes" / name for name in own.files]
-        cpu_own = cpu_alphas(own_paths, args.cache / "own_sizes.npz")
+        cpu_own = cpu_alphas(own_paths, args.cache / "own_sizes.npz", mirror)
         known_truths = truths(args.data)
         for name in own.files:
             row = difference_row(name, own[name], cpu_own[f"own_sizes/{name}"])
